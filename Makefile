@@ -1,0 +1,58 @@
+# Reclake: `make run` (main job on embedded defaults) and `make test` (the whole suite).
+# Everything installs into .venv from pyproject.toml; nothing outside the repo is assumed
+# but a Python 3.11 interpreter.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATE_DIR ?= $(or $(RECLAKE_STATE_DIR),$(CURDIR)/.reclake)
+PORT ?= 3001
+UI_PORT ?= 3000
+
+# tensorflow-recommenders needs Keras 2 in every process (run workers, pytest, BentoML).
+export TF_USE_LEGACY_KERAS := 1
+export RECLAKE_STATE_DIR := $(STATE_DIR)
+export DAGSTER_HOME := $(STATE_DIR)/dagster_home
+export BENTOML_HOME := $(STATE_DIR)/bentoml
+export BENTOML_DO_NOT_TRACK := True
+export DO_NOT_TRACK := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test ui serve bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip check
+	@touch $@
+
+## run: materialize every asset for the synthetic days and print the run summary
+run: install
+	$(BIN)/python -m automation.main_run
+
+## test: the whole test suite (what CI runs)
+test: install
+	$(BIN)/python -m pytest
+
+## ui: the Dagster UI on UI_PORT, with the runs `make run` recorded
+ui: install
+	$(BIN)/python -m automation.main_run --prepare-only
+	$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
+
+## serve: `bentoml serve` of the model the last run pinned, on PORT
+serve: install
+	@test -f $(STATE_DIR)/current_model_tag || { echo "no model yet: run 'make run' first" >&2; exit 1; }
+	RECLAKE_BENTO_MODEL_TAG=$$(cat $(STATE_DIR)/current_model_tag) \
+		$(BIN)/bentoml serve serving.service:RecommenderService --host 127.0.0.1 --port $(PORT)
+
+## bench: end-to-end timing of the main job (7 days x 50,000 impressions)
+bench: install
+	$(BIN)/python bench/main_job.py
+
+clean:
+	rm -rf $(STATE_DIR)

@@ -1,0 +1,79 @@
+"""Monitoring: a daily Evidently drift report of the features against a reference window."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from assets.partitions import daily_partitions, partition_days, single_run_backfill
+from monitoring.drift import RECLAKE_CATEGORICAL_FEATURES, RECLAKE_NUMERICAL_FEATURES, build_drift_report
+from resources.lake import LakeResource
+from resources.pipeline import PipelineResource
+from resources.warehouse import WarehouseResource
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    group_name="monitoring",
+    deps=[dg.AssetKey("training_examples")],
+    kinds={"evidently", "html"},
+    pool="duckdb_warehouse",
+    # Each day is reported as its own materialization, with its own report and figures.
+    output_required=False,
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+    pipeline: PipelineResource,
+):
+    """An Evidently data-drift report per day: that day's features against the days before it.
+
+    The reference is the ``drift_reference_days`` days before the partition (fewer for
+    the first days). The very first day has no reference: it is recorded with
+    ``status: no reference`` and no report. Reports are HTML files in the lake under
+    ``reports/drift/dt=YYYY-MM-DD/drift_report.html``.
+    """
+    store = lake.get_lake()
+    for day in partition_days(context):
+        first_reference = day - dt.timedelta(days=pipeline.drift_reference_days)
+        frame = warehouse.read_days("training_examples", first_reference, day)
+        dates = pd.to_datetime(frame["event_date"]).dt.date
+        current, reference = frame[dates == day], frame[dates < day]
+        if current.empty or reference.empty:
+            status = "no rows" if current.empty else "no reference"
+            context.log.warning(f"{day}: {status}; no drift report")
+            yield dg.AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=day.isoformat(),
+                metadata={"status": status, "current_rows": len(current)},
+            )
+            continue
+        url = store.drift_report_file(day)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "drift_report.html"
+            summary = build_drift_report(
+                current, reference, RECLAKE_NUMERICAL_FEATURES, RECLAKE_CATEGORICAL_FEATURES, local
+            )
+            store.upload_file(str(local), url)
+        context.log.info(f"{day}: drifted columns {summary.drifted_columns}")
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=day.isoformat(),
+            metadata={
+                "status": "reported",
+                "report_path": dg.MetadataValue.path(url) if store.is_local else dg.MetadataValue.url(url),
+                "drifted_share": summary.drifted_share,
+                "drifted_columns": dg.MetadataValue.json(summary.drifted_columns),
+                "dataset_drift": summary.dataset_drift,
+                "column_scores": dg.MetadataValue.json(summary.column_scores),
+                "reference_days": f"{min(dates[dates < day])} .. {day - dt.timedelta(days=1)}",
+                "current_rows": summary.current_rows,
+                "reference_rows": summary.reference_rows,
+            },
+        )

@@ -1,0 +1,1 @@
+"""Jobs, schedules and sensors: how new data becomes a new model without hand work."""

@@ -1,0 +1,47 @@
+"""The landing sensor: a day that arrives in the landing zone starts its run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from automation.arrivals import decide_arrivals
+from automation.jobs import ingest_to_serve_job
+from resources.lake import LakeResource
+from resources.pipeline import PipelineResource
+
+
+@dg.sensor(
+    job=ingest_to_serve_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches landing/<source>/dt=YYYY-MM-DD/ and runs ingest_to_serve_job once per "
+    "new or re-delivered day; the cursor remembers what it has launched.",
+)
+def landing_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, pipeline: PipelineResource
+) -> dg.SensorResult:
+    landed = lake.get_lake().landed_days(pipeline.source)
+    partitions = ingest_to_serve_job.partitions_def
+    valid_keys = set(partitions.get_partition_keys(dynamic_partitions_store=context.instance))
+    in_range = {day: fp for day, fp in landed.items() if day.isoformat() in valid_keys}
+    skipped = sorted(set(landed) - set(in_range))
+    ingested = {
+        dt.date.fromisoformat(key)
+        for key in context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
+    }
+    arrivals, cursor = decide_arrivals(in_range, context.cursor, ingested)
+    if skipped:
+        context.log.warning(f"landed days outside the partitions, ignored: {[d.isoformat() for d in skipped]}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=arrival.run_key,
+                partition_key=arrival.day.isoformat(),
+                tags={"reclake/trigger": "landing_sensor"},
+            )
+            for arrival in arrivals
+        ],
+        cursor=cursor,
+    )

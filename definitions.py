@@ -1,0 +1,38 @@
+"""Reclake's one ``Definitions``: it only composes what the modules export."""
+
+from __future__ import annotations
+
+import os
+
+# tensorflow-recommenders is Keras-2 only: set before anything imports TensorFlow.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import dagster as dg  # noqa: E402
+
+from assets import features, ingest, models, monitoring, quality, serving  # noqa: E402
+from automation.jobs import ingest_to_serve_job, main_job  # noqa: E402
+from automation.schedules import daily_ingest_schedule  # noqa: E402
+from automation.sensors import landing_sensor  # noqa: E402
+from reclake.settings import Settings, load_settings  # noqa: E402
+from resources import build_resources  # noqa: E402
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """All assets, checks, jobs, schedules and sensors, with resources for ``settings``.
+
+    Child processes (dbt, BentoML) read the lake, warehouse and model store locations
+    from the environment, so they are exported here, where the settings are resolved.
+    """
+    for name, value in settings.child_process_environment().items():
+        os.environ[name] = value
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([ingest, features, models, serving, monitoring]),
+        asset_checks=dg.load_asset_checks_from_modules([quality]),
+        jobs=[main_job, ingest_to_serve_job],
+        schedules=[daily_ingest_schedule],
+        sensors=[landing_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(load_settings())

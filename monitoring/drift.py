@@ -1,0 +1,208 @@
+"""Feature drift between two samples of `training_examples`, computed with Evidently.
+
+`build_drift_report` runs Evidently's `DataDriftPreset` on the requested columns, writes
+the interactive HTML report to a local file and returns a small `DriftSummary` read
+from the report snapshot by metric type (never by position).
+
+Evidently picks the statistical test per column from the column type, the number of
+distinct values and the reference size: up to 1,000 reference rows it uses p-values
+(K-S, chi-square or Z-test; lower means more drift), above that distances (normed
+Wasserstein, Jensen-Shannon; higher means more drift). `DriftSummary.column_methods`
+says which test produced each score.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+RECLAKE_NUMERICAL_FEATURES: tuple[str, ...] = (
+    "price",
+    "user_ctr_7d",
+    "item_ctr_7d",
+    "user_impressions_7d",
+    "item_impressions_7d",
+)
+"""Numerical `training_examples` columns monitored for drift by default."""
+
+RECLAKE_CATEGORICAL_FEATURES: tuple[str, ...] = (
+    "user_segment",
+    "device",
+    "category",
+    "slot_position",
+    "hour_of_day",
+)
+"""Categorical `training_examples` columns monitored for drift by default."""
+
+_FAILED_TEST_STATUS = "FAIL"
+
+
+@dataclass(frozen=True)
+class DriftSummary:
+    """What an Evidently data drift report found.
+
+    Attributes:
+        drifted_columns: Columns whose drift test fired, in the order requested.
+        drifted_share: Share of the analysed columns that drifted (0..1).
+        column_scores: Drift score per column (a p-value or a distance, see
+            `column_methods`).
+        column_methods: Name of the statistical test Evidently used per column,
+            e.g. `"K-S p_value"` or `"Wasserstein distance (normed)"`.
+        dataset_drift: True when `drifted_share` reached the report's `drift_share`.
+        current_rows: Number of rows in the current sample.
+        reference_rows: Number of rows in the reference sample.
+    """
+
+    drifted_columns: list[str]
+    drifted_share: float
+    column_scores: dict[str, float]
+    column_methods: dict[str, str]
+    dataset_drift: bool
+    current_rows: int
+    reference_rows: int
+
+
+def build_drift_report(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    numerical_columns: Sequence[str],
+    categorical_columns: Sequence[str],
+    html_path: str | os.PathLike[str],
+    *,
+    drift_share: float = 0.5,
+) -> DriftSummary:
+    """Compare `current` with `reference` column by column and save an HTML report.
+
+    Only the listed columns are analysed; other columns in the frames are ignored.
+
+    Args:
+        current: The recent sample, e.g. the newest day of `training_examples`.
+        reference: The baseline sample, e.g. the training window.
+        numerical_columns: Columns compared as numbers (must have a numeric dtype).
+        categorical_columns: Columns compared as categories (strings or small ints).
+        html_path: Local file to write the Evidently HTML report to; parent
+            folders are created.
+        drift_share: Share of drifted columns at which the whole dataset counts
+            as drifted (Evidently's `drift_share`, default 0.5).
+
+    Returns:
+        A `DriftSummary` with the drifted columns and per-column scores.
+
+    Raises:
+        ValueError: If a frame is empty, a requested column is missing from a frame,
+            a numerical column is not numeric, no columns are requested, a column is
+            listed both as numerical and categorical, or `drift_share` is outside (0, 1].
+    """
+    numerical = list(numerical_columns)
+    categorical = list(categorical_columns)
+    columns = _check_columns(numerical, categorical)
+    if not 0.0 < drift_share <= 1.0:
+        raise ValueError(f"drift_share must be in (0, 1], got {drift_share}")
+    for name, frame in (("current", current), ("reference", reference)):
+        _check_frame(name, frame, columns, numerical)
+
+    # Evidently takes several seconds to import: load it only when a report is built.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
+    snapshot = report.run(
+        Dataset.from_pandas(current[columns], data_definition=definition),
+        Dataset.from_pandas(reference[columns], data_definition=definition),
+    )
+
+    path = Path(html_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # save_html silently ignores non-str paths, so pass a str.
+    snapshot.save_html(str(path))
+
+    return _summarise(
+        snapshot.dict(),
+        columns=columns,
+        drift_share=drift_share,
+        current_rows=len(current),
+        reference_rows=len(reference),
+    )
+
+
+def _check_columns(numerical: list[str], categorical: list[str]) -> list[str]:
+    """Return numerical + categorical columns, rejecting empty or overlapping lists."""
+    columns = numerical + categorical
+    if not columns:
+        raise ValueError("no columns requested: pass at least one numerical or categorical column")
+    both = sorted(set(numerical) & set(categorical))
+    if both:
+        raise ValueError(f"columns listed as both numerical and categorical: {both}")
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise ValueError(f"columns listed more than once: {duplicated}")
+    return columns
+
+
+def _check_frame(name: str, frame: pd.DataFrame, columns: list[str], numerical: list[str]) -> None:
+    """Raise ValueError if `frame` is empty, lacks a column or has a non-numeric numerical column."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) == 0:
+        raise ValueError(f"{name} frame is empty: drift needs at least one row on each side")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} frame is missing columns {missing}; it has {list(frame.columns)}")
+    not_numeric = [c for c in numerical if not pd.api.types.is_numeric_dtype(frame[c])]
+    if not_numeric:
+        dtypes = {c: str(frame[c].dtype) for c in not_numeric}
+        raise ValueError(f"{name} frame has non-numeric numerical columns: {dtypes}")
+
+
+def _summarise(
+    snapshot: dict[str, Any],
+    *,
+    columns: list[str],
+    drift_share: float,
+    current_rows: int,
+    reference_rows: int,
+) -> DriftSummary:
+    """Read a `DriftSummary` out of `Snapshot.dict()`, matching metrics by their type."""
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
+
+    value_drift_type = ValueDrift.__get_type__()
+    drifted_count_type = DriftedColumnsCount.__get_type__()
+
+    scores: dict[str, float] = {}
+    methods: dict[str, str] = {}
+    shares: list[float] = []
+    for metric in snapshot["metrics"]:
+        config = metric["config"]
+        if config["type"] == value_drift_type:
+            scores[config["column"]] = float(metric["value"])
+            methods[config["column"]] = str(config["method"])
+        elif config["type"] == drifted_count_type:
+            shares.append(float(metric["value"]["share"]))
+
+    drifted = {
+        test["metric_config"]["params"]["column"]
+        for test in snapshot["tests"]
+        if test["metric_config"]["params"]["type"] == value_drift_type and test["status"] == _FAILED_TEST_STATUS
+    }
+
+    missing = [c for c in columns if c not in scores]
+    if len(shares) != 1 or missing:
+        raise RuntimeError(
+            f"unexpected Evidently snapshot: {len(shares)} DriftedColumnsCount metrics, "
+            f"no ValueDrift result for {missing}"
+        )
+    share = shares[0]
+    return DriftSummary(
+        drifted_columns=[c for c in columns if c in drifted],
+        drifted_share=share,
+        column_scores={c: scores[c] for c in columns},
+        column_methods={c: methods[c] for c in columns},
+        dataset_drift=share >= drift_share,
+        current_rows=current_rows,
+        reference_rows=reference_rows,
+    )

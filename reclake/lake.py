@@ -1,0 +1,179 @@
+"""The lake: one fsspec root (a local folder or ``s3://bucket/prefix``) and its layout.
+
+Every path the pipeline reads or writes is named here, so the layout documented in
+``docs/data-contracts.md`` has one home in code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_DAY_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake root URL plus the storage options its filesystem needs.
+
+    Args:
+        root: fsspec URL or local path of the lake root.
+        storage_options: keyword arguments for the fsspec filesystem (for S3:
+            ``client_kwargs={"endpoint_url": ...}``, ``key``, ``secret``).
+    """
+
+    root: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: str, s3_endpoint_url: str | None = None) -> "Lake":
+        """A lake at ``root``; for ``s3://`` roots, optionally on an S3-compatible endpoint.
+
+        S3 credentials come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, ...).
+        """
+        options: dict[str, Any] = {}
+        if root.startswith("s3://") and s3_endpoint_url:
+            options["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
+        return cls(root=root, storage_options=options)
+
+    # ---- filesystem -------------------------------------------------------------
+    @property
+    def protocol(self) -> str:
+        return self.root.split("://", 1)[0] if "://" in self.root else "file"
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.filesystem(self.protocol, **self.storage_options)
+
+    @property
+    def is_local(self) -> bool:
+        return self.protocol == "file"
+
+    def url(self, *parts: str) -> str:
+        """Full URL (or local path) of ``parts`` under the root."""
+        return posixpath.join(self.root.rstrip("/"), *parts)
+
+    # ---- layout -----------------------------------------------------------------
+    def landing_dir(self, source: str, day: dt.date) -> str:
+        return self.url("landing", source, f"dt={day.isoformat()}")
+
+    def truth_file(self, source: str, day: dt.date) -> str:
+        return self.url("truth", source, f"dt={day.isoformat()}", "truth.parquet")
+
+    def bronze_file(self, day: dt.date) -> str:
+        return self.url("bronze", "events", f"dt={day.isoformat()}", "part-0.parquet")
+
+    def bronze_glob(self) -> str:
+        return self.url("bronze", "events", "*", "*.parquet")
+
+    def quarantine_file(self, source: str, day: dt.date) -> str:
+        return self.url("quarantine", source, f"dt={day.isoformat()}", "quarantine.parquet")
+
+    def drift_report_file(self, day: dt.date) -> str:
+        return self.url("reports", "drift", f"dt={day.isoformat()}", "drift_report.html")
+
+    def model_dir(self, model_version: str) -> str:
+        return self.url("models", model_version)
+
+    def run_summary_file(self) -> str:
+        return self.url("run_summary.json")
+
+    # ---- operations -------------------------------------------------------------
+    def exists(self, url: str) -> bool:
+        return self.fs.exists(url)
+
+    def list_files(self, folder: str) -> list[str]:
+        """Files directly inside ``folder`` (sorted URLs); empty when it is missing."""
+        fs = self.fs
+        if not fs.exists(folder):
+            return []
+        prefix = "" if self.is_local else f"{self.protocol}://"
+        return sorted(prefix + p for p in fs.ls(folder, detail=False) if fs.isfile(p))
+
+    def landed_days(self, source: str) -> dict[dt.date, str]:
+        """Days present in a source's landing zone, each with a content fingerprint.
+
+        The fingerprint (file names, sizes and modification times) changes when a day is
+        delivered again, so a sensor can tell a re-delivery from a day it has seen.
+        """
+        fs = self.fs
+        base = self.url("landing", source)
+        if not fs.exists(base):
+            return {}
+        days: dict[dt.date, str] = {}
+        for entry in fs.ls(base, detail=True):
+            name = posixpath.basename(entry["name"].rstrip("/"))
+            match = _DAY_FOLDER.match(name)
+            if entry["type"] != "directory" or not match:
+                continue
+            files = fs.ls(entry["name"], detail=True)
+            parts = sorted(
+                f"{posixpath.basename(f['name'])}:{f.get('size')}:{_mtime(f)}"
+                for f in files
+                if f["type"] == "file"
+            )
+            if parts:
+                days[dt.date.fromisoformat(match.group(1))] = "|".join(parts)
+        return days
+
+    def remove(self, url: str) -> None:
+        """Delete a file or folder if it exists."""
+        fs = self.fs
+        if fs.exists(url):
+            fs.rm(url, recursive=True)
+
+    def write_bytes(self, url: str, data: bytes) -> None:
+        fs = self.fs
+        fs.makedirs(posixpath.dirname(url), exist_ok=True)
+        with fs.open(url, "wb") as handle:
+            handle.write(data)
+
+    def read_bytes(self, url: str) -> bytes:
+        with self.fs.open(url, "rb") as handle:
+            return handle.read()
+
+    def write_parquet(self, frame: pd.DataFrame, url: str) -> None:
+        """Write a frame as one Parquet file, replacing any file there."""
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        self.write_bytes(url, buffer.getvalue())
+
+    def read_parquet(self, url: str) -> pd.DataFrame:
+        with self.fs.open(url, "rb") as handle:
+            return pq.read_table(handle).to_pandas()
+
+    def iter_lines(self, url: str) -> Iterator[bytes]:
+        """Lines of a (possibly gzipped) text file, without line endings."""
+        compression = "gzip" if url.endswith(".gz") else None
+        with self.fs.open(url, "rb", compression=compression) as handle:
+            for line in handle:
+                yield line.rstrip(b"\r\n")
+
+    def upload_file(self, local_path: str, url: str) -> None:
+        """Copy a local file into the lake."""
+        with open(local_path, "rb") as handle:
+            self.write_bytes(url, handle.read())
+
+    def upload_dir(self, local_dir: str, url: str) -> None:
+        """Copy a local folder tree into the lake (replacing what was there)."""
+        self.remove(url)
+        fs = self.fs
+        fs.makedirs(url, exist_ok=True)
+        fs.put(local_dir.rstrip("/") + "/", url.rstrip("/") + "/", recursive=True)
+
+
+def _mtime(info: dict[str, Any]) -> str:
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        if info.get(key) is not None:
+            return str(info[key])
+    return ""

@@ -1,0 +1,51 @@
+"""Typed, configurable Dagster resources with working local defaults.
+
+``build_resources`` is the one place that turns ``reclake.settings.Settings`` into the
+resources the assets use; tests pass other settings (a temporary lake, an S3 server)
+instead of patching internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster_dbt import DbtCliResource
+
+from reclake.settings import PROJECT_ROOT, Settings
+from resources.lake import LakeResource
+from resources.model_store import ModelStoreResource
+from resources.pipeline import PipelineResource, SyntheticSourceResource
+from resources.warehouse import WarehouseResource
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The resources for ``settings``, keyed by the names the assets ask for."""
+    synthetic = settings.synthetic
+    return {
+        "lake": LakeResource(root=settings.lake_root, s3_endpoint_url=settings.s3_endpoint_url),
+        "warehouse": WarehouseResource(path=settings.warehouse_path),
+        "dbt": DbtCliResource(
+            project_dir=str(PROJECT_ROOT / "dbt_project"),
+            target="s3" if settings.lake_root.startswith("s3://") else "local",
+        ),
+        "model_store": ModelStoreResource(
+            bentoml_home=str(settings.bentoml_home),
+            pinned_tag_file=str(settings.current_model_tag_file),
+        ),
+        "pipeline": PipelineResource(
+            source=settings.source,
+            training_window_days=settings.training_window_days,
+            drift_reference_days=settings.drift_reference_days,
+            quarantine_max_share=settings.quarantine_max_share,
+        ),
+        "synthetic": SyntheticSourceResource(
+            start_date=synthetic.start_date,
+            days=synthetic.days,
+            events_per_day=synthetic.events_per_day,
+            n_users=synthetic.n_users,
+            n_items=synthetic.n_items,
+            seed=synthetic.seed,
+            drift_from_day=synthetic.drift_from_day,
+            drift_kind=synthetic.drift_kind,
+        ),
+    }

@@ -1,0 +1,54 @@
+"""The DuckDB warehouse that dbt builds, as a Dagster resource for reading marts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Read access to the DuckDB file that dbt writes.
+
+    Attributes:
+        path: the DuckDB database file (``.reclake/warehouse.duckdb`` by default).
+    """
+
+    path: str
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection; DuckDB allows one writer, and that is dbt."""
+        if not Path(self.path).exists():
+            raise FileNotFoundError(f"the warehouse {self.path} does not exist yet: build the dbt models first")
+        connection = duckdb.connect(self.path, read_only=True)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def query(self, sql: str, parameters: Sequence[object] = ()) -> pd.DataFrame:
+        """Run one query and return its rows as a DataFrame."""
+        with self.connect() as connection:
+            return connection.execute(sql, list(parameters)).df()
+
+    def read_days(self, table: str, first_day: dt.date, last_day: dt.date) -> pd.DataFrame:
+        """Rows of a mart whose ``event_date`` lies in ``[first_day, last_day]``."""
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        return self.query(
+            f"select * from {table} where event_date between ? and ? order by event_ts, event_id",
+            [first_day, last_day],
+        )
+
+    def event_dates(self, table: str) -> list[dt.date]:
+        """The distinct ``event_date`` values in a mart, oldest first."""
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        frame = self.query(f"select distinct event_date from {table} order by event_date")
+        return [pd.Timestamp(v).date() for v in frame["event_date"]]

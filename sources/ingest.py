@@ -1,0 +1,77 @@
+"""Landing day -> bronze Parquet plus quarantine: the ingestion step, without Dagster."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from reclake.lake import Lake
+from sources.bronze_schema import QUARANTINE_COLUMNS, validate_events
+from sources.landing import read_landing_day
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class IngestedDay:
+    """What ingesting one landing day produced.
+
+    ``input_rows == bronze_rows + quarantined_rows`` always holds.
+    """
+
+    day: dt.date
+    files: list[str]
+    input_rows: int
+    bronze_rows: int
+    quarantined_rows: int
+    bronze_url: str
+    quarantine_url: str | None
+    reasons: dict[str, int]  # field -> rejected rows naming it
+
+    @property
+    def quarantined_share(self) -> float:
+        return self.quarantined_rows / self.input_rows if self.input_rows else 0.0
+
+
+def ingest_landing_day(lake: Lake, source: str, day: dt.date) -> IngestedDay:
+    """Validate one landing day and write it to bronze, replacing any earlier version.
+
+    Good rows go to ``bronze/events/dt=<day>/part-0.parquet``; rejected rows (broken
+    JSON, missing or mistyped fields, rule violations) go to the quarantine file with
+    their file, line, field and reason. Both are rewritten on every run, so
+    re-materializing a day replaces it.
+
+    Raises:
+        sources.landing.NoLandingDataError: when the day has no landing files.
+    """
+    landing = read_landing_day(lake, source, day)
+    validated = validate_events(landing.records, day) if len(landing.records) else None
+    valid = validated.valid if validated else None
+    quarantined = pd.concat(
+        [landing.unparseable] + ([validated.quarantined] if validated else []), ignore_index=True
+    )[QUARANTINE_COLUMNS]
+    quarantined = quarantined.sort_values(["source_file", "line_number"], kind="stable").reset_index(drop=True)
+
+    bronze_url = lake.bronze_file(day)
+    lake.remove(bronze_url)
+    if valid is not None and len(valid):
+        lake.write_parquet(valid, bronze_url)
+    quarantine_url = lake.quarantine_file(source, day)
+    lake.remove(quarantine_url)
+    if len(quarantined):
+        lake.write_parquet(quarantined, quarantine_url)
+
+    reasons: dict[str, int] = {}
+    for fields in quarantined["field"]:
+        for field in str(fields).split(", "):
+            reasons[field] = reasons.get(field, 0) + 1
+    return IngestedDay(
+        day=day,
+        files=landing.files,
+        input_rows=landing.input_rows,
+        bronze_rows=0 if valid is None else len(valid),
+        quarantined_rows=len(quarantined),
+        bronze_url=bronze_url,
+        quarantine_url=quarantine_url if len(quarantined) else None,
+        reasons=reasons,
+    )
