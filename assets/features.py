@@ -1,6 +1,5 @@
 """Feature tables: the dbt project (staging, facts, dimensions, training mart) as assets."""
 
-from __future__ import annotations
 
 import json
 from collections.abc import Mapping
@@ -11,13 +10,15 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from assets.partitions import daily_partitions, single_run_backfill
 from reclake.settings import PROJECT_ROOT
+from resources import DBT_EXECUTABLE
 from resources.lake import LakeResource
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT / "dbt_project")
-# `dagster dev` re-parses on load; elsewhere parse once when no manifest exists yet.
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
-    dbt_project.preparer.prepare(dbt_project)
+# `dagster dev` re-parses on every load; elsewhere parse once, when no manifest exists yet.
+if dbt_project.preparer.using_dagster_dev() or not dbt_project.manifest_path.exists():
+    DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
+        ["parse", "--quiet"], target_path=dbt_project.target_path
+    ).wait()
 
 
 class ReclakeDbtTranslator(DagsterDbtTranslator):

@@ -1,6 +1,5 @@
 """The daily partitions every day-shaped asset shares, declared once."""
 
-from __future__ import annotations
 
 import datetime as dt
 

@@ -1,6 +1,5 @@
 """Great Expectations on the training mart, as a blocking asset check."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Jobs, selected by asset group so that they read like the architecture."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """The daily schedule over the ingest-to-serve job."""
 
-from __future__ import annotations
 
 import dagster as dg
 

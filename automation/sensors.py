@@ -1,6 +1,5 @@
 """The landing sensor: a day that arrives in the landing zone starts its run."""
 
-from __future__ import annotations
 
 import datetime as dt
 

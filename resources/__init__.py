@@ -5,8 +5,9 @@ resources the assets use; tests pass other settings (a temporary lake, an S3 ser
 instead of patching internals.
 """
 
-from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 from dagster_dbt import DbtCliResource
@@ -17,6 +18,9 @@ from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
 from resources.warehouse import WarehouseResource
 
+# The dbt installed beside this interpreter, whether or not the venv is activated.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for ``settings``, keyed by the names the assets ask for."""
@@ -26,6 +30,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "warehouse": WarehouseResource(path=settings.warehouse_path),
         "dbt": DbtCliResource(
             project_dir=str(PROJECT_ROOT / "dbt_project"),
+            dbt_executable=DBT_EXECUTABLE,
             target="s3" if settings.lake_root.startswith("s3://") else "local",
         ),
         "model_store": ModelStoreResource(

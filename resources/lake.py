@@ -1,6 +1,5 @@
 """The lake as a Dagster resource: a root URL and, for S3-compatible stores, an endpoint."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Pipeline-wide knobs as Dagster resources: which source, windows, thresholds."""
 
-from __future__ import annotations
 
 import dagster as dg
 

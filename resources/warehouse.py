@@ -1,6 +1,5 @@
 """The DuckDB warehouse that dbt builds, as a Dagster resource for reading marts."""
 
-from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager

@@ -121,16 +121,17 @@ def _dbt_build(work_dir: Path, min_date: str, max_date: str) -> None:
             str(work_dir / "target"),
             "--log-path",
             str(work_dir / "logs"),
+            "--no-use-colors",
             "--vars",
             f"{{min_date: '{min_date}', max_date: '{max_date}'}}",
         ]
     )
-    failed = [
-        f"{node.node.unique_id}: {node.status} {node.message}"
+    failures = [
+        f"{node.node.unique_id}: {node.message}"
         for node in (result.result or [])
-        if str(node.status) not in ("success", "pass")
+        if str(node.status) in ("error", "fail")
     ]
-    assert result.success, f"dbt build failed: {result.exception or failed}"
+    assert result.success, f"dbt build failed: {result.exception or failures}"
 
 
 @dataclass(frozen=True)

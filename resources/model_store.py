@@ -1,0 +1,60 @@
+"""The BentoML model store as a Dagster resource: where served models are registered."""
+
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+
+from reclake.lake import Lake
+
+MODEL_NAME = "reclake_recommender"
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """Registers exported SavedModels in a BentoML model store and pins the served tag.
+
+    Attributes:
+        bentoml_home: the BentoML home whose ``models/`` folder is the store
+            (``.reclake/bentoml`` by default; ``bentoml serve`` must use the same).
+        pinned_tag_file: file holding the tag ``make serve`` serves.
+    """
+
+    bentoml_home: str
+    pinned_tag_file: str
+
+    def register(self, lake: Lake, savedmodel_url: str, metadata: dict, labels: dict[str, str]) -> str:
+        """Copy a SavedModel from the lake into the store; returns its ``name:version`` tag."""
+        self._use_home()
+        from serving.bento_store import save_to_bento_store
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "savedmodel"
+            if lake.is_local:
+                local = Path(savedmodel_url)
+            else:
+                lake.fs.get(savedmodel_url.rstrip("/") + "/", str(local) + "/", recursive=True)
+            return save_to_bento_store(str(local), name=MODEL_NAME, metadata=metadata, labels=labels)
+
+    def pin(self, tag: str) -> None:
+        """Make ``tag`` the model that ``make serve`` serves."""
+        path = Path(self.pinned_tag_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tag + "\n")
+
+    def pinned(self) -> str | None:
+        path = Path(self.pinned_tag_file)
+        return path.read_text().strip() if path.exists() else None
+
+    def _use_home(self) -> None:
+        """Point BentoML at this store; refuse if it already resolved another one."""
+        home = str(Path(self.bentoml_home).resolve())
+        current = os.environ.get("BENTOML_HOME")
+        if "bentoml" in sys.modules and current and Path(current).resolve() != Path(home):
+            raise RuntimeError(
+                f"BentoML is already using the store {current}; this resource wants {home}. "
+                "Set BENTOML_HOME before BentoML is imported."
+            )
+        os.environ["BENTOML_HOME"] = home

@@ -1,0 +1,57 @@
+"""Shared test set-up: every process gets Keras 2, a private BentoML home and no telemetry.
+
+Pipeline tests build real Definitions from real ``Settings`` pointing at temporary
+folders (or a local S3 server); nothing is patched.
+"""
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+# Before anything imports TensorFlow or BentoML, in this process and in its children.
+_SESSION_STATE = Path(tempfile.mkdtemp(prefix="reclake-test-state-"))
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["BENTOML_HOME"] = str(_SESSION_STATE / "bentoml")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def session_state_dir() -> Path:
+    """The state folder whose ``bentoml/`` is this session's BentoML home."""
+    return _SESSION_STATE
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_settings(tmp_path: Path, state_dir: Path, **overrides: str):
+    """Real ``Settings`` for a small synthetic world in ``tmp_path``.
+
+    ``overrides`` are ``RECLAKE_*`` variable names without the prefix, e.g.
+    ``SYNTHETIC_DAYS="2"``.
+    """
+    from reclake.settings import load_settings
+
+    environ = {
+        "RECLAKE_STATE_DIR": str(state_dir),
+        "RECLAKE_LAKE_ROOT": str(tmp_path / "lake"),
+        "RECLAKE_WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+        "RECLAKE_SYNTHETIC_DAYS": "3",
+        "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": "6000",
+        "RECLAKE_SYNTHETIC_USERS": "400",
+        "RECLAKE_SYNTHETIC_ITEMS": "150",
+    }
+    environ.update({f"RECLAKE_{name}": value for name, value in overrides.items()})
+    return load_settings(environ)
