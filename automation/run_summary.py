@@ -34,6 +34,16 @@ def step_durations(instance: dg.DagsterInstance, run_id: str) -> dict[str, float
     return durations
 
 
+def check_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
+    """``asset/check`` -> passed, for every asset check evaluated in a run (the last word wins)."""
+    outcomes: dict[str, bool] = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        key = evaluation.asset_check_key
+        outcomes[f"{key.asset_key.to_user_string()}/{key.name}"] = evaluation.passed
+    return outcomes
+
+
 def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict[str, Any], str]:
     """Materialize every asset for the synthetic days as one run and write the summary.
 
@@ -72,6 +82,7 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict
         if materialization.partition:
             by_partition[name][materialization.partition] = metadata
 
+    checks = check_outcomes(instance, result.run_id)
     model = latest["recommender_model"]
     drift = by_partition["drift_report"].get(days[-1].isoformat(), {})
     summary = {
@@ -82,6 +93,7 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict
         "drift_report_path": drift.get("report_path"),
         "partitions": [d.isoformat() for d in days],
         "stage_seconds": step_durations(instance, result.run_id),
+        "checks": {"passed": sum(checks.values()), "failed": sorted(k for k, ok in checks.items() if not ok)},
         "run_id": result.run_id,
     }
     lake = Lake.open(settings.lake_root, settings.s3_endpoint_url)

@@ -62,9 +62,6 @@ ITEM_LOOKUP_FEATURES: tuple[str, ...] = (
     "item_ctr_7d",
     "item_impressions_7d",
 )
-assert sorted(REQUEST_FEATURES + USER_LOOKUP_FEATURES + ITEM_LOOKUP_FEATURES) == sorted(
-    RANKING_FEATURES
-), "every ranking feature needs exactly one serving-time source"
 
 # Two-tower retrieval inputs: the query (user) tower and the candidate (item) tower.
 QUERY_FEATURES: tuple[str, ...] = ("user_id", "user_segment")
@@ -130,6 +127,32 @@ def label_array(frame: pd.DataFrame) -> np.ndarray:
     return labels.astype(np.float32)
 
 
+def string_vocabulary(feature: str, values: np.ndarray, min_count: int = 1) -> tuple[str, ...]:
+    """Sorted distinct strings of ``values`` seen at least ``min_count`` times.
+
+    Values left out (and values never seen) share the models' OOV bucket, which then
+    gets trained on real rows instead of staying at its random initialisation.
+
+    Args:
+        feature: Feature name, for error messages.
+        values: The feature's training values.
+        min_count: Minimum number of occurrences to get an own vocabulary entry.
+
+    Raises:
+        ValueError: if ``min_count < 1`` or no value occurs ``min_count`` times.
+    """
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    distinct, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
+    vocabulary = tuple(str(v) for v in distinct[counts >= min_count])
+    if not vocabulary:
+        raise ValueError(
+            f"vocabulary of {feature!r} is empty: none of its {len(distinct)} distinct value(s) occurs "
+            f"{min_count} times; lower the vocabulary min_count or train on more rows"
+        )
+    return vocabulary
+
+
 def transform_numeric(feature: NumericFeature, values: np.ndarray) -> np.ndarray:
     """Apply the feature's fixed transform (log1p or identity) in float64."""
     values = np.asarray(values, dtype=np.float64)
@@ -154,29 +177,40 @@ class FeatureVocabularies:
     integers: dict[str, tuple[int, ...]]
     moments: dict[str, tuple[float, float]]
 
+    def to_dict(self) -> dict[str, dict[str, list]]:
+        """JSON-compatible form (lists instead of tuples); inverse of ``from_dict``."""
+        return {
+            "strings": {name: list(values) for name, values in self.strings.items()},
+            "integers": {name: list(values) for name, values in self.integers.items()},
+            "moments": {name: list(values) for name, values in self.moments.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, list]]) -> FeatureVocabularies:
+        """Rebuild from ``to_dict`` output."""
+        return cls(
+            strings={name: tuple(str(v) for v in values) for name, values in data["strings"].items()},
+            integers={name: tuple(int(v) for v in values) for name, values in data["integers"].items()},
+            moments={name: (float(values[0]), float(values[1])) for name, values in data["moments"].items()},
+        )
+
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, min_count: int = 1) -> FeatureVocabularies:
         """Learn vocabularies and moments from the ranking feature columns of ``frame``.
 
         Args:
             frame: Training rows with every ranking feature column.
-            min_count: String values seen fewer times are left out of their vocabulary,
-                so they (and values never seen) share the OOV bucket, which then gets
-                trained on real rows.
+            min_count: String values seen fewer times are left out of their vocabulary
+                (see ``string_vocabulary``).
 
         Raises:
             ValueError: if ``frame`` is empty or misses a ranking feature column, or
-                ``min_count < 1``.
+                a vocabulary ends up empty (see ``string_vocabulary``).
         """
         if frame.empty:
             raise ValueError("cannot build feature vocabularies from an empty frame")
-        if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
         arrays = feature_arrays(frame)
-        strings = {}
-        for name in STRING_FEATURES:
-            values, counts = np.unique(arrays[name].astype(str), return_counts=True)
-            strings[name] = tuple(str(v) for v in values[counts >= min_count])
+        strings = {name: string_vocabulary(name, arrays[name], min_count) for name in STRING_FEATURES}
         integers = {name: tuple(int(v) for v in np.unique(arrays[name])) for name in INTEGER_FEATURES}
         moments = {}
         for feature in NUMERIC_FEATURES:

@@ -12,9 +12,9 @@ can reuse it next to the DCN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-import models  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -125,6 +125,8 @@ class DCNRanker(keras.Model):
 
     def __init__(self, vocabularies: FeatureVocabularies, config: RankingConfig, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.vocabularies = vocabularies
+        self.config = config
         self.encoder = RankingFeatureEncoder(vocabularies, config.embedding_dim, name="encoder")
         self.cross = [tfrs.layers.dcn.Cross(name=f"cross_{i}") for i in range(config.cross_layers)]
         self.deep = [keras.layers.Dense(units, activation="relu", name=f"deep_{i}") for i, units in enumerate(config.deep_units)]
@@ -138,6 +140,16 @@ class DCNRanker(keras.Model):
         for dense in self.deep:
             x = dense(x)
         return tf.squeeze(tf.sigmoid(self.logit(x)), axis=1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "vocabularies": self.vocabularies.to_dict(), "config": asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DCNRanker:
+        settings = dict(config["config"], deep_units=tuple(config["config"]["deep_units"]))
+        return cls(
+            FeatureVocabularies.from_dict(config["vocabularies"]), RankingConfig(**settings), name=config["name"]
+        )
 
 
 def build_ranking_model(vocabularies: FeatureVocabularies, config: RankingConfig) -> DCNRanker:

@@ -10,14 +10,14 @@ where the same item appears twice in a batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import models  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.features import CANDIDATE_FEATURES, QUERY_FEATURES, FeatureVocabularies
+from models.features import CANDIDATE_FEATURES, QUERY_FEATURES
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Tower(keras.Model):
 
     def __init__(self, vocabularies: dict[str, tuple[str, ...]], embedding_dim: int, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.vocabularies = vocabularies
+        self.embedding_dim = embedding_dim
         self.feature_names = tuple(vocabularies)
         self.lookups = {
             name: keras.layers.StringLookup(vocabulary=list(vocabulary), num_oov_indices=1, name=f"{name}_lookup")
@@ -76,24 +78,35 @@ class Tower(keras.Model):
         embedded = [self.embeddings[name](self.lookups[name](inputs[name])) for name in self.feature_names]
         return self.projection(tf.concat(embedded, axis=1))
 
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "vocabularies": {name: list(values) for name, values in self.vocabularies.items()},
+            "embedding_dim": self.embedding_dim,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Tower:
+        vocabularies = {name: tuple(values) for name, values in config["vocabularies"].items()}
+        return cls(vocabularies, config["embedding_dim"], name=config["name"])
+
 
 class TwoTowerModel(tfrs.Model):
     """Query tower + candidate tower, trained with ``tfrs.tasks.Retrieval``.
 
     Args:
-        vocabularies: Vocabularies learned from the clicked training impressions.
+        vocabularies: Vocabulary per query and candidate feature (``QUERY_FEATURES`` and
+            ``CANDIDATE_FEATURES``), learned from the clicked training impressions.
         config: Architecture settings.
     """
 
-    def __init__(self, vocabularies: FeatureVocabularies, config: RetrievalConfig, **kwargs) -> None:
+    def __init__(self, vocabularies: dict[str, tuple[str, ...]], config: RetrievalConfig, **kwargs) -> None:
         super().__init__(**kwargs)
         self.query_tower = Tower(
-            {name: vocabularies.strings[name] for name in QUERY_FEATURES}, config.embedding_dim, name="query_tower"
+            {name: vocabularies[name] for name in QUERY_FEATURES}, config.embedding_dim, name="query_tower"
         )
         self.candidate_tower = Tower(
-            {name: vocabularies.strings[name] for name in CANDIDATE_FEATURES},
-            config.embedding_dim,
-            name="candidate_tower",
+            {name: vocabularies[name] for name in CANDIDATE_FEATURES}, config.embedding_dim, name="candidate_tower"
         )
         self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
 
@@ -106,7 +119,7 @@ class TwoTowerModel(tfrs.Model):
         )
 
 
-def build_retrieval_model(vocabularies: FeatureVocabularies, config: RetrievalConfig) -> TwoTowerModel:
+def build_retrieval_model(vocabularies: dict[str, tuple[str, ...]], config: RetrievalConfig) -> TwoTowerModel:
     """Create and compile a two-tower model (Adagrad).
 
     Returns:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import models  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -28,6 +27,7 @@ from models.features import (
     feature_arrays,
     label_array,
     require_columns,
+    string_vocabulary,
 )
 from models.ranking import RankingConfig, build_ranking_model, predict_pctr
 from models.retrieval import RetrievalConfig, TwoTowerModel, build_index, build_retrieval_model
@@ -104,7 +104,7 @@ def train_retrieval(train: pd.DataFrame, config: RetrievalConfig = RetrievalConf
 
     Args:
         train: ``training_examples`` rows (needs ``user_id, user_segment, item_id,
-            category, clicked`` plus the other ranking features for the vocabularies).
+            category, clicked``).
         config: Architecture and training settings.
 
     Returns:
@@ -118,8 +118,10 @@ def train_retrieval(train: pd.DataFrame, config: RetrievalConfig = RetrievalConf
     if clicked.empty:
         raise ValueError("cannot train the retrieval model: the training frame has no clicked impression")
     features = feature_arrays(clicked, QUERY_FEATURES + CANDIDATE_FEATURES)
+    vocabularies = {
+        name: string_vocabulary(name, values, config.vocabulary_min_count) for name, values in features.items()
+    }
     keras.utils.set_random_seed(config.seed)
-    vocabularies = FeatureVocabularies.from_frame(clicked, min_count=config.vocabulary_min_count)
     model = build_retrieval_model(vocabularies, config)
     dataset = _shuffled_batches(features, None, config.batch_size, config.seed)
     return _fit(model, dataset, config.epochs, len(clicked))

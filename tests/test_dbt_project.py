@@ -146,7 +146,7 @@ class WarehouseSnapshot:
 
 
 def _snapshot(warehouse_path: Path) -> WarehouseSnapshot:
-    """Reads every mart of the DuckDB warehouse, each sorted by its key."""
+    """Reads the marts the tests check from the DuckDB warehouse, each sorted by its key."""
     with duckdb.connect(str(warehouse_path)) as connection:
 
         def read(table: str, key: str) -> pd.DataFrame:
@@ -163,6 +163,8 @@ def _snapshot(warehouse_path: Path) -> WarehouseSnapshot:
 
 @dataclass(frozen=True)
 class Scenario:
+    """The warehouse after each of the three builds described in the module docstring."""
+
     first_build: WarehouseSnapshot
     rerun_of_day_1: WarehouseSnapshot
     late_day_2: WarehouseSnapshot
@@ -170,6 +172,7 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    """Runs the three builds against a fresh lake and warehouse under a temporary folder."""
     work_dir = tmp_path_factory.mktemp("dbt_project")
     lake_root = work_dir / "lake"
     warehouse_path = work_dir / "warehouse.duckdb"
@@ -193,6 +196,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 
 def _smoothed_ctr(clicks: int, impressions: int) -> float:
+    """The contract's smoothed CTR with the default prior."""
     return (clicks + CTR_PRIOR * CTR_PRIOR_WEIGHT) / (impressions + CTR_PRIOR_WEIGHT)
 
 
@@ -217,6 +221,7 @@ def _brute_force_features(events: list[dict[str, object]]) -> pd.DataFrame:
 
 
 def _row(frame: pd.DataFrame, key: str, value: str) -> pd.Series:
+    """Returns the single row of `frame` whose `key` column equals `value`."""
     matches = frame[frame[key] == value]
     assert len(matches) == 1, f"expected one row with {key}={value}, got {len(matches)}"
     return matches.iloc[0]

@@ -19,6 +19,7 @@ events as (
 
     select * from {{ ref('stg_bronze__events') }}
     {% if is_incremental() %}
+    -- The batch is exactly the window the pre-hook emptied, whatever staging lets through.
     where {{ partition_window_filter('event_date') }}
     {% endif %}
 

@@ -1,0 +1,65 @@
+"""Start a real ``bentoml serve`` of a model tag for a test, and always stop it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+from conftest import PROJECT_ROOT, free_port
+
+STARTUP_TIMEOUT_S = 180
+
+
+@contextmanager
+def running_service(tag: str, bentoml_home: Path) -> Iterator[str]:
+    """Serve ``tag`` from the store at ``bentoml_home`` on a free loopback port.
+
+    Yields:
+        The base URL, once ``/readyz`` answers 200.
+    """
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(bentoml_home),
+        "RECLAKE_BENTO_MODEL_TAG": tag,
+        "TF_USE_LEGACY_KERAS": "1",
+    }
+    log = (bentoml_home / f"serve-{port}.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:RecommenderService",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited with {process.returncode}; see {log.name}")
+            try:
+                if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # still starting
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bentoml serve not ready after {STARTUP_TIMEOUT_S} s; see {log.name}")
+            time.sleep(1)
+        yield base_url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

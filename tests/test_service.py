@@ -1,0 +1,238 @@
+"""The BentoML service over real HTTP: a trained model in a temporary model store,
+served by a real ``bentoml serve`` process."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from models import toy_data
+from models.export import export_recommender, load_recommender
+from models.popularity import popular_items
+from models.ranking import RankingConfig
+from models.retrieval import RetrievalConfig
+from models.training import train_ranking, train_retrieval
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICE = "serving.service:RecommenderService"
+READY_TIMEOUT_SECONDS = 120
+METADATA = {
+    "model_version": "svc-v1",
+    "trained_on": ["2024-01-01", "2024-01-02"],
+    "evaluated_on": "2024-01-03",
+    "metrics": {"auc": 0.71, "logloss": 0.33},
+}
+PREDICT_ROW = {"user_id": "u0001", "item_id": "i0002", "device": "mobile", "slot_position": 2, "hour_of_day": 13}
+
+
+def _base_env(bento_home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOML_")}
+    env.update(
+        BENTOML_HOME=str(bento_home),
+        BENTOML_DO_NOT_TRACK="True",
+        TF_USE_LEGACY_KERAS="1",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def savedmodel(tmp_path_factory) -> Path:
+    examples = toy_data.make_training_examples(n_users=40, n_items=30, n_rows=3000)
+    users, items = toy_data.feature_tables(examples)
+    ranking = train_ranking(examples, RankingConfig(batch_size=256, epochs=1)).model
+    retrieval = train_retrieval(examples, RetrievalConfig(batch_size=128, epochs=1)).model
+    path = tmp_path_factory.mktemp("service") / "savedmodel"
+    export_recommender(ranking, retrieval, users, items, popular_items(examples, 20), METADATA, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bento_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bentoml_home")
+
+
+@pytest.fixture(scope="module")
+def model_tag(savedmodel, bento_home) -> str:
+    # A separate interpreter, so BENTOML_HOME is set before bentoml is first imported.
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from serving.bento_store import save_to_bento_store
+        print(save_to_bento_store(sys.argv[1], metadata=json.loads(sys.argv[2]), labels={"stage": "test"}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(savedmodel), json.dumps({"model_version": "svc-v1"})],
+        cwd=REPO_ROOT, env=_base_env(bento_home), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = result.stdout.strip().splitlines()[-1]
+    stored = bento_home / "models" / tag.replace(":", "/") / "savedmodel" / "saved_model.pb"
+    assert stored.is_file()
+    return tag
+
+
+@pytest.fixture(scope="module")
+def server(model_tag, bento_home, tmp_path_factory):
+    """Base URL of a running ``bentoml serve``; the server is stopped after the module."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("serve_log") / "bentoml.log"
+    env = _base_env(bento_home) | {"RECLAKE_BENTO_MODEL_TAG": model_tag}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", "127.0.0.1"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet, or still starting up
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready after {READY_TIMEOUT_SECONDS}s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _post(server: str, route: str, body) -> requests.Response:
+    data = body if isinstance(body, str) else json.dumps(body)
+    return requests.post(f"{server}{route}", data=data, headers={"Content-Type": "application/json"}, timeout=30)
+
+
+def test_recommend_known_user(server):
+    response = _post(server, "/recommend", {"user_id": "u0001", "top_k": 7, "device": "desktop", "hour_of_day": 18})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["user_id"] == "u0001"
+    assert body["fallback"] is None
+    assert body["model_version"] == "svc-v1"
+    assert [item["rank"] for item in body["items"]] == list(range(1, 8))
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0 < score < 1 for score in scores)
+
+
+def test_recommend_defaults_to_ten_items(server):
+    response = _post(server, "/recommend", {"user_id": "u0002"})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["items"]) == 10
+
+
+def test_recommend_unknown_user_falls_back_to_popularity(server, savedmodel):
+    response = _post(server, "/recommend", {"user_id": "someone_new", "top_k": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["fallback"] == "popularity"
+    expected = load_recommender(savedmodel).metadata["popular_items"][:3]
+    assert [[item["item_id"], item["score"]] for item in body["items"]] == expected
+
+
+def test_predict_serves_the_exported_model(server, savedmodel):
+    rows = [PREDICT_ROW, {**PREDICT_ROW, "user_id": "someone_new", "slot_position": 9, "device": "tablet"}]
+    response = _post(server, "/predict", {"rows": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == "svc-v1"
+    assert body["pctr"] == load_recommender(savedmodel).predict(pd.DataFrame(rows)).tolist()
+
+
+def test_model_info(server, model_tag):
+    response = _post(server, "/model_info", {})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["bento_model_tag"] == model_tag
+    assert body["model_version"] == "svc-v1"
+    assert body["metrics"] == METADATA["metrics"]
+    assert body["trained_on"] == METADATA["trained_on"]
+    assert body["candidate_count"] == 30
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/recommend", {"top_k": 3}, "user_id"),
+        ("/recommend", {"user_id": "u0001", "top_k": 0}, "top_k"),
+        ("/recommend", {"user_id": "u0001", "top_k": 101}, "top_k"),
+        ("/recommend", {"user_id": "u0001", "top_k": "5"}, "top_k"),
+        ("/recommend", {"user_id": 17}, "user_id"),
+        ("/recommend", {"user_id": "u0001", "device": "phone"}, "device"),
+        ("/recommend", {"user_id": "u0001", "hour_of_day": 24}, "hour_of_day"),
+        ("/recommend", {"user_id": "u0001", "topk": 5}, "topk"),
+        ("/predict", {"rows": []}, "rows"),
+        ("/predict", {"rows": [PREDICT_ROW] * 1001}, "rows"),
+        ("/predict", {"rows": [{**PREDICT_ROW, "slot_position": 0}]}, "slot_position"),
+        ("/predict", {"rows": [{k: v for k, v in PREDICT_ROW.items() if k != "item_id"}]}, "item_id"),
+    ],
+)
+def test_invalid_body_is_a_400_naming_the_field(server, route, body, field):
+    response = _post(server, route, body)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert "validation error" in error["error"]
+    assert any(field in [str(part) for part in detail["loc"]] for detail in error["detail"]), error
+
+
+def test_invalid_json_is_a_400(server):
+    response = _post(server, "/recommend", "{not json")
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_service_refuses_an_unpinned_model_tag(bento_home):
+    code = textwrap.dedent(
+        """
+        import os
+        os.environ["RECLAKE_BENTO_MODEL_TAG"] = "reclake_recommender:abc123"
+        from serving import service
+        for value in ["", "reclake_recommender", "reclake_recommender:latest", "Not A Tag!"]:
+            os.environ["RECLAKE_BENTO_MODEL_TAG"] = value
+            try:
+                service.model_tag_from_env()
+            except RuntimeError as error:
+                print("refused:", error)
+        os.environ["RECLAKE_BENTO_MODEL_TAG"] = "reclake_recommender:abc123"
+        print("accepted:", service.model_tag_from_env())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=_base_env(bento_home),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("refused", "accepted"))]
+    assert len(lines) == 5
+    assert "is not set" in lines[0]
+    assert "does not pin a model version" in lines[1] and "does not pin a model version" in lines[2]
+    assert "is not a valid bento tag" in lines[3]
+    assert lines[4] == "accepted: reclake_recommender:abc123"
