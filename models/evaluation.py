@@ -16,7 +16,9 @@ LOGLOSS_EPSILON = 1e-7
 prediction costs at most -log(1e-7) ~ 16.1 nats instead of infinity."""
 
 
-def _labels_and_scores(labels: Sequence[float], scores: Sequence[float], score_name: str) -> tuple[np.ndarray, np.ndarray]:
+def _labels_and_scores(
+    labels: Sequence[float], scores: Sequence[float], score_name: str
+) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels, dtype=np.float64).ravel()
     p = np.asarray(scores, dtype=np.float64).ravel()
     if y.size == 0:

@@ -111,7 +111,14 @@ class RecommenderModule(tf.Module):
         self.items = items
         self.candidate_count = candidate_count
 
-    def _pctr(self, user_id, item_id, device, slot_position, hour_of_day) -> tf.Tensor:
+    def _pctr(
+        self,
+        user_id: tf.Tensor,
+        item_id: tf.Tensor,
+        device: tf.Tensor,
+        slot_position: tf.Tensor,
+        hour_of_day: tf.Tensor,
+    ) -> tf.Tensor:
         user_features, _ = self.users.lookup(user_id)
         item_features, _ = self.items.lookup(item_id)
         features = {
@@ -164,7 +171,8 @@ def _unique_ids(table: pd.DataFrame, id_column: str, what: str) -> np.ndarray:
     ids = table[id_column].astype(str).to_numpy()
     if len(ids) == 0:
         raise ValueError(f"{what} is empty")
-    duplicated = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
+    index = pd.Index(ids)
+    duplicated = index[index.duplicated()].unique().tolist()
     if duplicated:
         raise ValueError(f"{what} has duplicate {id_column}s, e.g. {duplicated[:5]}")
     return ids

@@ -32,7 +32,7 @@ from models.features import (
 class RankingConfig:
     """Hyper-parameters of the DCN ranker and its training loop.
 
-    The defaults train 7 days x 50k impressions on 2 CPU cores in well under a minute.
+    The defaults train 7 days x 50k impressions on 2 CPU cores in under a minute.
 
     Attributes:
         embedding_dim: Width of every categorical embedding.
@@ -129,7 +129,9 @@ class DCNRanker(keras.Model):
         self.config = config
         self.encoder = RankingFeatureEncoder(vocabularies, config.embedding_dim, name="encoder")
         self.cross = [tfrs.layers.dcn.Cross(name=f"cross_{i}") for i in range(config.cross_layers)]
-        self.deep = [keras.layers.Dense(units, activation="relu", name=f"deep_{i}") for i, units in enumerate(config.deep_units)]
+        self.deep = [
+            keras.layers.Dense(units, activation="relu", name=f"deep_{i}") for i, units in enumerate(config.deep_units)
+        ]
         self.logit = keras.layers.Dense(1, name="logit")
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:

@@ -53,7 +53,9 @@ class TrainingResult:
     seconds: float
 
 
-def _shuffled_batches(features: dict[str, np.ndarray], labels: np.ndarray | None, batch_size: int, seed: int) -> tf.data.Dataset:
+def _shuffled_batches(
+    features: dict[str, np.ndarray], labels: np.ndarray | None, batch_size: int, seed: int
+) -> tf.data.Dataset:
     data = features if labels is None else (features, labels)
     rows = len(next(iter(features.values())))
     return (

@@ -3,17 +3,15 @@ served by a real ``bentoml serve`` process."""
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
+from serving_support import running_service
 
 from models import toy_data
 from models.export import export_recommender, load_recommender
@@ -25,8 +23,6 @@ from models.training import train_ranking, train_retrieval
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SERVICE = "serving.service:RecommenderService"
-READY_TIMEOUT_SECONDS = 120
 METADATA = {
     "model_version": "svc-v1",
     "trained_on": ["2024-01-01", "2024-01-02"],
@@ -45,12 +41,6 @@ def _base_env(bento_home: Path) -> dict[str, str]:
         PYTHONPATH=str(REPO_ROOT),
     )
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -91,38 +81,10 @@ def model_tag(savedmodel, bento_home) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(model_tag, bento_home, tmp_path_factory):
-    """Base URL of a running ``bentoml serve``; the server is stopped after the module."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve_log") / "bentoml.log"
-    env = _base_env(bento_home) | {"RECLAKE_BENTO_MODEL_TAG": model_tag}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", "127.0.0.1"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or still starting up
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready after {READY_TIMEOUT_SECONDS}s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
+def server(model_tag, bento_home):
+    """Base URL of a real ``bentoml serve`` of ``model_tag``, stopped after the module."""
+    with running_service(model_tag, bento_home) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server and the workers it started
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def _post(server: str, route: str, body) -> requests.Response:

@@ -1,0 +1,91 @@
+"""Landing records -> typed bronze rows or quarantined rows; nothing is lost."""
+
+import datetime as dt
+import gzip
+import json
+
+import pandas as pd
+import pytest
+
+from reclake.lake import Lake
+from sources.bronze_schema import validate_events
+from sources.ingest import ingest_landing_day
+from sources.landing import NoLandingDataError, read_landing_day
+
+DAY = dt.date(2024, 3, 1)
+
+
+def good(i: int, **changes) -> dict:
+    record = {
+        "event_id": f"e{i}", "event_ts": f"2024-03-01T10:00:{i:02d}.000001Z", "user_id": "u1", "item_id": "i1",
+        "user_segment": "seg_0", "device": "mobile", "slot_position": 1, "category": "cat_00", "price": 9.5,
+        "bid_price": 1.0, "market_price": 0.5, "clicked": 1, "converted": 0,
+    }
+    record.update(changes)
+    return record
+
+
+def as_records(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["_source_file"], frame["_line_number"] = "events.jsonl", range(1, len(frame) + 1)
+    frame["_raw"] = [json.dumps(r) for r in rows]
+    return frame
+
+
+@pytest.mark.parametrize(
+    "bad, field, reason",
+    [
+        (good(2, slot_position="top"), "slot_position", "not an integer: top"),
+        (good(2, slot_position=1.5), "slot_position", "not an integer"),
+        (good(2, event_ts="yesterday"), "event_ts", "not an ISO-8601 timestamp"),
+        (good(2, event_ts="2024-03-02T00:00:00Z"), "event_ts", "in_range"),
+        (good(2, device="fridge"), "device", "isin"),
+        (good(2, clicked=0, converted=1), "converted", "converted without a click"),
+        (good(2, price=None), "price", "missing or null"),
+        (good(2, event_id="e1"), "event_id", "duplicate event_id"),
+        ({k: v for k, v in good(2).items() if k != "user_id"}, "user_id", "missing or null"),
+    ],
+)
+def test_each_kind_of_bad_row_is_named(bad, field, reason):
+    result = validate_events(as_records([good(1), bad, good(3)]), DAY)
+    assert result.valid["event_id"].tolist() == ["e1", "e3"]
+    assert len(result.quarantined) == 1
+    row = result.quarantined.iloc[0]
+    assert (row["source_file"], row["line_number"], row["field"]) == ("events.jsonl", 2, field)
+    assert reason in row["reason"]
+
+
+def test_valid_rows_are_typed_per_contract():
+    valid = validate_events(as_records([good(1), good(2)]), DAY).valid
+    assert str(valid["event_ts"].dtype) == "datetime64[us]"
+    assert valid["slot_position"].dtype == "int64" and valid["price"].dtype == "float64"
+    assert valid["event_ts"][0] == pd.Timestamp("2024-03-01 10:00:01.000001")
+
+
+def test_ingest_reconciles_counts_and_replaces_the_day(tmp_path):
+    lake = Lake(str(tmp_path))
+    lines = [json.dumps(good(i)) for i in range(1, 6)] + ["{not json", json.dumps([1, 2])]
+    lake.write_bytes(lake.landing_dir("demo", DAY) + "/part-1.jsonl.gz", gzip.compress("\n".join(lines).encode()))
+    first = ingest_landing_day(lake, "demo", DAY)
+    assert (first.input_rows, first.bronze_rows, first.quarantined_rows) == (7, 5, 2)
+    assert first.reasons == {"<line>": 2}
+
+    lake.write_bytes(lake.landing_dir("demo", DAY) + "/part-1.jsonl.gz", gzip.compress(json.dumps(good(9)).encode()))
+    second = ingest_landing_day(lake, "demo", DAY)
+    assert (second.bronze_rows, second.quarantined_rows) == (1, 0)
+    assert lake.read_parquet(lake.bronze_file(DAY))["event_id"].tolist() == ["e9"]
+    assert not lake.exists(lake.quarantine_file("demo", DAY))
+
+
+def test_parquet_landing_files_are_read_too(tmp_path):
+    lake = Lake(str(tmp_path))
+    lake.write_parquet(pd.DataFrame([good(1), good(2, price=-1.0)]), lake.landing_dir("demo", DAY) + "/batch.parquet")
+    day = ingest_landing_day(lake, "demo", DAY)
+    assert (day.bronze_rows, day.quarantined_rows) == (1, 1)
+    quarantined = lake.read_parquet(lake.quarantine_file("demo", DAY))
+    assert quarantined[["source_file", "line_number", "field"]].values.tolist() == [["batch.parquet", 2, "price"]]
+
+
+def test_a_day_without_files_is_a_clear_error(tmp_path):
+    with pytest.raises(NoLandingDataError, match="no landing files for source 'demo' on 2024-03-01"):
+        read_landing_day(Lake(str(tmp_path)), "demo", DAY)
