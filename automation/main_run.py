@@ -5,7 +5,7 @@ single-run backfill) against the Dagster instance in the state folder, so that
 ``make ui`` shows the run and its materializations afterwards. Writes
 ``run_summary.json`` to the lake root and prints its path as the last line.
 
-Usage: ``python -m automation.main_run [--days N] [--events-per-day N]``
+Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--prepare-only]``
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, help="synthetic days (default from settings)")
     parser.add_argument("--events-per-day", type=int, help="impressions per day (default from settings)")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="only create the Dagster home (for `make ui`) and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -56,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.events_per_day is not None:
         os.environ["RECLAKE_SYNTHETIC_EVENTS_PER_DAY"] = str(args.events_per_day)
     settings = load_settings()
-    prepare_dagster_home(settings)
+    home = prepare_dagster_home(settings)
+    if args.prepare_only:
+        print(f"DAGSTER_HOME={home}")
+        return 0
 
     import dagster as dg
 

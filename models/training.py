@@ -142,7 +142,8 @@ def evaluate_ranking(model: keras.Model, test: pd.DataFrame) -> dict[str, Any]:
         is present.
 
     Raises:
-        ValueError: if ``test`` is empty, lacks a column, or holds a single label class.
+        ValueError: if ``test`` is empty, lacks a column, holds a single label class, or
+            has a ``true_pctr`` column with missing values.
     """
     if test.empty:
         raise ValueError("cannot evaluate the ranking model on an empty frame")
@@ -154,7 +155,10 @@ def evaluate_ranking(model: keras.Model, test: pd.DataFrame) -> dict[str, Any]:
         "examples": int(len(test)),
     }
     if TRUE_PCTR_COLUMN in test.columns:
-        metrics["bayes_logloss"] = evaluation.bayes_logloss(labels, test[TRUE_PCTR_COLUMN].to_numpy())
+        true_pctr = test[TRUE_PCTR_COLUMN]
+        if true_pctr.isna().any():
+            raise ValueError(f"column {TRUE_PCTR_COLUMN!r} has {int(true_pctr.isna().sum())} missing value(s)")
+        metrics["bayes_logloss"] = evaluation.bayes_logloss(labels, true_pctr.to_numpy())
     return metrics
 
 

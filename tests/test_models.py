@@ -190,6 +190,9 @@ class TestRanking:
     def test_bayes_logloss_only_with_true_pctr(self, ranking, split):
         _, test = split
         assert "bayes_logloss" not in evaluate_ranking(ranking.model, test.drop(columns=["true_pctr"]))
+        partial_truth = test.assign(true_pctr=test["true_pctr"].where(test.index != test.index[0]))
+        with pytest.raises(ValueError, match="'true_pctr' has 1 missing value"):
+            evaluate_ranking(ranking.model, partial_truth)
 
     def test_unseen_values_fall_into_the_oov_bucket(self, ranking, split):
         _, test = split
