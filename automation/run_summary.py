@@ -62,6 +62,7 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict
     job = defs.resolve_job_def(MAIN_JOB)
     result = job.execute_in_process(
         instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         tags={
             "dagster/asset_partition_range_start": days[0].isoformat(),
             "dagster/asset_partition_range_end": days[-1].isoformat(),

@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 
 # Contract constants (docs/data-contracts.md, bronze `events`).
-DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
-SLOT_POSITIONS: tuple[int, ...] = tuple(range(1, 11))
-HOURS_OF_DAY: tuple[int, ...] = tuple(range(24))
+from reclake.contract import DEVICES, HOURS_OF_DAY, SLOT_POSITIONS  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

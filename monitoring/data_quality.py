@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from reclake.contract import DEVICES, HOURS_OF_DAY, SLOT_POSITIONS
+
 if TYPE_CHECKING:
     import great_expectations as gx
 
@@ -42,8 +44,6 @@ TRAINING_EXAMPLES_COLUMNS: tuple[str, ...] = (
 )
 """Every column of `training_examples`, as listed in the data contract."""
 
-ALLOWED_DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
-"""Values the contract allows in `device`."""
 
 _NOT_NULL_COLUMNS = ("event_id", "event_ts", "user_id", "item_id", "device", "clicked", "converted")
 _BINARY_COLUMNS = ("clicked", "converted")
@@ -93,10 +93,12 @@ def training_examples_suite() -> gx.ExpectationSuite:
     expectations += [expect.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in _CTR_COLUMNS]
     expectations += [
         expect.ExpectColumnValuesToBeBetween(column="price", min_value=0),
-        expect.ExpectColumnValuesToBeBetween(column="hour_of_day", min_value=0, max_value=23),
+        expect.ExpectColumnValuesToBeBetween(column="hour_of_day", min_value=min(HOURS_OF_DAY), max_value=max(HOURS_OF_DAY)),
         expect.ExpectColumnValuesToBeBetween(column="day_of_week", min_value=0, max_value=6),
-        expect.ExpectColumnValuesToBeBetween(column="slot_position", min_value=1, max_value=10),
-        expect.ExpectColumnValuesToBeInSet(column="device", value_set=list(ALLOWED_DEVICES)),
+        expect.ExpectColumnValuesToBeBetween(
+            column="slot_position", min_value=min(SLOT_POSITIONS), max_value=max(SLOT_POSITIONS)
+        ),
+        expect.ExpectColumnValuesToBeInSet(column="device", value_set=list(DEVICES)),
     ]
     return gx.ExpectationSuite(name=_SUITE_NAME, expectations=expectations)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from sources.synthetic import DEVICES
+from reclake.contract import DEVICES, SLOT_POSITIONS
 
 # Column -> kind, in bronze order. The one place that lists the bronze columns.
 BRONZE_COLUMNS: dict[str, str] = {
@@ -54,7 +54,7 @@ def bronze_events_schema(day: dt.date) -> pa.DataFrameSchema:
             "item_id": pa.Column(str, pa.Check.str_length(min_value=1)),
             "user_segment": pa.Column(str, pa.Check.str_length(min_value=1)),
             "device": pa.Column(str, pa.Check.isin(list(DEVICES))),
-            "slot_position": pa.Column("int64", pa.Check.in_range(1, 10)),
+            "slot_position": pa.Column("int64", pa.Check.in_range(min(SLOT_POSITIONS), max(SLOT_POSITIONS))),
             "category": pa.Column(str, pa.Check.str_length(min_value=1)),
             "price": pa.Column("float64", pa.Check.ge(0)),
             "bid_price": pa.Column("float64", pa.Check.ge(0)),

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from reclake.contract import DEVICES
 from reclake.settings import SyntheticSettings
 
-DEVICES = ("mobile", "desktop", "tablet")
 N_SEGMENTS = 4
 N_CATEGORIES = 12
 N_FACTORS = 8

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import toy_data
+import toy_examples
 from models.export import MAX_CANDIDATES, METADATA_FILE, export_recommender, load_recommender
 from models.features import REQUEST_FEATURES, feature_arrays
 from models.popularity import popular_items
@@ -62,9 +62,9 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def data():
-    examples = toy_data.make_training_examples(n_users=50, n_items=N_ITEMS, n_rows=6000, days=DAYS)
+    examples = toy_examples.make_training_examples(n_users=50, n_items=N_ITEMS, n_rows=6000, days=DAYS)
     train, test = split_by_day(examples, [DAYS[-1]])
-    users, items = toy_data.feature_tables(examples)
+    users, items = toy_examples.feature_tables(examples)
     return train, test, users, items
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import evaluation, toy_data
+import toy_examples
+from models import evaluation
 from models.features import (
     ITEM_LOOKUP_FEATURES,
     RANKING_FEATURES,
@@ -40,7 +41,7 @@ TEST_RETRIEVAL = RetrievalConfig(batch_size=128, epochs=5)
 
 @pytest.fixture(scope="module")
 def examples() -> pd.DataFrame:
-    return toy_data.make_training_examples(n_users=60, n_items=40, n_rows=9000, days=DAYS)
+    return toy_examples.make_training_examples(n_users=60, n_items=40, n_rows=9000, days=DAYS)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ class TestFeatures:
             string_vocabulary("user_id", np.array(["a", "b"], dtype=object), min_count=2)
 
     def test_vocabularies_respect_min_count_and_sort(self):
-        frame = toy_data.make_training_examples(n_rows=50, seed=3)
+        frame = toy_examples.make_training_examples(n_rows=50, seed=3)
         frame["user_id"] = ["once"] + ["b", "a", "c", "a", "b"] * 9 + ["c", "c", "a", "b"]
         vocabularies = FeatureVocabularies.from_frame(frame, min_count=2)
         assert vocabularies.strings["user_id"] == ("a", "b", "c")
@@ -105,7 +106,7 @@ class TestFeatures:
         assert vocabularies.integers["slot_position"] == tuple(sorted(frame["slot_position"].unique()))
 
     def test_moments_are_taken_after_log1p(self):
-        frame = toy_data.make_training_examples(n_rows=2, seed=3)
+        frame = toy_examples.make_training_examples(n_rows=2, seed=3)
         frame["price"] = [0.0, np.e - 1.0]  # log1p -> [0, 1]: mean 0.5, variance 0.25
         frame["user_ctr_7d"] = [0.1, 0.3]  # no transform: mean 0.2, variance 0.01
         moments = FeatureVocabularies.from_frame(frame).moments
@@ -220,7 +221,7 @@ class TestRanking:
 class TestRetrieval:
     def test_recall_beats_random(self, retrieval, split, examples):
         _, test = split
-        _, items = toy_data.feature_tables(examples)
+        _, items = toy_examples.feature_tables(examples)
         metrics = evaluate_retrieval(retrieval.model, test, items, k=10)
         # Ten random items out of 40 find a quarter of a user's clicks on average.
         assert metrics["recall_at_k"] > 0.35
@@ -230,7 +231,7 @@ class TestRetrieval:
 
     def test_k_larger_than_catalogue_raises(self, retrieval, split, examples):
         _, test = split
-        _, items = toy_data.feature_tables(examples)
+        _, items = toy_examples.feature_tables(examples)
         with pytest.raises(ValueError, match="between 1 and the number of candidates \\(40\\)"):
             evaluate_retrieval(retrieval.model, test, items, k=41)
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from serving_support import running_service
 
-from models import toy_data
+import toy_examples
 from models.export import export_recommender, load_recommender
 from models.popularity import popular_items
 from models.ranking import RankingConfig
@@ -45,8 +45,8 @@ def _base_env(bento_home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def savedmodel(tmp_path_factory) -> Path:
-    examples = toy_data.make_training_examples(n_users=40, n_items=30, n_rows=3000)
-    users, items = toy_data.feature_tables(examples)
+    examples = toy_examples.make_training_examples(n_users=40, n_items=30, n_rows=3000)
+    users, items = toy_examples.feature_tables(examples)
     ranking = train_ranking(examples, RankingConfig(batch_size=256, epochs=1)).model
     retrieval = train_retrieval(examples, RetrievalConfig(batch_size=128, epochs=1)).model
     path = tmp_path_factory.mktemp("service") / "savedmodel"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.features import DEVICES
+from reclake.contract import DEVICES
 
 SEGMENTS = 4
 CATEGORIES = 8
