@@ -1,6 +1,5 @@
 """Feature tables: the dbt project (staging, facts, dimensions, training mart) as assets."""
 
-
 import json
 from collections.abc import Mapping
 from typing import Any

@@ -1,6 +1,5 @@
 """Landing and bronze: raw logs arrive per day, are validated and land in bronze."""
 
-
 import dagster as dg
 import pandas as pd
 

@@ -1,6 +1,5 @@
 """Models: a two-stage recommender (two-tower retrieval + DCN pCTR ranking), trained and exported."""
 
-
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Monitoring: a daily Evidently drift report of the features against a reference window."""
 
-
 import datetime as dt
 import tempfile
 from pathlib import Path

@@ -1,6 +1,5 @@
 """The daily partitions every day-shaped asset shares, declared once."""
 
-
 import datetime as dt
 
 import dagster as dg

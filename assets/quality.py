@@ -1,6 +1,5 @@
 """Great Expectations on the training mart, as a blocking asset check."""
 
-
 import dagster as dg
 
 from assets.partitions import daily_partitions, partition_days

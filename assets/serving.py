@@ -1,6 +1,5 @@
 """Serving: the exported model registered in BentoML's model store and pinned for `bentoml serve`."""
 
-
 import dagster as dg
 
 from assets.models import ExportedModel

@@ -1,6 +1,5 @@
 """Jobs, selected by asset group so that they read like the architecture."""
 
-
 import dagster as dg
 
 from assets.partitions import daily_partitions

@@ -1,6 +1,5 @@
 """The daily schedule over the ingest-to-serve job."""
 
-
 import dagster as dg
 
 from automation.jobs import ingest_to_serve_job

@@ -1,6 +1,5 @@
 """The landing sensor: a day that arrives in the landing zone starts its run."""
 
-
 import datetime as dt
 
 import dagster as dg

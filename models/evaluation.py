@@ -128,7 +128,7 @@ def recall_at_k(
             f"for {len(relevant_item_ids)}"
         )
     recalls = []
-    for user_index, (recommended, relevant) in enumerate(zip(recommended_item_ids, relevant_item_ids)):
+    for user_index, (recommended, relevant) in enumerate(zip(recommended_item_ids, relevant_item_ids, strict=True)):
         relevant_set = set(relevant)
         if not relevant_set:
             raise ValueError(f"user at position {user_index} has no relevant items")

@@ -369,10 +369,10 @@ class Recommender:
         popular = [ScoredItem(str(item_id), float(score)) for item_id, score in self.metadata["popular_items"][:top_k]]
         recommendations = []
         for user_id, item_row, score_row, known in zip(
-            user_ids, outputs["item_ids"].numpy(), outputs["scores"].numpy(), outputs["known_user"].numpy()
+            user_ids, outputs["item_ids"].numpy(), outputs["scores"].numpy(), outputs["known_user"].numpy(), strict=True
         ):
             if known:
-                items = [ScoredItem(i.decode(), float(s)) for i, s in zip(item_row[:top_k], score_row[:top_k])]
+                items = [ScoredItem(i.decode(), float(s)) for i, s in zip(item_row[:top_k], score_row[:top_k], strict=True)]
                 recommendations.append(Recommendation(str(user_id), items, None))
             else:
                 recommendations.append(Recommendation(str(user_id), popular, "popularity"))

@@ -32,4 +32,4 @@ def popular_items(examples: pd.DataFrame, limit: int = 100) -> list[tuple[str, f
     ranked = clicks.rename_axis("item_id").reset_index(name="clicks")
     ranked = ranked.sort_values(["clicks", "item_id"], ascending=[False, True]).head(limit)
     total = float(clicks.sum())
-    return [(item_id, count / total) for item_id, count in zip(ranked["item_id"], ranked["clicks"])]
+    return [(item_id, count / total) for item_id, count in zip(ranked["item_id"], ranked["clicks"], strict=True)]

@@ -8,7 +8,7 @@ also holds 1.0) and compare the mean prediction with the observed click rate per
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

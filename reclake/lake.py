@@ -10,8 +10,9 @@ import datetime as dt
 import io
 import posixpath
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -35,7 +36,7 @@ class Lake:
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: str, s3_endpoint_url: str | None = None) -> "Lake":
+    def open(cls, root: str, s3_endpoint_url: str | None = None) -> Lake:
         """A lake at ``root``; for ``s3://`` roots, optionally on an S3-compatible endpoint.
 
         S3 credentials come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, ...).

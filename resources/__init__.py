@@ -5,7 +5,6 @@ resources the assets use; tests pass other settings (a temporary lake, an S3 ser
 instead of patching internals.
 """
 
-
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for ``settings``, keyed by the names the assets ask for."""
-    synthetic = settings.synthetic
     return {
         "lake": LakeResource(root=settings.lake_root, s3_endpoint_url=settings.s3_endpoint_url),
         "warehouse": WarehouseResource(path=settings.warehouse_path),
@@ -43,14 +41,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             drift_reference_days=settings.drift_reference_days,
             quarantine_max_share=settings.quarantine_max_share,
         ),
-        "synthetic": SyntheticSourceResource(
-            start_date=synthetic.start_date,
-            days=synthetic.days,
-            events_per_day=synthetic.events_per_day,
-            n_users=synthetic.n_users,
-            n_items=synthetic.n_items,
-            seed=synthetic.seed,
-            drift_from_day=synthetic.drift_from_day,
-            drift_kind=synthetic.drift_kind,
-        ),
+        "synthetic": SyntheticSourceResource.from_settings(settings.synthetic),
     }

@@ -1,6 +1,5 @@
 """The lake as a Dagster resource: a root URL and, for S3-compatible stores, an endpoint."""
 
-
 import dagster as dg
 
 from reclake.lake import Lake

@@ -1,6 +1,5 @@
 """The BentoML model store as a Dagster resource: where served models are registered."""
 
-
 import os
 import sys
 import tempfile

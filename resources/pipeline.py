@@ -1,5 +1,6 @@
 """Pipeline-wide knobs as Dagster resources: which source, windows, thresholds."""
 
+import dataclasses
 
 import dagster as dg
 
@@ -34,14 +35,9 @@ class SyntheticSourceResource(dg.ConfigurableResource):
     drift_from_day: int | None
     drift_kind: str
 
+    @classmethod
+    def from_settings(cls, settings: SyntheticSettings) -> "SyntheticSourceResource":
+        return cls(**dataclasses.asdict(settings))
+
     def settings(self) -> SyntheticSettings:
-        return SyntheticSettings(
-            start_date=self.start_date,
-            days=self.days,
-            events_per_day=self.events_per_day,
-            n_users=self.n_users,
-            n_items=self.n_items,
-            seed=self.seed,
-            drift_from_day=self.drift_from_day,
-            drift_kind=self.drift_kind,
-        )
+        return SyntheticSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SyntheticSettings)})

@@ -1,10 +1,9 @@
 """The DuckDB warehouse that dbt builds, as a Dagster resource for reading marts."""
 
-
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import dagster as dg
 import duckdb

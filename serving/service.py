@@ -23,7 +23,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports tensorflow
 
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 
 import bentoml  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -79,7 +79,7 @@ class RecommenderService:
     @bentoml.api(route="/recommend")
     def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
         """Top-k items for one user, re-ranked by pCTR (popularity for unknown users)."""
-        hour = request.hour_of_day if request.hour_of_day is not None else datetime.now(timezone.utc).hour
+        hour = request.hour_of_day if request.hour_of_day is not None else datetime.now(UTC).hour
         (recommendation,) = self.recommender.recommend(
             [request.user_id], top_k=request.top_k, hour_of_day=hour, device=request.device
         )

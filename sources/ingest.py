@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import pandas as pd
+
 from reclake.lake import Lake
 from sources.bronze_schema import QUARANTINE_COLUMNS, validate_events
 from sources.landing import read_landing_day
-
-import pandas as pd
 
 
 @dataclass(frozen=True)

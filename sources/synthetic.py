@@ -57,7 +57,7 @@ class SyntheticWorld:
     segment_category_affinity: np.ndarray  # [N_SEGMENTS, N_CATEGORIES]
 
     @classmethod
-    def create(cls, settings: SyntheticSettings) -> "SyntheticWorld":
+    def create(cls, settings: SyntheticSettings) -> SyntheticWorld:
         """Draw the world from ``settings.seed`` (the same seed gives the same world)."""
         if settings.n_users < 1 or settings.n_items < 1:
             raise ValueError("the synthetic world needs at least one user and one item")

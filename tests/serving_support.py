@@ -5,12 +5,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import requests
-
 from conftest import PROJECT_ROOT, free_port
 
 STARTUP_TIMEOUT_S = 180

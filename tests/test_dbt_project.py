@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -240,7 +240,7 @@ def test_staging_time_parts(scenario: Scenario) -> None:
     assert str(a3["event_date"])[:10] == DAY_1
     assert (a3["hour_of_day"], a3["day_of_week"]) == (10, 0)  # Monday 10:30
     assert (b1["hour_of_day"], b1["day_of_week"]) == (8, 1)  # Tuesday 08:00
-    assert a3["event_epoch"] == datetime(2024, 3, 4, 10, 30, tzinfo=timezone.utc).timestamp()
+    assert a3["event_epoch"] == datetime(2024, 3, 4, 10, 30, tzinfo=UTC).timestamp()
 
 
 def test_rerunning_a_day_replaces_it_without_duplicates(scenario: Scenario) -> None:

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
-
 from conftest import PROJECT_ROOT, make_settings
 
 

@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-
 import toy_examples
+
 from models.export import MAX_CANDIDATES, METADATA_FILE, export_recommender, load_recommender
 from models.features import REQUEST_FEATURES, feature_arrays
 from models.popularity import popular_items
@@ -159,7 +159,7 @@ def test_recommend_reranks_the_retrieved_candidates(recommender):
     assert retrieved_ids.shape == retrieved_scores.shape == (2, 100)
     assert np.all(np.diff(retrieved_scores, axis=1) <= 0)
     recommended = recommender.recommend(["u0001", "u0002"], top_k=100, hour_of_day=8, device="mobile")
-    for row, result in zip(retrieved_ids, recommended):
+    for row, result in zip(retrieved_ids, recommended, strict=True):
         assert {item.item_id for item in result.items} == set(row)
 
 

@@ -4,9 +4,9 @@ import datetime as dt
 
 import dagster as dg
 import pytest
+from conftest import make_settings
 
 from automation.arrivals import decide_arrivals
-from conftest import make_settings
 from reclake.lake import Lake
 from reclake.settings import SyntheticSettings
 from sources.landing_writer import land_synthetic_day

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 import toy_examples
+
 from models import evaluation
 from models.features import (
     ITEM_LOOKUP_FEATURES,

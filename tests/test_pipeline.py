@@ -14,7 +14,6 @@ import dagster as dg
 import duckdb
 import pytest
 import requests
-
 from conftest import make_settings
 from serving_support import running_service
 

@@ -6,8 +6,8 @@ import gzip
 import dagster as dg
 import pandas as pd
 import pytest
-
 from conftest import make_settings
+
 from reclake.lake import Lake
 
 DAY = "2024-03-01"

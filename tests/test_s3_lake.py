@@ -11,9 +11,8 @@ import dagster as dg
 import duckdb
 import pytest
 import s3fs
-from moto.server import ThreadedMotoServer
-
 from conftest import free_port, make_settings
+from moto.server import ThreadedMotoServer
 
 BUCKET = "reclake-test"
 DAYS = ["2024-03-01", "2024-03-02"]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
+import toy_examples
 from serving_support import running_service
 
-import toy_examples
 from models.export import export_recommender, load_recommender
 from models.popularity import popular_items
 from models.ranking import RankingConfig
