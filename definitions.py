@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 # tensorflow-recommenders is Keras-2 only: set before anything imports TensorFlow.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import dagster as dg  # noqa: E402
+
+# Reclake relies on single-run backfills (beta) and partitioned asset checks (preview) on
+# purpose; say so once here rather than in every run's output.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from assets import features, ingest, models, monitoring, quality, serving  # noqa: E402
 from automation.jobs import ingest_to_serve_job, main_job  # noqa: E402

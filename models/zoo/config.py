@@ -1,0 +1,218 @@
+"""Model configs: one YAML document per model, parsed and checked into a ``ModelSpec``.
+
+A config has three top-level keys (see ``models/configs/*.yaml`` for one per model)::
+
+    type: deepfm            # which model class (registry.MODEL_TYPES)
+    model:                  # keyword arguments of that class, e.g. embedding_dim
+      embedding_dim: 8
+    training:               # TrainingConfig fields; every one is optional
+      learning_rate: 0.003
+
+Unknown keys are errors that name the key and the config they came from, so a typo
+cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tf_keras as keras
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""Where ``load_spec("<name>")`` looks for ``<name>.yaml``."""
+
+SPEC_KEYS = ("type", "model", "training")
+LABELS = ("clicked", "converted")
+
+
+def _ftrl(**options: Any) -> keras.optimizers.Optimizer:
+    # The legacy FTRL applies sparse updates (only the rows a batch touched); the
+    # current tf_keras Ftrl densifies embedding gradients and rewrites every row.
+    return keras.optimizers.legacy.Ftrl(**options)
+
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adagrad": keras.optimizers.Adagrad,
+    "ftrl": _ftrl,
+    "sgd": keras.optimizers.SGD,
+}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a zoo model is trained (the ``training:`` section of a model config).
+
+    Attributes:
+        optimizer: One of ``OPTIMIZERS``: ``adam``, ``adagrad`` or ``sgd``, or ``ftrl``
+            (FTRL-Proximal with sparse updates, for the hashed logistic regression).
+        learning_rate: Optimiser learning rate.
+        optimizer_options: Further keyword arguments of the optimiser, e.g.
+            ``{l1_regularization_strength: 0.001}`` for FTRL.
+        batch_size: Global batch size (split across replicas when distributed).
+        epochs: Maximum passes over the training frame.
+        early_stopping_patience: Epochs without a lower validation loss before training
+            stops (the best epoch's weights are restored); ``None`` trains all
+            ``epochs``. Used only when a validation frame is given.
+        vocabulary_min_count: Ids seen fewer times share the out-of-vocabulary embedding.
+        label: Label column of a single-task model: ``clicked`` (pCTR) or ``converted``.
+            Multi-task models always use ``clicked`` and ``converted``.
+        loss_weights: Multi-task models only: weight of each loss, keyed by output
+            (``pctr``, ``pctcvr``); both 1.0 when ``None``.
+        mixed_precision: Build the model in ``mixed_float16`` (needs a GPU).
+        seed: Seed for weight initialisation and shuffling.
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 0.003
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 512
+    epochs: int = 10
+    early_stopping_patience: int | None = 2
+    vocabulary_min_count: int = 2
+    label: str = "clicked"
+    loss_weights: Mapping[str, float] | None = None
+    mixed_precision: bool = False
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"training.optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"training.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("batch_size", "epochs", "vocabulary_min_count"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(
+                f"training.early_stopping_patience must be >= 1 or null, got {self.early_stopping_patience}"
+            )
+        if self.label not in LABELS:
+            raise ValueError(f"training.label must be one of {list(LABELS)}, got {self.label!r}")
+        if self.loss_weights is not None and any(w < 0 for w in self.loss_weights.values()):
+            raise ValueError(f"training.loss_weights must be >= 0, got {dict(self.loss_weights)}")
+
+    def build_optimizer(self) -> keras.optimizers.Optimizer:
+        """A new optimiser instance (create it inside the strategy scope).
+
+        Raises:
+            ValueError: if ``optimizer_options`` holds an argument the optimiser lacks.
+        """
+        try:
+            return OPTIMIZERS[self.optimizer](learning_rate=self.learning_rate, **self.optimizer_options)
+        except TypeError as error:
+            raise ValueError(
+                f"training.optimizer_options {dict(self.optimizer_options)} do not fit the {self.optimizer} optimiser: "
+                f"{error}"
+            ) from error
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model config.
+
+    Attributes:
+        type: Model type name (a key of ``registry.MODEL_TYPES``).
+        model: Keyword arguments of the model class.
+        training: Training settings.
+        source: The YAML file it was read from, or ``None`` for an in-memory dict.
+    """
+
+    type: str
+    model: Mapping[str, Any]
+    training: TrainingConfig
+    source: str | None = None
+
+    def describe(self) -> str:
+        """``"<type> from <file>"`` for messages."""
+        return f"{self.type!r} config from {self.source or 'a dict'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a YAML/JSON-compatible dict (inverse of ``spec_from_dict``)."""
+        training = dataclasses.asdict(self.training)
+        training["optimizer_options"] = dict(self.training.optimizer_options)
+        if self.training.loss_weights is not None:
+            training["loss_weights"] = dict(self.training.loss_weights)
+        return {"type": self.type, "model": dict(self.model), "training": training}
+
+
+def _unknown_keys(given: Mapping[str, Any], allowed: list[str], where: str) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> ModelSpec:
+    """Check a config mapping and turn it into a ``ModelSpec``.
+
+    Args:
+        config: ``{"type": ..., "model": {...}, "training": {...}}``; ``model`` and
+            ``training`` may be omitted (defaults).
+        source: Where it came from, for error messages.
+
+    Raises:
+        ValueError: if ``type`` is missing, a section is not a mapping, or a key is unknown
+            or out of range.
+    """
+    where = f"model config {source or '(dict)'}"
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{where} must be a mapping with keys {list(SPEC_KEYS)}, got {type(config).__name__}")
+    _unknown_keys(config, list(SPEC_KEYS), where)
+    if not isinstance(config.get("type"), str):
+        raise ValueError(f"{where} needs a string 'type' naming the model, got {config.get('type')!r}")
+    sections = {}
+    for section in ("model", "training"):
+        value = config.get(section) or {}
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: '{section}' must be a mapping, got {type(value).__name__}")
+        sections[section] = dict(value)
+    _unknown_keys(sections["training"], [f.name for f in dataclasses.fields(TrainingConfig)], f"{where} 'training'")
+    try:
+        training = TrainingConfig(**sections["training"])
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+    return ModelSpec(type=config["type"], model=sections["model"], training=training, source=source)
+
+
+def config_path(name: str) -> Path:
+    """The path of the bundled config ``models/configs/<name>.yaml``.
+
+    Raises:
+        FileNotFoundError: listing the bundled config names if there is no such file.
+    """
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no model config named {name!r} in {CONFIG_DIR}; available: {available}")
+    return path
+
+
+def load_spec(config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) -> ModelSpec:
+    """Read a model config given as a bundled name, a YAML path, a dict or a spec.
+
+    Args:
+        config: A bundled config name (``"deepfm"`` -> ``models/configs/deepfm.yaml``),
+            a path to a YAML file, a config dict, or an already parsed ``ModelSpec``.
+
+    Raises:
+        FileNotFoundError: if a name or path points at no file.
+        ValueError: if the config is malformed (see ``spec_from_dict``).
+    """
+    if isinstance(config, ModelSpec):
+        return config
+    if isinstance(config, Mapping):
+        return spec_from_dict(config)
+    text = os.fspath(config)
+    is_path = text.endswith((".yaml", ".yml")) or os.sep in text
+    path = Path(text) if is_path else config_path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config file {path} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    return spec_from_dict(document, source=str(path))

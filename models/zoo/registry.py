@@ -1,0 +1,329 @@
+"""Config-driven entry point: build, train, predict with and evaluate any zoo model.
+
+``build_model`` turns a model config (``config.load_spec``) and vocabularies into a
+compiled Keras model; ``train_model`` does the rest from a ``training_examples`` frame:
+vocabularies, distribution strategy (``distribution.choose_strategy``), early stopping
+on a validation frame and optional per-epoch checkpoints.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tf_keras as keras
+
+from models import evaluation
+from models.features import RANKING_FEATURES, FeatureVocabularies, feature_arrays, require_columns
+from models.ranking import predict_pctr
+from models.training import TrainingResult, evaluate_ranking
+from models.zoo.base import MULTITASK_LABELS, FeatureModel
+from models.zoo.config import ModelSpec, load_spec
+from models.zoo.distribution import choose_strategy, is_chief, mixed_precision_policy
+from models.zoo.multitask import ESMM, MMoE
+from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
+
+MODEL_TYPES: dict[str, type[FeatureModel]] = {
+    "fm": FM,
+    "deepfm": DeepFM,
+    "dcn_v2": DCNv2,
+    "hashed_lr": HashedLogisticRegression,
+    "esmm": ESMM,
+    "mmoe": MMoE,
+}
+CHECKPOINT_PATTERN = "epoch-{epoch:03d}"
+"""Weights checkpoint name per epoch inside ``checkpoint_dir`` (TensorFlow checkpoint format)."""
+MODEL_CONFIG_FILE = "model_config.json"
+"""Written next to the checkpoints: ``{"spec", "model"}`` (the model's ``get_config``)."""
+
+
+@dataclass
+class ZooTrainingResult(TrainingResult):
+    """``models.training.TrainingResult`` plus what the config-driven run decided.
+
+    Attributes:
+        spec: The model config that was trained.
+        best_epoch: 1-based epoch whose weights the returned model holds when early
+            stopping ran on a validation frame; ``None`` otherwise (last epoch).
+    """
+
+    spec: ModelSpec
+    best_epoch: int | None
+
+
+def model_class(spec: ModelSpec) -> type[FeatureModel]:
+    """The model class a spec's ``type`` names.
+
+    Raises:
+        ValueError: naming the known types, if ``type`` is unknown.
+    """
+    if spec.type not in MODEL_TYPES:
+        raise ValueError(f"{spec.describe()}: unknown model type {spec.type!r}; known: {sorted(MODEL_TYPES)}")
+    return MODEL_TYPES[spec.type]
+
+
+def _check_spec(spec: ModelSpec) -> type[FeatureModel]:
+    cls = model_class(spec)
+    parameters = inspect.signature(cls.__init__).parameters
+    allowed = [
+        name for name, p in parameters.items() if name not in ("self", "vocabularies") and p.kind is p.POSITIONAL_OR_KEYWORD
+    ]
+    unknown = sorted(set(spec.model) - set(allowed))
+    if unknown:
+        raise ValueError(f"{spec.describe()}: 'model' has unknown key(s) {unknown}; {cls.__name__} takes {allowed}")
+    if cls.multitask and spec.training.label != "clicked":
+        raise ValueError(f"{spec.describe()}: training.label applies to single-task models; {cls.__name__} is multi-task")
+    if spec.training.loss_weights is not None:
+        if not cls.multitask:
+            raise ValueError(f"{spec.describe()}: training.loss_weights applies to multi-task models only")
+        unknown_outputs = sorted(set(spec.training.loss_weights) - set(MULTITASK_LABELS))
+        if unknown_outputs:
+            raise ValueError(
+                f"{spec.describe()}: training.loss_weights keys {unknown_outputs} are not outputs with a loss "
+                f"{sorted(MULTITASK_LABELS)}"
+            )
+    return cls
+
+
+def build_model(
+    config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec, vocabularies: FeatureVocabularies
+) -> FeatureModel:
+    """Create and compile the model a config describes.
+
+    Single-task models get binary cross-entropy and an ``auc`` metric; multi-task models
+    one binary cross-entropy per ``base.MULTITASK_LABELS`` output (weighted by
+    ``training.loss_weights``) and an ``auc`` metric on each. Call it inside a
+    distribution strategy's ``scope()`` to distribute the model.
+
+    Args:
+        config: A bundled config name (``"fm"``), a YAML path, a config dict or a spec.
+        vocabularies: Vocabularies and moments learned from the training frame.
+
+    Returns:
+        A compiled, untrained model: raw ranking features in; pCTR ``[B]`` out, or
+        ``{"pctr", "pcvr", "pctcvr"}`` for multi-task models.
+
+    Raises:
+        ValueError: on an unknown type or key, or an invalid value.
+        FileNotFoundError: if the config file does not exist.
+    """
+    spec = load_spec(config)
+    cls = _check_spec(spec)
+    try:
+        model = cls(vocabularies, name=spec.type, **spec.model)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{spec.describe()}: {error}") from error
+    optimizer = spec.training.build_optimizer()
+    if cls.multitask:
+        weights = {output: 1.0 for output in MULTITASK_LABELS}
+        weights.update(spec.training.loss_weights or {})
+        model.compile(
+            optimizer=optimizer,
+            loss={output: keras.losses.BinaryCrossentropy() for output in MULTITASK_LABELS},
+            loss_weights=weights,
+            metrics={output: [keras.metrics.AUC(name="auc")] for output in MULTITASK_LABELS},
+        )
+    else:
+        model.compile(
+            optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(), metrics=[keras.metrics.AUC(name="auc")]
+        )
+    return model
+
+
+def _binary_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    values = frame[column].to_numpy()
+    if pd.isna(values).any() or not np.isin(values, (0, 1)).all():
+        raise ValueError(f"label column {column!r} must hold only 0 and 1")
+    return values.astype(np.float32)
+
+
+def training_labels(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray | dict[str, np.ndarray]:
+    """The labels a spec's model is fitted on.
+
+    Returns:
+        ``training.label`` as float32 0/1 for single-task models; for multi-task models
+        output name -> label array (``base.MULTITASK_LABELS``).
+
+    Raises:
+        ValueError: if a label column is missing, holds a value other than 0/1, or (multi-task)
+            a conversion has no click.
+    """
+    if not model_class(spec).multitask:
+        require_columns(frame, [spec.training.label], "labelled frame")
+        return _binary_column(frame, spec.training.label)
+    require_columns(frame, list(MULTITASK_LABELS.values()), "labelled frame")
+    labels = {output: _binary_column(frame, column) for output, column in MULTITASK_LABELS.items()}
+    if (labels["pctcvr"] > labels["pctr"]).any():
+        raise ValueError("labelled frame has converted = 1 on impressions with clicked = 0")
+    return labels
+
+
+def _dataset(
+    features: dict[str, np.ndarray], labels: Any, batch_size: int, seed: int | None
+) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
+    if seed is not None:
+        dataset = dataset.shuffle(len(next(iter(features.values()))), seed=seed, reshuffle_each_iteration=True)
+    options = tf.data.Options()
+    # In-memory data has no files to shard by: each worker takes its share of the batches.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _checkpoint_callbacks(
+    checkpoint_dir: str | os.PathLike[str], spec: ModelSpec, model: FeatureModel, strategy: tf.distribute.Strategy
+) -> list[keras.callbacks.Callback]:
+    directory = Path(checkpoint_dir)
+    if is_chief(strategy):
+        directory.mkdir(parents=True, exist_ok=True)
+        document = {"spec": spec.to_dict(), "model": model.get_config()}
+        (directory / MODEL_CONFIG_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
+    return [keras.callbacks.ModelCheckpoint(str(directory / CHECKPOINT_PATTERN), save_weights_only=True)]
+
+
+def train_model(
+    config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec,
+    train: pd.DataFrame,
+    validation: pd.DataFrame | None = None,
+    *,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    verbose: int = 0,
+) -> ZooTrainingResult:
+    """Train the model a config describes on ``training_examples`` rows.
+
+    Vocabularies come from ``train``; the model is built in ``strategy``'s scope. With
+    a ``validation`` frame, Keras ``EarlyStopping`` watches the validation loss with
+    ``training.early_stopping_patience`` and restores the best epoch's weights.
+
+    Args:
+        config: A bundled config name (``"deepfm"``), a YAML path, a config dict or a spec.
+        train: Rows with every ranking feature and the label column(s).
+        validation: Optional held-out rows of the same shape, for early stopping.
+        checkpoint_dir: If given, weights are saved after every epoch as
+            ``epoch-NNN`` TensorFlow checkpoints, next to ``model_config.json``
+            (``{"spec", "model"}``); restore with
+            ``cls.from_config(config["model"]).load_weights(path)`` after one call.
+        strategy: Distribution strategy; ``distribution.choose_strategy()`` when ``None``.
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        The trained model, per-epoch history (``loss``, ``auc`` or per-output metrics,
+        ``val_*`` with validation), rows, seconds, the spec and the best epoch.
+
+    Raises:
+        ValueError: on an empty frame, a missing column, null features, bad labels, or
+            an invalid config.
+    """
+    strategy = strategy or choose_strategy()  # first: multi-worker set-up precedes other TF ops
+    spec = load_spec(config)
+    _check_spec(spec)
+    if train.empty:
+        raise ValueError("cannot train a model on an empty training frame")
+    if validation is not None and validation.empty:
+        raise ValueError("the validation frame is empty; pass None to train without early stopping")
+    settings = spec.training
+    features = feature_arrays(train, RANKING_FEATURES)
+    labels = training_labels(train, spec)
+    keras.utils.set_random_seed(settings.seed)
+    vocabularies = FeatureVocabularies.from_frame(train, min_count=settings.vocabulary_min_count)
+    with strategy.scope(), mixed_precision_policy(settings.mixed_precision):
+        model = build_model(spec, vocabularies)
+
+    callbacks: list[keras.callbacks.Callback] = []
+    validation_data = None
+    early_stopping = None
+    if validation is not None:
+        validation_data = _dataset(
+            feature_arrays(validation, RANKING_FEATURES), training_labels(validation, spec), settings.batch_size, None
+        )
+        if settings.early_stopping_patience is not None:
+            early_stopping = keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+            )
+            callbacks.append(early_stopping)
+    if checkpoint_dir is not None:
+        callbacks.extend(_checkpoint_callbacks(checkpoint_dir, spec, model, strategy))
+
+    started = time.perf_counter()
+    history = model.fit(
+        _dataset(features, labels, settings.batch_size, settings.seed),
+        epochs=settings.epochs,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return ZooTrainingResult(
+        model=model,
+        history={name: [float(v) for v in values] for name, values in history.history.items()},
+        examples=len(train),
+        seconds=time.perf_counter() - started,
+        spec=spec,
+        best_epoch=None if early_stopping is None else early_stopping.best_epoch + 1,
+    )
+
+
+def predict_tasks(model: FeatureModel, features: dict[str, np.ndarray], batch_size: int = 8192) -> dict[str, np.ndarray]:
+    """Score feature arrays with any zoo model.
+
+    Args:
+        model: A single-task or multi-task zoo model.
+        features: ``features.feature_arrays`` output.
+        batch_size: Scoring batch size.
+
+    Returns:
+        ``{"pctr", "pcvr", "pctcvr"}`` float32 arrays for multi-task models; for
+        single-task models ``{"pctr"}`` (the model's one probability: pCVR for a model
+        trained with ``label: converted``).
+    """
+    if not model.multitask:
+        return {"pctr": predict_pctr(model, features, batch_size)}
+    rows = len(next(iter(features.values())))
+    if rows == 0:
+        return {output: np.zeros(0, dtype=np.float32) for output in ("pctr", "pcvr", "pctcvr")}
+    dataset = tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
+    batches = [model(batch, training=False) for batch in dataset]
+    return {output: np.concatenate([b[output].numpy() for b in batches]) for output in batches[0]}
+
+
+def evaluate_model(model: FeatureModel, test: pd.DataFrame) -> dict[str, Any]:
+    """Offline metrics of a zoo model on held-out ``training_examples`` rows.
+
+    Single-task models: ``models.training.evaluate_ranking`` (``auc``, ``logloss``,
+    ``examples``, and ``bayes_logloss`` with a ``true_pctr`` column). Multi-task models:
+    ``ctr_auc``, ``ctr_logloss``, ``ctcvr_auc``, ``ctcvr_logloss`` over every row,
+    ``cvr_auc`` over the clicked rows (``None`` if they hold a single class) and
+    ``examples``.
+
+    Raises:
+        ValueError: on an empty frame, missing columns, or a label column of one class.
+    """
+    if not model.multitask:
+        return evaluate_ranking(model, test)
+    if test.empty:
+        raise ValueError("cannot evaluate a model on an empty frame")
+    require_columns(test, list(MULTITASK_LABELS.values()), "test frame")
+    predictions = predict_tasks(model, feature_arrays(test, RANKING_FEATURES))
+    clicked = _binary_column(test, "clicked")
+    converted = _binary_column(test, "converted")
+    on_clicked = clicked == 1
+    cvr_auc = None
+    if 0 < converted[on_clicked].sum() < on_clicked.sum():
+        cvr_auc = evaluation.auc(converted[on_clicked], predictions["pcvr"][on_clicked])
+    return {
+        "ctr_auc": evaluation.auc(clicked, predictions["pctr"]),
+        "ctr_logloss": evaluation.logloss(clicked, predictions["pctr"]),
+        "ctcvr_auc": evaluation.auc(converted, predictions["pctcvr"]),
+        "ctcvr_logloss": evaluation.logloss(converted, predictions["pctcvr"]),
+        "cvr_auc": cvr_auc,
+        "examples": int(len(test)),
+    }

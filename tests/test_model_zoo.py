@@ -1,0 +1,419 @@
+"""The model zoo: every bundled config builds and trains, the layers compute what their
+papers say and survive a config round trip, distribution works across two CPU workers."""
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+from conftest import free_port
+
+from models.features import FeatureVocabularies, feature_arrays
+from models.zoo import MODEL_TYPES, build_model, evaluate_model, load_spec, predict_tasks, train_model
+from models.zoo.config import CONFIG_DIR
+from models.zoo.distribution import choose_strategy, mixed_precision_policy, parse_tf_config
+from models.zoo.examples import synthetic_training_examples
+from models.zoo.layers import (
+    MLP,
+    FactorizationMachine,
+    HashedFeatureCrosses,
+    MixtureOfExperts,
+    NumericFieldEmbedding,
+)
+from models.zoo.multitask import ESMM, MMoE
+from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
+from models.zoo.registry import MODEL_CONFIG_FILE, training_labels
+from reclake.settings import SyntheticSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_NAMES = ("fm", "deepfm", "dcn_v2_stacked", "dcn_v2_parallel", "hashed_lr", "esmm", "mmoe")
+CONFIG_CLASSES = {
+    "fm": FM,
+    "deepfm": DeepFM,
+    "dcn_v2_stacked": DCNv2,
+    "dcn_v2_parallel": DCNv2,
+    "hashed_lr": HashedLogisticRegression,
+    "esmm": ESMM,
+    "mmoe": MMoE,
+}
+DAYS = (dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3))
+SETTINGS = SyntheticSettings(events_per_day=4000, n_users=300, n_items=100, seed=7)
+# docs/data-contracts.md, `training_examples`.
+TRAINING_EXAMPLES_COLUMNS = [
+    "event_id", "event_date", "event_ts", "user_id", "item_id", "user_segment", "device", "slot_position",
+    "category", "price", "hour_of_day", "day_of_week", "user_impressions_7d", "user_clicks_7d", "user_ctr_7d",
+    "item_impressions_7d", "item_clicks_7d", "item_ctr_7d", "clicked", "converted",
+]  # fmt: skip
+# Tiny-data settings on top of the bundled configs: few steps, so FM (which starts at
+# p = 0.5) and the sparse FTRL model get larger steps.
+TEST_TRAINING = {"epochs": 3, "batch_size": 256}
+TEST_OVERRIDES = {
+    "fm": ({}, {"learning_rate": 0.01}),
+    "hashed_lr": ({"num_bins": 2**14}, {"learning_rate": 0.3}),
+}
+
+
+def tiny_spec(name: str, **training):
+    """The bundled config ``name`` with the tiny-data training settings (and ``training``)."""
+    spec = load_spec(name)
+    model_overrides, training_overrides = TEST_OVERRIDES.get(name, ({}, {}))
+    return dataclasses.replace(
+        spec,
+        model={**spec.model, **model_overrides},
+        training=dataclasses.replace(spec.training, **{**TEST_TRAINING, **training_overrides, **training}),
+    )
+
+
+@pytest.fixture(scope="module")
+def examples() -> pd.DataFrame:
+    return synthetic_training_examples(SETTINGS, DAYS)
+
+
+@pytest.fixture(scope="module")
+def split(examples):
+    is_test = examples["event_date"] == DAYS[-1]
+    return examples[~is_test], examples[is_test]
+
+
+@pytest.fixture(scope="module")
+def vocabularies(split) -> FeatureVocabularies:
+    return FeatureVocabularies.from_frame(split[0], min_count=2)
+
+
+@pytest.fixture(scope="module")
+def batch(split) -> dict[str, tf.Tensor]:
+    return {name: tf.constant(values) for name, values in feature_arrays(split[1].head(16)).items()}
+
+
+@pytest.fixture(scope="module")
+def trained(split):
+    """``trained(name)``: the bundled config trained on the train days (once per module)."""
+    results = {}
+
+    def get(name: str):
+        if name not in results:
+            results[name] = train_model(tiny_spec(name), split[0])
+        return results[name]
+
+    return get
+
+
+class TestSyntheticExamples:
+    def test_frame_has_the_contract_columns_and_the_truth(self, examples):
+        assert list(examples.columns) == TRAINING_EXAMPLES_COLUMNS + ["true_pctr", "true_pcvr"]
+        assert examples["event_ts"].is_monotonic_increasing
+        assert (examples["converted"] <= examples["clicked"]).all()
+
+    def test_trailing_aggregates_count_only_earlier_events(self, examples):
+        for _, row in examples.sample(25, random_state=0).iterrows():
+            same_user = examples[examples["user_id"] == row["user_id"]]
+            before = same_user[
+                (same_user["event_ts"] < row["event_ts"])
+                & (same_user["event_ts"] >= row["event_ts"] - pd.Timedelta(days=7))
+            ]
+            assert row["user_impressions_7d"] == len(before)
+            assert row["user_clicks_7d"] == before["clicked"].sum()
+            assert row["user_ctr_7d"] == pytest.approx((before["clicked"].sum() + 0.05 * 20) / (len(before) + 20))
+
+
+class TestConfigs:
+    def test_one_bundled_config_per_model(self):
+        assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) == sorted(CONFIG_NAMES)
+
+    @pytest.mark.parametrize("name", CONFIG_NAMES)
+    def test_every_config_builds_its_model(self, name, vocabularies, batch):
+        model = build_model(name, vocabularies)
+        assert type(model) is CONFIG_CLASSES[name]
+        outputs = model(batch)
+        if model.multitask:
+            assert sorted(outputs) == ["pctcvr", "pctr", "pcvr"]
+            outputs = outputs["pctcvr"]
+        assert outputs.shape == (16,)
+        assert np.all((outputs.numpy() > 0) & (outputs.numpy() < 1))
+
+    def test_dcn_v2_structures(self, vocabularies, batch):
+        stacked, parallel = build_model("dcn_v2_stacked", vocabularies), build_model("dcn_v2_parallel", vocabularies)
+        stacked(batch), parallel(batch)
+        encoded_width = 7 * 8 + 5  # 7 categorical fields x embedding_dim 8 + 5 numeric features
+        # Stacked: the logit reads the MLP's last layer; parallel: cross output ++ MLP output.
+        assert stacked.logit.kernel.shape == (32, 1)
+        assert parallel.logit.kernel.shape == (encoded_width + 32, 1)
+        # Low rank: W = U V with U of shape [d, projection_dim].
+        assert parallel.crosses[0]._dense_u.kernel.shape == (encoded_width, 16)
+        assert not hasattr(stacked.crosses[0], "_dense_u")
+
+    def test_deepfm_adds_no_embeddings_to_fm(self, vocabularies, batch):
+        fm, deepfm = build_model("fm", vocabularies), build_model("deepfm", vocabularies)
+        fm(batch), deepfm(batch)
+
+        def embedding_tables(model):
+            return sorted(v.name.split("/", 1)[1] for v in model.weights if "embedding" in v.name)
+
+        assert embedding_tables(deepfm) == embedding_tables(fm)
+
+    @pytest.mark.parametrize(
+        ("config", "message"),
+        [
+            ({"type": "nope"}, r"unknown model type 'nope'; known: \['dcn_v2'"),
+            ({"type": "fm", "model": {"embeding_dim": 4}}, r"'model' has unknown key\(s\) \['embeding_dim'\]"),
+            ({"type": "fm", "training": {"epoch": 4}}, r"'training' has unknown key\(s\) \['epoch'\]"),
+            ({"type": "fm", "extra": 1}, r"unknown key\(s\) \['extra'\]"),
+            ({"type": "fm", "training": {"optimizer": "lbfgs"}}, r"training.optimizer must be one of"),
+            ({"type": "esmm", "training": {"label": "converted"}}, r"label applies to single-task models"),
+            ({"type": "fm", "training": {"loss_weights": {"pctr": 1.0}}}, r"loss_weights applies to multi-task"),
+            ({"type": "mmoe", "training": {"loss_weights": {"pcvr": 1.0}}}, r"keys \['pcvr'\] are not outputs"),
+            ({"type": "dcn_v2", "model": {"structure": "diagonal"}}, r"structure must be one of"),
+            ({"type": "fm", "training": {"optimizer_options": {"momentum": 0.9}}}, r"do not fit the adam optimiser"),
+        ],
+    )
+    def test_bad_configs_name_the_problem(self, config, message, vocabularies):
+        with pytest.raises(ValueError, match=message):
+            build_model(config, vocabularies)
+
+    def test_unknown_config_name_lists_the_bundled_ones(self):
+        with pytest.raises(FileNotFoundError, match=r"no model config named 'xgboost'.*'deepfm'"):
+            load_spec("xgboost")
+
+    def test_spec_round_trips_through_dict(self):
+        spec = load_spec("hashed_lr")
+        assert load_spec(spec.to_dict()) == dataclasses.replace(spec, source=None)
+
+
+class TestTraining:
+    @pytest.mark.parametrize("name", CONFIG_NAMES)
+    def test_training_lowers_the_loss_and_ranks_held_out_rows(self, name, trained, split):
+        result = trained(name)
+        losses = result.history["loss"]
+        assert len(losses) == TEST_TRAINING["epochs"]
+        assert losses[-1] < losses[0]
+        metrics = evaluate_model(result.model, split[1])
+        if result.model.multitask:
+            assert metrics["ctr_auc"] > 0.5
+            assert metrics["ctcvr_auc"] > 0.5
+        else:
+            assert metrics["auc"] > 0.5
+
+    def test_early_stopping_restores_the_best_epoch_and_checkpoints_every_epoch(self, split, tmp_path):
+        train, test = split
+        spec = tiny_spec("dcn_v2_stacked", epochs=5, early_stopping_patience=1, learning_rate=0.02)
+        result = train_model(spec, train, test, checkpoint_dir=tmp_path)
+        epochs_run = len(result.history["loss"])
+        assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
+        assert epochs_run == min(5, result.best_epoch + 1)  # stops one epoch after the best
+        assert sorted(p.name for p in tmp_path.glob("epoch-*.index")) == [
+            f"epoch-{epoch:03d}.index" for epoch in range(1, epochs_run + 1)
+        ]
+        document = json.loads((tmp_path / MODEL_CONFIG_FILE).read_text())
+        restored = DCNv2.from_config(document["model"])
+        features = feature_arrays(test.head(256))
+        restored(features)
+        restored.load_weights(str(tmp_path / f"epoch-{result.best_epoch:03d}")).expect_partial()
+        np.testing.assert_array_equal(restored(features).numpy(), result.model(features).numpy())
+
+    def test_conversion_without_click_is_rejected(self, split, vocabularies):
+        bad = split[0].head(100).copy()
+        bad.loc[bad.index[0], ["clicked", "converted"]] = [0, 1]
+        with pytest.raises(ValueError, match="converted = 1 on impressions with clicked = 0"):
+            training_labels(bad, load_spec("esmm"))
+
+
+class TestFactorizationMachine:
+    def test_pairwise_term_on_a_hand_example(self):
+        # v1 = (1, 2), v2 = (3, -1), v3 = (0.5, 4):
+        # <v1,v2> = 3 - 2 = 1, <v1,v3> = 0.5 + 8 = 8.5, <v2,v3> = 1.5 - 4 = -2.5; sum = 7.
+        fields = tf.constant([[[1.0, 2.0], [3.0, -1.0], [0.5, 4.0]]])
+        assert FactorizationMachine()(fields).numpy().tolist() == [[7.0]]
+
+    def test_pairwise_term_equals_the_double_sum(self):
+        fields = np.random.default_rng(0).normal(size=(4, 6, 3)).astype(np.float32)
+        brute_force = [
+            sum(float(fields[b, i] @ fields[b, j]) for i in range(6) for j in range(i + 1, 6)) for b in range(4)
+        ]
+        np.testing.assert_allclose(FactorizationMachine()(fields).numpy()[:, 0], brute_force, rtol=1e-5)
+
+
+class TestMultiTask:
+    @pytest.mark.parametrize("name", ["esmm", "mmoe"])
+    def test_pctcvr_is_exactly_pctr_times_pcvr(self, name, trained, split):
+        predictions = predict_tasks(trained(name).model, feature_arrays(split[1]))
+        assert predictions["pctcvr"].dtype == np.float32
+        np.testing.assert_array_equal(predictions["pctcvr"], predictions["pctr"] * predictions["pcvr"])
+
+    def test_cvr_tower_learns_from_impressions_without_a_click(self, trained, split):
+        """The CTCVR loss reaches the CVR tower on unclicked rows: no clicked-only training."""
+        model, spec = trained("esmm").model, trained("esmm").spec
+        unclicked = split[0][split[0]["clicked"] == 0].head(64)
+        features = {name: tf.constant(values) for name, values in feature_arrays(unclicked).items()}
+        labels = training_labels(unclicked, spec)
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(features, labels, model(features, training=True))
+        cvr_variables = model.cvr_tower.trainable_variables + model.cvr_logit.trainable_variables
+        gradients = tape.gradient(loss, cvr_variables)
+        assert sum(float(tf.norm(g)) for g in gradients) > 0
+
+    def test_mmoe_gates_are_a_softmax_over_experts_per_task(self, trained, batch):
+        model = trained("mmoe").model
+        gates = model.experts.gate_weights(model.encoder(batch)).numpy()
+        assert gates.shape == (16, 2, 4)
+        np.testing.assert_allclose(gates.sum(axis=2), 1.0, rtol=1e-5)
+
+
+class TestHashedLogisticRegression:
+    def test_tokens_and_crosses_hash_like_their_strings(self):
+        layer = HashedFeatureCrosses(["device", "category"], [["device", "category"]], num_bins=1024)
+        buckets = layer({"device": tf.constant(["mobile"]), "category": tf.constant(["mobile"])}).numpy()[0]
+        expected = keras.layers.Hashing(num_bins=1024)(
+            tf.constant(["device=mobile", "category=mobile", "device=mobile&category=mobile"])
+        ).numpy()
+        assert buckets.tolist() == expected.tolist()
+
+    def test_gradients_are_sparse_and_ftrl_leaves_unseen_buckets_at_zero(self, trained, split):
+        model = trained("hashed_lr").model
+        features = {name: tf.constant(values) for name, values in feature_arrays(split[0]).items()}
+        seen = np.unique(model.hashing(model._as_strings(features)).numpy())
+        with tf.GradientTape() as tape:
+            loss = keras.losses.binary_crossentropy(split[0]["clicked"].to_numpy(np.float32), model(features))
+        gradient = tape.gradient(loss, model.bucket_weights.embeddings)
+        assert isinstance(gradient, tf.IndexedSlices)
+        nonzero = np.flatnonzero(model.bucket_weights.embeddings.numpy()[:, 0])
+        assert len(nonzero) > 0
+        assert set(nonzero) <= set(seen)
+
+
+CUSTOM_LAYERS = {
+    "MLP": (lambda: MLP([4, 3], dropout=0.1), lambda: tf.random.stateless_normal([2, 5], seed=[1, 2])),
+    "FactorizationMachine": (FactorizationMachine, lambda: tf.random.stateless_normal([2, 3, 4], seed=[1, 2])),
+    "NumericFieldEmbedding": (lambda: NumericFieldEmbedding(3), lambda: tf.random.stateless_normal([2, 5], seed=[1, 2])),
+    "MixtureOfExperts": (
+        lambda: MixtureOfExperts(3, [4], num_tasks=2, dropout=0.2),
+        lambda: tf.random.stateless_normal([2, 5], seed=[1, 2]),
+    ),
+    "HashedFeatureCrosses": (
+        lambda: HashedFeatureCrosses(["device"], [["device", "category"]], num_bins=64, salt=7),
+        lambda: {"device": tf.constant(["mobile", "tablet"]), "category": tf.constant(["cat_00", "cat_01"])},
+    ),
+}
+
+
+class TestSerialisation:
+    @pytest.mark.parametrize("name", sorted(CUSTOM_LAYERS))
+    def test_custom_layer_config_round_trip(self, name):
+        make_layer, make_inputs = CUSTOM_LAYERS[name]
+        layer, inputs = make_layer(), make_inputs()
+        original = layer(inputs)
+        serialized = json.loads(json.dumps(keras.layers.serialize(layer)))
+        assert serialized["registered_name"] == f"reclake>{name}"
+        restored = keras.layers.deserialize(serialized)
+        assert type(restored) is type(layer)
+        assert restored.get_config() == layer.get_config()
+        restored(inputs)
+        restored.set_weights(layer.get_weights())
+        tf.nest.map_structure(
+            lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()), restored(inputs), original
+        )
+
+    @pytest.mark.parametrize("name", CONFIG_NAMES)
+    def test_model_config_round_trip(self, name, vocabularies, batch):
+        model = build_model(name, vocabularies)
+        original = model(batch)
+        config = json.loads(json.dumps(model.get_config()))
+        restored = type(model).from_config(config)
+        assert restored.get_config() == model.get_config()
+        restored(batch)
+        restored.set_weights(model.get_weights())
+        tf.nest.map_structure(
+            lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()), restored(batch), original
+        )
+
+    def test_every_model_type_is_registered(self):
+        for cls in MODEL_TYPES.values():
+            assert keras.utils.get_registered_object(f"reclake>{cls.__name__}") is cls
+
+
+class TestDistribution:
+    def test_cpu_without_tf_config_uses_the_default_strategy(self):
+        assert "TF_CONFIG" not in os.environ
+        strategy = choose_strategy()
+        assert strategy is tf.distribute.get_strategy()
+        assert strategy.num_replicas_in_sync == 1
+
+    def test_mixed_precision_needs_a_gpu(self):
+        with pytest.raises(ValueError, match="mixed_precision: true needs a GPU"):
+            with mixed_precision_policy(True):
+                pass
+
+    @pytest.mark.parametrize(
+        ("tf_config", "message"),
+        [
+            ("not json", "TF_CONFIG must be JSON like"),
+            ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "TF_CONFIG must be JSON like"),
+            ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "outside its 1 worker"),
+        ],
+    )
+    def test_bad_tf_config_is_a_clear_error(self, tf_config, message):
+        with pytest.raises(ValueError, match=message):
+            parse_tf_config(tf_config)
+
+    def test_two_cpu_workers_train_one_model_in_sync(self):
+        workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+        code = textwrap.dedent(
+            """
+            import datetime as dt, json
+            from models.zoo import train_model
+            from models.zoo.distribution import choose_strategy
+            from models.zoo.examples import synthetic_training_examples
+            from reclake.settings import SyntheticSettings
+
+            frame = synthetic_training_examples(
+                SyntheticSettings(events_per_day=1000, n_users=50, n_items=30), [dt.date(2024, 3, 1)]
+            )
+            config = {
+                "type": "dcn_v2",
+                "model": {"embedding_dim": 4, "cross_layers": 1, "deep_units": [8]},
+                "training": {"batch_size": 64, "epochs": 2, "learning_rate": 0.01, "vocabulary_min_count": 1},
+            }
+            result = train_model(config, frame)
+            strategy = choose_strategy()
+            print(json.dumps({
+                "strategy": type(strategy).__name__,
+                "replicas": strategy.num_replicas_in_sync,
+                "loss": result.history["loss"],
+                "weight_sums": [float(w.sum()) for w in result.model.get_weights()],
+            }))
+            """
+        )
+        processes = []
+        for index in range(2):
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "PYTHONPATH": str(REPO_ROOT)}
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        try:
+            outputs = [process.communicate(timeout=180) for process in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        reports = []
+        for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+            assert process.returncode == 0, stderr[-3000:]
+            reports.append(json.loads(stdout.strip().splitlines()[-1]))
+        for report in reports:
+            assert report["strategy"] == "MultiWorkerMirroredStrategy"
+            assert report["replicas"] == 2
+            assert report["loss"][-1] < report["loss"][0]
+        # Synchronous all-reduce: both workers end with the same weights.
+        np.testing.assert_allclose(reports[0]["weight_sums"], reports[1]["weight_sums"], rtol=0, atol=1e-6)
