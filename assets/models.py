@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from resources.lake import LakeResource
+from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 from sources.truth import load_truth
@@ -19,6 +20,8 @@ class ExportedModel:
     model_version: str
     savedmodel_url: str
     metrics: dict[str, float]
+    promote: bool
+    promotion_reason: str
 
 
 @dg.asset(
@@ -32,6 +35,7 @@ def recommender_model(
     warehouse: WarehouseResource,
     lake: LakeResource,
     pipeline: PipelineResource,
+    model_store: ModelStoreResource,
 ) -> dg.Output[ExportedModel]:
     """Two-tower retrieval and DCN ranking trained on the newest days, exported as one SavedModel.
 
@@ -40,9 +44,16 @@ def recommender_model(
     synthetic source the Bayes-optimal logloss of the true pCTR; Recall@K for
     retrieval). The SavedModel (``recommend``, ``retrieve``, ``predict`` signatures) goes
     to ``models/<version>/savedmodel`` in the lake.
+
+    Champion and challenger: the model being served is scored on the same held-out rows
+    (through its ``rank`` signature); the new model is marked for promotion only if its
+    ranking AUC is at least as good. ``bento_model`` registers every model and serves
+    only promoted ones.
     """
+    from models.evaluation import auc
     from models.export import export_recommender
     from models.popularity import popular_items
+    from models.promotion import decide_promotion
     from models.training import (
         TRUE_PCTR_COLUMN,
         evaluate_ranking,
@@ -72,6 +83,10 @@ def recommender_model(
         **{f"ranking_{name}": float(value) for name, value in ranking_metrics.items()},
         **{f"retrieval_{name}": float(value) for name, value in retrieval_metrics.items()},
     }
+    decision = decide_promotion(
+        "ranking_auc", metrics["ranking_auc"], _champion_auc(context, model_store, test, auc)
+    )
+    context.log.info(decision.reason)
     version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
     url = store.url("models", version, "savedmodel")
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +108,13 @@ def recommender_model(
         store.upload_dir(str(local), url)
     context.log.info(f"model {version}: {metrics}")
     return dg.Output(
-        ExportedModel(model_version=version, savedmodel_url=url, metrics=metrics),
+        ExportedModel(
+            model_version=version,
+            savedmodel_url=url,
+            metrics=metrics,
+            promote=decision.promote,
+            promotion_reason=decision.reason,
+        ),
         metadata={
             "model_version": version,
             "savedmodel_path": dg.MetadataValue.path(url) if store.is_local else dg.MetadataValue.url(url),
@@ -104,7 +125,33 @@ def recommender_model(
             "metrics": dg.MetadataValue.json(metrics),
             # Flat numbers too, so the UI plots them across materializations.
             **{name: value for name, value in metrics.items()},
+            "promote": decision.promote,
+            "promotion_reason": decision.reason,
+            "ranking_training_curve": dg.MetadataValue.md(_curve_table(ranking.history)),
             "ranking_train_seconds": round(ranking.seconds, 1),
             "retrieval_train_seconds": round(retrieval.seconds, 1),
         },
     )
+
+
+def _champion_auc(context, model_store: ModelStoreResource, test, auc) -> float | None:
+    """Ranking AUC of the served model on ``test``, or None if nothing comparable is served."""
+    from models.export import load_recommender
+
+    tag = model_store.pinned()
+    if tag is None:
+        return None
+    try:
+        champion = load_recommender(model_store.savedmodel_dir(tag))
+        return float(auc(test["clicked"].to_numpy(), champion.rank(test)))
+    except (KeyError, FileNotFoundError, ValueError) as error:  # no rank signature, or gone
+        context.log.warning(f"cannot score the champion {tag} on the held-out day: {error}")
+        return None
+
+
+def _curve_table(history: dict[str, list[float]]) -> str:
+    """Per-epoch training metrics as a Markdown table."""
+    names = sorted(history)
+    rows = [f"| {epoch} | " + " | ".join(f"{history[n][epoch - 1]:.5f}" for n in names) + " |"
+            for epoch in range(1, len(history[names[0]]) + 1)] if names else []
+    return "\n".join(["| epoch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|", *rows])

@@ -14,25 +14,50 @@ def bento_model(
     lake: LakeResource,
     model_store: ModelStoreResource,
 ) -> dg.MaterializeResult:
-    """The recommender in the BentoML model store, its tag pinned as the one to serve.
+    """The recommender in the BentoML model store; the pinned tag is the one served.
 
-    ``serving/service.py`` loads the pinned tag (``make serve`` passes it as
-    ``RECLAKE_BENTO_MODEL_TAG``), never ``:latest``.
+    Every trained model is registered (labelled ``champion`` or ``challenger``), so the
+    history of versions and their metrics is in the store; only a promoted model
+    replaces the pinned tag. ``serving/service.py`` loads the pinned tag (``make serve``
+    passes it as ``RECLAKE_BENTO_MODEL_TAG``), never ``:latest``.
     """
-    tag = model_store.register(
+    stage = "champion" if recommender_model.promote else "challenger"
+    registered = model_store.register(
         lake.get_lake(),
         recommender_model.savedmodel_url,
         metadata={"model_version": recommender_model.model_version, **recommender_model.metrics},
-        labels={"model_version": recommender_model.model_version, "dagster_run_id": context.run_id},
+        labels={
+            "model_version": recommender_model.model_version,
+            "stage": stage,
+            "dagster_run_id": context.run_id,
+        },
     )
     previous = model_store.pinned()
-    model_store.pin(tag)
-    context.log.info(f"serving {tag} (was {previous})")
+    if recommender_model.promote:
+        model_store.pin(registered)
+    served = model_store.pinned()
+    context.log.info(f"registered {registered} as {stage}; serving {served} ({recommender_model.promotion_reason})")
     return dg.MaterializeResult(
         metadata={
-            "bento_model_tag": tag,
+            "bento_model_tag": served,
+            "registered_tag": registered,
+            "stage": stage,
+            "promotion_reason": recommender_model.promotion_reason,
             "model_version": recommender_model.model_version,
             "previous_tag": previous or "",
-            "serve_command": f"RECLAKE_BENTO_MODEL_TAG={tag} bentoml serve serving.service:RecommenderService",
+            "versions": dg.MetadataValue.md(_versions_table(model_store.versions())),
+            "serve_command": f"RECLAKE_BENTO_MODEL_TAG={served} bentoml serve serving.service:RecommenderService",
         }
     )
+
+
+def _versions_table(versions: list[dict]) -> str:
+    """The registered versions as a Markdown table (newest first, at most 20)."""
+    lines = ["| tag | created | stage | ranking_auc | ranking_logloss |", "|---|---|---|---|---|"]
+    for version in versions[:20]:
+        metrics = version["metadata"]
+        lines.append(
+            f"| {version['tag']} | {version['created']} | {version['labels'].get('stage', '')} "
+            f"| {metrics.get('ranking_auc', float('nan')):.4f} | {metrics.get('ranking_logloss', float('nan')):.4f} |"
+        )
+    return "\n".join(lines)

@@ -31,9 +31,13 @@ import tf_keras as keras
 from models.features import (
     DEVICES,
     HOURS_OF_DAY,
+    INTEGER_FEATURES,
     ITEM_LOOKUP_FEATURES,
+    NUMERIC_FEATURES,
+    RANKING_FEATURES,
     REQUEST_FEATURES,
     SLOT_POSITIONS,
+    STRING_FEATURES,
     USER_LOOKUP_FEATURES,
     feature_arrays,
     require_columns,
@@ -50,6 +54,13 @@ vocabulary, so the models use their OOV embedding."""
 
 _STRING = tf.TensorSpec([None], tf.string)
 _INT64 = tf.TensorSpec([None], tf.int64)
+
+# The ``rank`` signature takes every ranking feature as it is in ``training_examples``.
+RANK_INPUT_SIGNATURE: dict[str, tf.TensorSpec] = {
+    **{name: tf.TensorSpec([None], tf.string, name=name) for name in STRING_FEATURES},
+    **{name: tf.TensorSpec([None], tf.int64, name=name) for name in INTEGER_FEATURES},
+    **{feature.name: tf.TensorSpec([None], tf.float32, name=feature.name) for feature in NUMERIC_FEATURES},
+}
 
 
 class FeatureLookup(tf.Module):
@@ -140,6 +151,11 @@ class RecommenderModule(tf.Module):
     @tf.function(input_signature=[_STRING, _STRING, _STRING, _INT64, _INT64])
     def predict(self, user_id, item_id, device, slot_position, hour_of_day):
         return {"pctr": self._pctr(user_id, item_id, device, slot_position, hour_of_day)}
+
+    @tf.function(input_signature=[RANK_INPUT_SIGNATURE])
+    def rank(self, features):
+        """pCTR from full feature rows (point-in-time features included), no lookups."""
+        return {"pctr": tf.cast(self.ranking_model(features, training=False), tf.float32)}
 
     @tf.function(input_signature=[_STRING])
     def retrieve(self, user_id):
@@ -262,6 +278,7 @@ def export_recommender(
             "predict": module.predict.get_concrete_function(),
             "retrieve": module.retrieve.get_concrete_function(),
             "recommend": module.recommend.get_concrete_function(),
+            "rank": module.rank.get_concrete_function(),
         },
     )
     document = {
@@ -400,6 +417,21 @@ class Recommender:
         _check_in(arrays["slot_position"], SLOT_POSITIONS, "slot_position")
         _check_in(arrays["hour_of_day"], HOURS_OF_DAY, "hour_of_day")
         outputs = self._signatures["predict"](**{name: tf.constant(values) for name, values in arrays.items()})
+        return outputs["pctr"].numpy()
+
+
+    def rank(self, examples: pd.DataFrame) -> np.ndarray:
+        """pCTR for ``training_examples`` rows, using their own (point-in-time) features.
+
+        This is how two exported models are compared on the same held-out rows.
+
+        Returns:
+            float32 ``[len(examples)]``.
+        """
+        if examples.empty:
+            raise ValueError("examples is empty")
+        arrays = feature_arrays(examples, RANKING_FEATURES)
+        outputs = self._signatures["rank"](**{name: tf.constant(values) for name, values in arrays.items()})
         return outputs["pctr"].numpy()
 
 

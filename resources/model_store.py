@@ -9,8 +9,6 @@ import dagster as dg
 
 from reclake.lake import Lake
 
-MODEL_NAME = "reclake_recommender"
-
 
 class ModelStoreResource(dg.ConfigurableResource):
     """Registers exported SavedModels in a BentoML model store and pins the served tag.
@@ -27,7 +25,7 @@ class ModelStoreResource(dg.ConfigurableResource):
     def register(self, lake: Lake, savedmodel_url: str, metadata: dict, labels: dict[str, str]) -> str:
         """Copy a SavedModel from the lake into the store; returns its ``name:version`` tag."""
         self._use_home()
-        from serving.bento_store import save_to_bento_store
+        from serving.bento_store import DEFAULT_MODEL_NAME, save_to_bento_store
 
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "savedmodel"
@@ -35,7 +33,21 @@ class ModelStoreResource(dg.ConfigurableResource):
                 local = Path(savedmodel_url)
             else:
                 lake.fs.get(savedmodel_url.rstrip("/") + "/", str(local) + "/", recursive=True)
-            return save_to_bento_store(str(local), name=MODEL_NAME, metadata=metadata, labels=labels)
+            return save_to_bento_store(str(local), name=DEFAULT_MODEL_NAME, metadata=metadata, labels=labels)
+
+    def savedmodel_dir(self, tag: str) -> str:
+        """Local path of the SavedModel stored under ``tag``."""
+        self._use_home()
+        from serving.bento_store import savedmodel_path
+
+        return savedmodel_path(tag)
+
+    def versions(self) -> list[dict]:
+        """Every registered version, newest first, with its labels and metrics."""
+        self._use_home()
+        from serving.bento_store import list_versions
+
+        return list_versions()
 
     def pin(self, tag: str) -> None:
         """Make ``tag`` the model that ``make serve`` serves."""

@@ -48,3 +48,27 @@ def save_to_bento_store(
     with bentoml.models.create(tag, metadata=dict(metadata or {}), labels=dict(labels or {})) as model:
         shutil.copytree(source, model.path_of(SAVEDMODEL_SUBDIR))
     return str(model.tag)
+
+
+def savedmodel_path(tag: str) -> str:
+    """Local path of the SavedModel inside the stored bento model ``tag``.
+
+    Raises:
+        bentoml.exceptions.NotFound: if the store has no model with that tag.
+    """
+    return bentoml.models.get(tag).path_of(SAVEDMODEL_SUBDIR)
+
+
+def list_versions(name: str = DEFAULT_MODEL_NAME) -> list[dict[str, Any]]:
+    """Every stored version of a model, newest first: tag, creation time, labels, metadata."""
+    models = [model for model in bentoml.models.list() if model.tag.name == name]
+    models.sort(key=lambda model: model.creation_time, reverse=True)
+    return [
+        {
+            "tag": str(model.tag),
+            "created": model.creation_time.isoformat(timespec="seconds"),
+            "labels": dict(model.info.labels),
+            "metadata": dict(model.info.metadata),
+        }
+        for model in models
+    ]

@@ -112,6 +112,16 @@ def test_predict_reproduces_training_features(recommender, trained, data):
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_rank_scores_full_feature_rows_like_the_trained_model(recommender, trained, data):
+    """``rank`` takes the point-in-time features as given: it must equal the Keras model."""
+    _, test, _, _ = data
+    ranking, _ = trained
+    rows = test.head(300)
+    np.testing.assert_allclose(recommender.rank(rows), predict_pctr(ranking, feature_arrays(rows)), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="empty"):
+        recommender.rank(rows.head(0))
+
+
 def test_fresh_process_gives_identical_scores(exported, recommender, data):
     _, test, _, _ = data
     rows = test.head(50)[list(REQUEST_FEATURES)]

@@ -8,6 +8,7 @@ answers over HTTP.
 """
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -78,6 +79,27 @@ def test_model_metrics_are_honest(main_run):
     assert 0.5 < metrics["ranking_auc"] <= 1.0
     assert metrics["ranking_bayes_logloss"] < metrics["ranking_logloss"]
     assert 0.0 <= metrics["retrieval_recall_at_k"] <= 1.0
+
+
+def test_retraining_scores_the_champion_and_registers_a_challenger(main_run):
+    """A second model faces the served one on the same held-out rows; both stay in the store."""
+    from definitions import build_definitions
+
+    settings, instance, summary, _, _ = main_run
+    defs = build_definitions(settings)
+    result = dg.materialize(
+        [defs.get_assets_def("recommender_model"), defs.get_assets_def("bento_model")],
+        resources=defs.resources,
+        instance=instance,
+    )
+    assert result.success
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("bento_model")).asset_materialization.metadata
+    stage, registered = metadata["stage"].value, metadata["registered_tag"].value
+    assert registered != summary["bento_model_tag"]
+    assert re.search(r"champion \d\.\d{4}", metadata["promotion_reason"].value)  # the champion was scored
+    served = settings.current_model_tag_file.read_text().strip()
+    assert served == (registered if stage == "champion" else summary["bento_model_tag"])
+    assert "|" in metadata["versions"].value and summary["bento_model_tag"] in metadata["versions"].value
 
 
 def test_bentoml_serves_the_pinned_model_over_http(main_run, session_state_dir):
