@@ -58,8 +58,7 @@ class SourceFormat(Protocol):
 
 
 FORMATS: dict[str, SourceFormat] = {
-    module.SPEC.name: module  # type: ignore[misc]
-    for module in (movielens, criteo, avazu, amazon_reviews, ipinyou, multitask)
+    module.SPEC.name: module for module in (movielens, criteo, avazu, amazon_reviews, ipinyou, multitask)
 }
 
 

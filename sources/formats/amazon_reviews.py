@@ -26,6 +26,8 @@ the wrong field count, a missing ``user_id`` / item / ``rating`` / ``timestamp``
 rating outside 1..5, a timestamp that is not an integer, a non-string id or text, a
 vote that is not a non-negative integer, a verified flag that is not a boolean.
 A reject's ``field`` uses the file's own field name (``reviewerID`` in 2018 files).
+
+Review data is usually k-core filtered before training: ``sources.formats.k_core_filter``.
 """
 
 from __future__ import annotations
@@ -57,7 +59,17 @@ from sources.formats.textfiles import (
 )
 
 NAME = "amazon_reviews"
-OUTPUT_FIELDS = ("user_id", "asin", "parent_asin", "rating", "timestamp", "title", "text", "helpful_vote", "verified_purchase")
+OUTPUT_FIELDS = (
+    "user_id",
+    "asin",
+    "parent_asin",
+    "rating",
+    "timestamp",
+    "title",
+    "text",
+    "helpful_vote",
+    "verified_purchase",
+)
 SPEC = SourceSpec(
     name=NAME,
     label_columns=("rating",),
@@ -101,7 +113,7 @@ LAYOUT_2018 = _Layout(
 _MARKERS_2018 = frozenset({"reviewerID", "overall", "unixReviewTime"})
 
 
-def layout_of(field_names: Sequence[str]) -> _Layout:
+def _layout_of(field_names: Sequence[str]) -> _Layout:
     """The 2018 layout when any of its distinctive names is present, else 2023."""
     return LAYOUT_2018 if _MARKERS_2018 & set(field_names) else LAYOUT_2023
 
@@ -141,7 +153,7 @@ def _json_layout(path: PathLike) -> _Layout:
             except json.JSONDecodeError:
                 continue
             if isinstance(record, dict):
-                return layout_of(list(record))
+                return _layout_of(list(record))
         break
     return LAYOUT_2023
 
@@ -164,7 +176,9 @@ def _read_json_lines(path: PathLike, chunk_rows: int) -> Iterator[ParsedChunk]:
         problems.flag_line(np.isin(np.arange(len(records)), list(broken)), broken)
         cells, wrong_types = _json_cells(records, layout)
         for field, rows in wrong_types.items():
-            problems.flag(np.isin(np.arange(len(records)), rows), layout.source_name(field), "not a string", cells[field])
+            problems.flag(
+                np.isin(np.arange(len(records)), rows), layout.source_name(field), "not a string", cells[field]
+            )
         yield _parse(cells, problems, layout, lines.source_file, lines.numbers, lines.texts, file_stem(path))
 
 
@@ -200,7 +214,7 @@ def _read_csv(path: PathLike, csv_header: Sequence[str] | None, chunk_rows: int)
         header = [] if first is None or first.fields is None else [f.lstrip("\ufeff") for f in first.fields]
     else:
         header = list(csv_header)
-    layout = layout_of(header)
+    layout = _layout_of(header)
     outputs = [layout.fields.get(column) for column in header]
     missing = [layout.source_name(f) for f in ("user_id", "rating", "timestamp") if f not in outputs]
     if "asin" not in outputs and "parent_asin" not in outputs:
@@ -215,7 +229,9 @@ def _read_csv(path: PathLike, csv_header: Sequence[str] | None, chunk_rows: int)
             np.array([r.fields is not None and len(r.fields) != len(header) for r in batch], dtype=bool),
             [f"expected {len(header)} fields, got {len(r.fields or [])}" for r in batch],
         )
-        rows = [r.fields if r.fields is not None and len(r.fields) == len(header) else [None] * len(header) for r in batch]
+        rows = [
+            r.fields if r.fields is not None and len(r.fields) == len(header) else [None] * len(header) for r in batch
+        ]
         raw = pd.DataFrame(rows, columns=range(len(header)), dtype="object")
         cells = pd.DataFrame(
             {
@@ -248,7 +264,9 @@ def _parse(
     votes = cells["helpful_vote"].str.replace(",", "", regex=False) if layout is LAYOUT_2018 else cells["helpful_vote"]
     columns = {
         "event_id": event_ids(NAME, stem, numbers),
-        "event_ts": parse_epoch(cells["timestamp"], name("timestamp"), problems, micros_per_unit=layout.micros_per_unit),
+        "event_ts": parse_epoch(
+            cells["timestamp"], name("timestamp"), problems, micros_per_unit=layout.micros_per_unit
+        ),
         "user_id": user_id,
         "item_id": item_id,
         "rating": parse_float(cells["rating"], name("rating"), problems, required=True, minimum=1, maximum=5),
@@ -259,4 +277,6 @@ def _parse(
         "helpful_vote": parse_int(votes, name("helpful_vote"), problems, minimum=0),
         "verified_purchase": parse_bool(cells["verified_purchase"], name("verified_purchase"), problems),
     }
-    return ParsedChunk(frame=assemble(SPEC, columns, ~problems.bad), rejects=problems.rejects(source_file, numbers, raws))
+    return ParsedChunk(
+        frame=assemble(SPEC, columns, ~problems.bad), rejects=problems.rejects(source_file, numbers, raws)
+    )

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from sources.formats.canonical import DEFAULT_CHUNK_ROWS, ParsedChunk, SourceSpec, assemble, event_ids
-from sources.formats.fields import cell_frame, parse_compact_time, parse_flag, parse_string, structural_problems
+from sources.formats.fields import cell_columns, parse_compact_time, parse_flag, parse_string, structural_problems
 from sources.formats.textfiles import LineBatch, PathLike, file_name, file_stem, iter_line_batches, read_header
 
 NAME = "avazu"
@@ -67,7 +67,7 @@ def read(path: PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Pa
 
 def _parse(batch: LineBatch, names: list[str], stem: str) -> ParsedChunk:
     problems = structural_problems(batch, len(names), _ENCODING)
-    cells = cell_frame(batch, names)
+    cells = cell_columns(batch, names)
     event_ts = parse_compact_time(cells["hour"], "hour", problems, layout="%y%m%d%H", digits=8)
     columns = {
         "event_id": event_ids(NAME, stem, batch.line_numbers),

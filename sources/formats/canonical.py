@@ -69,7 +69,9 @@ class SourceSpec:
             raise ValueError(f"{self.name}: label columns must be canonical labels, got {sorted(unknown_labels)}")
         unknown_kinds = {c: k for c, k in self.features.items() if k not in FEATURE_KINDS}
         if unknown_kinds:
-            raise ValueError(f"{self.name}: unknown feature kinds {unknown_kinds}; expected one of {list(FEATURE_KINDS)}")
+            raise ValueError(
+                f"{self.name}: unknown feature kinds {unknown_kinds}; expected one of {list(FEATURE_KINDS)}"
+            )
         clashes = set(self.features) & (set(CANONICAL_COLUMNS) | set(self.id_columns))
         if clashes:
             raise ValueError(f"{self.name}: feature columns reuse canonical or id names: {sorted(clashes)}")
@@ -146,7 +148,9 @@ def assemble(spec: SourceSpec, columns: Mapping[str, pd.Series], keep: np.ndarra
     out: dict[str, pd.Series] = {}
     for name, dtype in CANONICAL_COLUMNS.items():
         values = columns.get(name)
-        out[name] = pd.Series([None] * size if values is None else values, dtype="object" if dtype == "object" else None)
+        out[name] = pd.Series(
+            [None] * size if values is None else values, dtype="object" if dtype == "object" else None
+        )
         out[name] = out[name].reset_index(drop=True).astype(dtype)
     for name in spec.own_id_columns:
         out[name] = _column(spec, columns, name).reset_index(drop=True).astype("object")

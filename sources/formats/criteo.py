@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 
 from sources.formats.canonical import (
     DEFAULT_CHUNK_ROWS,
@@ -38,7 +39,7 @@ from sources.formats.canonical import (
     assemble,
     event_ids,
 )
-from sources.formats.fields import cell_frame, parse_flag, parse_int, parse_string, structural_problems
+from sources.formats.fields import cell_columns, parse_flag, parse_int, parse_string, structural_problems
 from sources.formats.textfiles import (
     LineBatch,
     PathLike,
@@ -125,9 +126,9 @@ def _check_header(path: PathLike, header: str | None) -> None:
         raise ValueError(f"{file_name(path)}: expected the Criteo CSV header {expected!r}, found {header!r}")
 
 
-def _parse(batch: LineBatch, timestamps, stem: str, *, float_notation: bool) -> ParsedChunk:
+def _parse(batch: LineBatch, timestamps: pd.Series, stem: str, *, float_notation: bool) -> ParsedChunk:
     problems = structural_problems(batch, len(RAW_COLUMNS), _ENCODING)
-    cells = cell_frame(batch, RAW_COLUMNS)
+    cells = cell_columns(batch, RAW_COLUMNS)
     columns = {
         "event_id": event_ids(NAME, stem, batch.line_numbers),
         "event_ts": timestamps,

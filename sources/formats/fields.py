@@ -99,12 +99,16 @@ def _quote(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def cell_frame(batch: LineBatch, names: Sequence[str], null_tokens: Collection[str] = ("",)) -> pd.DataFrame:
-    """The batch's cells as an object frame with the given column names, nulls as ``None``."""
-    frame = pd.DataFrame(batch.cells, columns=list(names), dtype="object")
-    if not len(frame):
-        return frame
-    return frame.where(~frame.isin(list(null_tokens)), None)
+def cell_columns(batch: LineBatch, names: Sequence[str], null_tokens: Collection[str] = ("",)) -> dict[str, pd.Series]:
+    """The batch's cells, column by column: name -> object Series, ``null_tokens`` as ``None``."""
+    transposed = list(zip(*batch.cells, strict=True)) if len(batch) else [()] * len(names)
+    columns: dict[str, pd.Series] = {}
+    for name, cells in zip(names, transposed, strict=True):
+        values = np.array(cells, dtype=object)
+        for token in null_tokens:
+            values[values == token] = None
+        columns[name] = pd.Series(values, dtype="object")
+    return columns
 
 
 def structural_problems(batch: LineBatch, n_fields: int, encoding: str) -> RowProblems:
@@ -242,9 +246,7 @@ def parse_bool(cells: pd.Series, field: str, problems: RowProblems) -> pd.Series
     return values
 
 
-def parse_epoch(
-    cells: pd.Series, field: str, problems: RowProblems, *, micros_per_unit: int | np.ndarray
-) -> pd.Series:
+def parse_epoch(cells: pd.Series, field: str, problems: RowProblems, *, micros_per_unit: int | np.ndarray) -> pd.Series:
     """Unix times (integers in some unit) as naive UTC timestamps, NaT where not parsed.
 
     Args:
@@ -255,17 +257,19 @@ def parse_epoch(
     """
     units = parse_int(cells, field, problems, required=True)
     parsed = units.notna().to_numpy()
-    micros = units.to_numpy(dtype="int64", na_value=0) * np.asarray(micros_per_unit, dtype="int64")
-    inside = (micros >= _EARLIEST_US) & (micros < _LATEST_US)
+    factor = np.broadcast_to(np.asarray(micros_per_unit, dtype="int64"), parsed.shape)
+    counts = units.to_numpy(dtype="int64", na_value=0)
+    inside = (counts >= _EARLIEST_US // factor) & (
+        counts < _LATEST_US // factor
+    )  # compared before scaling: no overflow
     problems.flag(parsed & ~inside, field, "outside 1970..2100", cells)
-    stamps = micros.astype("datetime64[us]")
-    stamps[~(parsed & inside)] = np.datetime64("NaT")
+    good = parsed & inside
+    stamps = (np.where(good, counts, 0) * factor).astype("datetime64[us]")
+    stamps[~good] = np.datetime64("NaT")
     return pd.Series(stamps, index=cells.index, dtype="datetime64[us]")
 
 
-def parse_compact_time(
-    cells: pd.Series, field: str, problems: RowProblems, *, layout: str, digits: int
-) -> pd.Series:
+def parse_compact_time(cells: pd.Series, field: str, problems: RowProblems, *, layout: str, digits: int) -> pd.Series:
     """Timestamps written as fixed-width digits (e.g. ``%y%m%d%H``) as naive timestamps.
 
     Args:
@@ -280,7 +284,7 @@ def parse_compact_time(
         raise ValueError(f"{layout} reads {width} digits: digits must be {width} or {width + 3}, got {digits}")
     missing = cells.isna().to_numpy()
     text = cells.fillna("").astype(str)
-    shaped = text.str.fullmatch(rf"\d{{{digits}}}").to_numpy(dtype=bool) & ~missing
+    shaped = _matches(_arrow_strings(cells), rf"\d{{{digits}}}")
     stamps = pd.to_datetime(text.str[:width].where(shaped), format=layout, errors="coerce")
     if digits > width:
         millis = pd.to_numeric(text.str[width:].where(shaped), errors="coerce")

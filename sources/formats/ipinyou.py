@@ -47,7 +47,7 @@ import pandas as pd
 from sources.formats.canonical import DEFAULT_CHUNK_ROWS, ParsedChunk, SourceSpec, assemble, event_ids
 from sources.formats.fields import (
     RowProblems,
-    cell_frame,
+    cell_columns,
     parse_compact_time,
     parse_int,
     parse_string,
@@ -107,13 +107,15 @@ def read(
 
     Raises:
         FileNotFoundError: no click log was given or found next to the impressions.
-        ValueError: a default sibling is needed but the file name does not start with ``imp.``.
+        ValueError: ``click_path`` is omitted but the file name does not start with ``imp.``.
     """
-    click_path = click_path or _sibling(path, "clk.")
+    if click_path is None:
+        click_path = _sibling(path, "clk.")
     if not path_exists(click_path):
         raise FileNotFoundError(f"no click log for {file_name(path)}: {click_path} does not exist (pass click_path=)")
-    if conversion_path is None and path_exists(_sibling(path, "conv.")):
-        conversion_path = _sibling(path, "conv.")
+    if conversion_path is None and file_name(path).startswith("imp."):
+        candidate = _sibling(path, "conv.")
+        conversion_path = candidate if path_exists(candidate) else None
     clicked_bids, side_rejects = _read_bid_ids(click_path, CLICK)
     converted_bids = None
     if conversion_path is not None:
@@ -136,13 +138,18 @@ def _sibling(path: PathLike, prefix: str) -> str:
     return folder + prefix + name[len("imp.") :]
 
 
-def _log_cells(batch: LineBatch, expected_type: int) -> tuple[pd.DataFrame, RowProblems]:
+def _log_cells(batch: LineBatch, expected_type: int) -> tuple[dict[str, pd.Series], RowProblems]:
     """A log batch's cells, with structure, BidID and log type checked."""
     problems = structural_problems(batch, len(LOG_COLUMNS), _ENCODING)
-    cells = cell_frame(batch, LOG_COLUMNS, null_tokens=_NULLS)
+    cells = cell_columns(batch, LOG_COLUMNS, null_tokens=_NULLS)
     parse_string(cells["bid_id"], "bid_id", problems, required=True)
     log_type = parse_int(cells["log_type"], "log_type", problems, required=True)
-    problems.flag((log_type.notna() & (log_type != expected_type)).to_numpy(dtype=bool), "log_type", f"expected {expected_type}", cells["log_type"])
+    problems.flag(
+        (log_type.notna() & (log_type != expected_type)).to_numpy(dtype=bool),
+        "log_type",
+        f"expected {expected_type}",
+        cells["log_type"],
+    )
     return cells, problems
 
 
@@ -163,9 +170,18 @@ def _parse(
 ) -> ParsedChunk:
     cells, problems = _log_cells(batch, IMPRESSION)
     local = parse_compact_time(cells["timestamp"], "timestamp", problems, layout="%Y%m%d%H%M%S", digits=17)
-    event_ts = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC").dt.tz_localize(None)
-    problems.flag((local.notna() & event_ts.isna()).to_numpy(), "timestamp", f"not a valid local time in {timezone}", cells["timestamp"])
+    event_ts = (
+        local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC").dt.tz_localize(None)
+    )
+    problems.flag(
+        (local.notna() & event_ts.isna()).to_numpy(),
+        "timestamp",
+        f"not a valid local time in {timezone}",
+        cells["timestamp"],
+    )
     bid_ids = cells["bid_id"]
+    bid_price = parse_int(cells["bidding_price"], "bidding_price", problems, required=True, minimum=0)
+    market_price = parse_int(cells["paying_price"], "paying_price", problems, required=True, minimum=0)
     columns = {
         "event_id": event_ids(NAME, stem, batch.line_numbers),
         "event_ts": event_ts.astype("datetime64[us]"),
@@ -173,8 +189,8 @@ def _parse(
         "item_id": parse_string(cells["creative_id"], "creative_id", problems, required=True),
         "clicked": bid_ids.isin(clicked_bids).astype("Int64"),
         "converted": None if converted_bids is None else bid_ids.isin(converted_bids).astype("Int64"),
-        "bid_price": parse_int(cells["bidding_price"], "bidding_price", problems, required=True, minimum=0).astype("float64"),
-        "market_price": parse_int(cells["paying_price"], "paying_price", problems, required=True, minimum=0).astype("float64"),
+        "bid_price": bid_price.astype("float64"),
+        "market_price": market_price.astype("float64"),
         "bid_id": bid_ids,
         **{c: parse_string(cells[c], c, problems) for c in _STRING_FEATURES},
         **{c: parse_int(cells[c], c, problems, minimum=0) for c in _INTEGER_FEATURES},

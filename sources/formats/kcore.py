@@ -35,7 +35,10 @@ def k_core_filter(
     Raises:
         ValueError: a threshold below 1, or a missing column.
     """
-    for name, value in (("min_user_interactions", min_user_interactions), ("min_item_interactions", min_item_interactions)):
+    for name, value in (
+        ("min_user_interactions", min_user_interactions),
+        ("min_item_interactions", min_item_interactions),
+    ):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     missing = [c for c in (user_column, item_column) if c not in interactions.columns]

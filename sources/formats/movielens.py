@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import urllib.request
 import zipfile
@@ -49,7 +50,7 @@ from sources.formats.canonical import (
 )
 from sources.formats.fields import (
     RowProblems,
-    cell_frame,
+    cell_columns,
     int_keys,
     parse_epoch,
     parse_flag,
@@ -87,6 +88,7 @@ OFFICIAL_URLS: dict[str, str] = {
     "1m": "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
 }
 _ENCODING = "latin-1"
+_DOWNLOAD_TIMEOUT_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,6 @@ LAYOUTS: dict[str, _Layout] = {
     ),
 }
 _RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
-# Side files (users, movies) are read whole; the largest release here has 6,040 users.
-_SIDE_FILE_MAX_ROWS = 10_000_000
 
 
 def read(
@@ -172,13 +172,13 @@ def detect_variant(path: PathLike) -> Variant:
     raise FileNotFoundError(f"{folder} is not a MovieLens 100K (u.data) or 1M (ratings.dat) folder")
 
 
-def _read_side_file(path: str, separator: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, RowProblems, LineBatch]:
+def _read_side_file(
+    path: str, separator: str, columns: tuple[str, ...]
+) -> tuple[dict[str, pd.Series], RowProblems, LineBatch]:
     """A side file's cells, its structural problems and its lines (read whole: they are small)."""
-    (lines,) = iter_line_batches(path, encoding=_ENCODING, chunk_rows=_SIDE_FILE_MAX_ROWS)
-    if len(lines) == _SIDE_FILE_MAX_ROWS:
-        raise ValueError(f"{path} has more than {_SIDE_FILE_MAX_ROWS} lines: not a MovieLens side file")
+    (lines,) = iter_line_batches(path, encoding=_ENCODING, chunk_rows=sys.maxsize)
     batch = lines.split(separator, len(columns))
-    return cell_frame(batch, columns), structural_problems(batch, len(columns), _ENCODING), batch
+    return cell_columns(batch, columns), structural_problems(batch, len(columns), _ENCODING), batch
 
 
 def _flag_duplicates(keys: pd.Series, problems: RowProblems, field: str, line_numbers: np.ndarray) -> None:
@@ -202,7 +202,12 @@ def _read_users(path: str, layout: _Layout) -> tuple[pd.DataFrame, pd.DataFrame]
             "zip_code": parse_string(cells["zip_code"], "zip_code", problems),
         }
     )
-    problems.flag((table["gender"].notna() & ~table["gender"].isin(["M", "F"])).to_numpy(), "gender", "not M or F", cells["gender"])
+    problems.flag(
+        (table["gender"].notna() & ~table["gender"].isin(["M", "F"])).to_numpy(),
+        "gender",
+        "not M or F",
+        cells["gender"],
+    )
     keys = int_keys(ids)
     _flag_duplicates(keys, problems, "user_id", batch.line_numbers)
     keep = ~problems.bad
@@ -218,7 +223,10 @@ def _read_items(path: str, layout: _Layout) -> tuple[pd.DataFrame, pd.DataFrame]
     else:
         flags = pd.DataFrame({g: parse_flag(cells[g], g, problems) for g in GENRES_100K})
         genres = pd.Series(
-            ["|".join(g for g, on in zip(GENRES_100K, row, strict=True) if on == 1) or None for row in flags.itertuples(index=False)],
+            [
+                "|".join(g for g, on in zip(GENRES_100K, row, strict=True) if on == 1) or None
+                for row in flags.itertuples(index=False)
+            ],
             dtype="object",
         )
     table = pd.DataFrame(
@@ -239,15 +247,25 @@ def _parse_ratings(
 ) -> ParsedChunk:
     batch = lines.split(layout.ratings_separator, len(_RATING_COLUMNS))
     problems = structural_problems(batch, len(_RATING_COLUMNS), _ENCODING)
-    cells = cell_frame(batch, _RATING_COLUMNS)
+    cells = cell_columns(batch, _RATING_COLUMNS)
     user_ids = int_keys(parse_int(cells["user_id"], "user_id", problems, required=True))
     item_ids = int_keys(parse_int(cells["item_id"], "item_id", problems, required=True))
     rating = parse_int(cells["rating"], "rating", problems, required=True, minimum=1, maximum=5)
     event_ts = parse_epoch(cells["timestamp"], "timestamp", problems, micros_per_unit=1_000_000)
     user_rows = users.reindex(user_ids.fillna(""))
     item_rows = items.reindex(item_ids.fillna(""))
-    problems.flag((user_ids.notna() & ~user_ids.isin(users.index)).to_numpy(), "user_id", f"no valid row in {layout.users}", user_ids)
-    problems.flag((item_ids.notna() & ~item_ids.isin(items.index)).to_numpy(), "item_id", f"no valid row in {layout.items}", item_ids)
+    problems.flag(
+        (user_ids.notna() & ~user_ids.isin(users.index)).to_numpy(),
+        "user_id",
+        f"no valid row in {layout.users}",
+        user_ids,
+    )
+    problems.flag(
+        (item_ids.notna() & ~item_ids.isin(items.index)).to_numpy(),
+        "item_id",
+        f"no valid row in {layout.items}",
+        item_ids,
+    )
     columns = {
         "event_id": event_ids(NAME, file_stem(path), batch.line_numbers),
         "event_ts": event_ts,
@@ -267,9 +285,7 @@ class ChecksumMismatchError(ValueError):
     """Raised when a downloaded archive's SHA-256 is not the expected one."""
 
 
-def fetch_movielens(
-    variant: Variant, cache_dir: PathLike, url: str | None = None, sha256: str | None = None
-) -> Path:
+def fetch_movielens(variant: Variant, cache_dir: PathLike, url: str | None = None, sha256: str | None = None) -> Path:
     """The local folder of a MovieLens release, downloading the official zip if needed.
 
     Lookup order: ``cache_dir`` itself when it already holds the release's files (an
@@ -296,6 +312,7 @@ def fetch_movielens(
         ChecksumMismatchError: the zip's SHA-256 differs from ``sha256`` (the bad file
             is deleted).
         FileNotFoundError: the zip does not contain the release's files.
+        FileExistsError: ``cache_dir/ml-<variant>`` exists but lacks some of the files.
     """
     if variant not in LAYOUTS:
         raise ValueError(f"unknown MovieLens variant {variant!r}; expected one of {list(LAYOUTS)}")
@@ -305,6 +322,10 @@ def fetch_movielens(
     for candidate in (cache, folder):
         if all((candidate / name).is_file() for name in (layout.ratings, layout.users, layout.items)):
             return candidate
+    if folder.exists():
+        raise FileExistsError(
+            f"{folder} exists but lacks some of {layout.ratings}, {layout.users}, {layout.items}; remove it"
+        )
     if sha256 is None:
         raise ValueError(
             f"MovieLens {variant} is not in {cache}; to download it pass sha256= (the SHA-256 of a trusted "
@@ -317,7 +338,9 @@ def fetch_movielens(
     actual = _sha256_of(archive)
     if actual != sha256.lower():
         archive.unlink()
-        raise ChecksumMismatchError(f"{archive.name}: SHA-256 is {actual}, expected {sha256.lower()}; the file was deleted")
+        raise ChecksumMismatchError(
+            f"{archive.name}: SHA-256 is {actual}, expected {sha256.lower()}; the file was deleted"
+        )
     _extract(archive, f"ml-{variant}/", (layout.ratings, layout.users, layout.items), folder)
     return folder
 
@@ -326,7 +349,7 @@ def _download(url: str, target: Path) -> None:
     """Stream ``url`` into ``target`` through a temporary file (no partial file is left)."""
     with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as partial:
         try:
-            with urllib.request.urlopen(url) as response:
+            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_SECONDS) as response:
                 shutil.copyfileobj(response, partial, length=1 << 20)
         except BaseException:
             partial.close()
@@ -346,7 +369,9 @@ def _sha256_of(path: Path) -> str:
 def _extract(archive: Path, prefix: str, required: tuple[str, ...], folder: Path) -> None:
     """Extract the members under ``prefix`` into ``folder`` (atomically, no path escapes)."""
     with zipfile.ZipFile(archive) as bundle:
-        members = {m.filename[len(prefix):]: m for m in bundle.infolist() if m.filename.startswith(prefix) and not m.is_dir()}
+        members = {
+            m.filename[len(prefix) :]: m for m in bundle.infolist() if m.filename.startswith(prefix) and not m.is_dir()
+        }
         missing = [name for name in required if name not in members]
         if missing:
             raise FileNotFoundError(f"{archive.name} has no {', '.join(prefix + name for name in missing)}")
@@ -363,4 +388,3 @@ def _extract(archive: Path, prefix: str, required: tuple[str, ...], folder: Path
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-

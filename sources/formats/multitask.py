@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sources.formats.canonical import DEFAULT_CHUNK_ROWS, ParsedChunk, RowOrderClock, SourceSpec, assemble, event_ids
-from sources.formats.fields import cell_frame, parse_flag, parse_float, parse_int, parse_string, structural_problems
+from sources.formats.fields import cell_columns, parse_flag, parse_float, parse_int, parse_string, structural_problems
 from sources.formats.textfiles import LineBatch, PathLike, file_name, file_stem, iter_line_batches, read_header
 
 NAME = "multitask"
@@ -89,10 +89,12 @@ def read(
 
 def _parse(batch: LineBatch, timestamps: pd.Series, stem: str) -> ParsedChunk:
     problems = structural_problems(batch, len(COLUMNS), _ENCODING)
-    cells = cell_frame(batch, COLUMNS)
+    cells = cell_columns(batch, COLUMNS)
     clicked = parse_flag(cells["click"], "click", problems)
     converted = parse_flag(cells["conversion"], "conversion", problems)
-    problems.flag((converted.fillna(0) > clicked.fillna(1)).to_numpy(dtype=bool), "conversion", "conversion without a click")
+    problems.flag(
+        (converted.fillna(0) > clicked.fillna(1)).to_numpy(dtype=bool), "conversion", "conversion without a click"
+    )
     columns = {
         "event_id": event_ids(NAME, stem, batch.line_numbers),
         "event_ts": timestamps,
