@@ -11,6 +11,7 @@ from assets.partitions import daily_partitions, single_run_backfill
 from reclake.settings import PROJECT_ROOT
 from resources import DBT_EXECUTABLE
 from resources.lake import LakeResource
+from resources.warehouse import WarehouseResource
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT / "dbt_project")
 # `dagster dev` re-parses on every load; elsewhere parse once, when no manifest exists yet.
@@ -41,12 +42,15 @@ class ReclakeDbtTranslator(DagsterDbtTranslator):
     # DuckDB allows a single writer: every run that writes the warehouse shares this pool.
     pool="duckdb_warehouse",
 )
-def feature_tables(context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource):
+def feature_tables(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource, warehouse: WarehouseResource
+):
     """``dbt build`` over the run's partition window (tests run as asset checks).
 
     Incremental models rebuild only the window (plus their lookback), so re-running a
     day replaces it without duplicates.
     """
+    warehouse.prepare()
     window = context.partition_time_window
     dbt_vars = {
         "lake_root": lake.root,

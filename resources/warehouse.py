@@ -19,6 +19,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
 
+    def prepare(self) -> None:
+        """Create the folder that will hold the DuckDB file (dbt creates the file itself)."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection; DuckDB allows one writer, and that is dbt."""
