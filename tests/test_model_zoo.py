@@ -31,7 +31,7 @@ from models.zoo.layers import (
 )
 from models.zoo.multitask import ESMM, MMoE
 from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
-from models.zoo.registry import MODEL_CONFIG_FILE, training_labels
+from models.zoo.registry import MODEL_CONFIG_FILE, load_checkpoint, training_labels
 from reclake.settings import SyntheticSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,8 @@ TRAINING_EXAMPLES_COLUMNS = [
     "category", "price", "hour_of_day", "day_of_week", "user_impressions_7d", "user_clicks_7d", "user_ctr_7d",
     "item_impressions_7d", "item_clicks_7d", "item_ctr_7d", "clicked", "converted",
 ]  # fmt: skip
-# Tiny-data settings on top of the bundled configs: few steps, so FM (which starts at
-# p = 0.5) and the sparse FTRL model get larger steps.
+# Tiny-data settings on top of the bundled configs. With ~100 steps, FM (whose logit
+# starts near 0, far from the ~4% CTR) and the sparse FTRL model need larger steps.
 TEST_TRAINING = {"epochs": 3, "batch_size": 256}
 TEST_OVERRIDES = {
     "fm": ({}, {"learning_rate": 0.01}),
@@ -94,17 +94,110 @@ def batch(split) -> dict[str, tf.Tensor]:
     return {name: tf.constant(values) for name, values in feature_arrays(split[1].head(16)).items()}
 
 
+EARLY_STOPPED = "dcn_v2_stacked"
+"""Trained with the held-out day as validation frame, early stopping and checkpoints."""
+EARLY_STOPPING = {"epochs": 4, "early_stopping_patience": 1}
+
+
 @pytest.fixture(scope="module")
-def trained(split):
+def checkpoint_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="module")
+def trained(split, checkpoint_dir):
     """``trained(name)``: the bundled config trained on the train days (once per module)."""
+    train, test = split
     results = {}
 
     def get(name: str):
         if name not in results:
-            results[name] = train_model(tiny_spec(name), split[0])
+            if name == EARLY_STOPPED:
+                spec = tiny_spec(name, **EARLY_STOPPING)
+                results[name] = train_model(spec, train, test, checkpoint_dir=checkpoint_dir)
+            else:
+                results[name] = train_model(tiny_spec(name), train)
         return results[name]
 
     return get
+
+
+WORKER_CODE = textwrap.dedent(
+    """
+    import datetime as dt, json
+    from models.zoo import train_model
+    from models.zoo.distribution import choose_strategy
+    from models.zoo.examples import synthetic_training_examples
+    from reclake.settings import SyntheticSettings
+    import tensorflow as tf
+
+    frame = synthetic_training_examples(
+        SyntheticSettings(events_per_day=1000, n_users=50, n_items=30), [dt.date(2024, 3, 1)]
+    )
+    config = {  # the lightest graph: the test is about the distribution, not the model
+        "type": "hashed_lr",
+        "model": {"num_bins": 4096, "features": ["user_id", "item_id"], "crosses": [["device", "category"]]},
+        "training": {"optimizer": "ftrl", "learning_rate": 0.1, "batch_size": 64, "epochs": 2},
+    }
+    result = train_model(config, frame)
+    strategy = choose_strategy()
+    print(json.dumps({
+        "multi_worker": isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
+        "replicas": strategy.num_replicas_in_sync,
+        "loss": result.history["loss"],
+        "weight_sums": [float(w.sum()) for w in result.model.get_weights()],
+    }))
+    """
+)
+
+
+class WorkerCluster:
+    """Two CPU worker processes on localhost, each running ``WORKER_CODE`` with a ``TF_CONFIG``."""
+
+    def __init__(self) -> None:
+        workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+        self.processes = []
+        for index in range(2):
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "PYTHONPATH": str(REPO_ROOT)}
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", WORKER_CODE],
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+
+    def reports(self, timeout: float) -> list[dict]:
+        """Wait for both workers; return the JSON each printed last (fails on a non-zero exit)."""
+        reports = []
+        for process in self.processes:
+            stdout, stderr = process.communicate(timeout=timeout)
+            assert process.returncode == 0, stderr[-3000:]
+            reports.append(json.loads(stdout.strip().splitlines()[-1]))
+        return reports
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker_cluster(request):
+    """Starts the two-worker run at module set-up when its test is selected: the workers
+    (mostly importing TensorFlow) then use the second core while this process traces
+    the in-process models, instead of adding their time at the end."""
+    if not any(item.name == "test_two_cpu_workers_train_one_model_in_sync" for item in request.session.items):
+        yield None
+        return
+    cluster = WorkerCluster()
+    yield cluster
+    cluster.stop()
 
 
 class TestSyntheticExamples:
@@ -113,16 +206,21 @@ class TestSyntheticExamples:
         assert examples["event_ts"].is_monotonic_increasing
         assert (examples["converted"] <= examples["clicked"]).all()
 
-    def test_trailing_aggregates_count_only_earlier_events(self, examples):
+    @pytest.mark.parametrize("lookback_days", [7, 1])
+    def test_trailing_aggregates_count_earlier_events_in_the_window(self, lookback_days, examples):
+        if lookback_days != 7:
+            examples = synthetic_training_examples(SETTINGS, DAYS, lookback_days=lookback_days)
         for _, row in examples.sample(25, random_state=0).iterrows():
-            same_user = examples[examples["user_id"] == row["user_id"]]
-            before = same_user[
-                (same_user["event_ts"] < row["event_ts"])
-                & (same_user["event_ts"] >= row["event_ts"] - pd.Timedelta(days=7))
-            ]
-            assert row["user_impressions_7d"] == len(before)
-            assert row["user_clicks_7d"] == before["clicked"].sum()
-            assert row["user_ctr_7d"] == pytest.approx((before["clicked"].sum() + 0.05 * 20) / (len(before) + 20))
+            for key, prefix in (("user_id", "user"), ("item_id", "item")):
+                same_key = examples[examples[key] == row[key]]
+                before = same_key[
+                    (same_key["event_ts"] < row["event_ts"])
+                    & (same_key["event_ts"] >= row["event_ts"] - pd.Timedelta(days=lookback_days))
+                ]
+                clicks = before["clicked"].sum()
+                assert row[f"{prefix}_impressions_7d"] == len(before)
+                assert row[f"{prefix}_clicks_7d"] == clicks
+                assert row[f"{prefix}_ctr_7d"] == pytest.approx((clicks + 0.05 * 20) / (len(before) + 20))
 
 
 class TestConfigs:
@@ -130,19 +228,27 @@ class TestConfigs:
         assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) == sorted(CONFIG_NAMES)
 
     @pytest.mark.parametrize("name", CONFIG_NAMES)
-    def test_every_config_builds_its_model(self, name, vocabularies, batch):
+    def test_every_config_builds_its_model_and_its_config_round_trips(self, name, vocabularies, batch):
         model = build_model(name, vocabularies)
         assert type(model) is CONFIG_CLASSES[name]
         outputs = model(batch)
+        probabilities = outputs["pctcvr"] if model.multitask else outputs
         if model.multitask:
             assert sorted(outputs) == ["pctcvr", "pctr", "pcvr"]
-            outputs = outputs["pctcvr"]
-        assert outputs.shape == (16,)
-        assert np.all((outputs.numpy() > 0) & (outputs.numpy() < 1))
+        assert probabilities.shape == (16,)
+        assert np.all((probabilities.numpy() > 0) & (probabilities.numpy() < 1))
 
-    def test_dcn_v2_structures(self, vocabularies, batch):
-        stacked, parallel = build_model("dcn_v2_stacked", vocabularies), build_model("dcn_v2_parallel", vocabularies)
-        stacked(batch), parallel(batch)
+        config = json.loads(json.dumps(model.get_config()))
+        restored = type(model).from_config(config)
+        assert restored.get_config() == model.get_config()
+        restored(batch)
+        restored.set_weights(model.get_weights())
+        tf.nest.map_structure(
+            lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()), restored(batch), outputs
+        )
+
+    def test_dcn_v2_structures(self, trained):
+        stacked, parallel = trained("dcn_v2_stacked").model, trained("dcn_v2_parallel").model
         encoded_width = 7 * 8 + 5  # 7 categorical fields x embedding_dim 8 + 5 numeric features
         # Stacked: the logit reads the MLP's last layer; parallel: cross output ++ MLP output.
         assert stacked.logit.kernel.shape == (32, 1)
@@ -151,14 +257,11 @@ class TestConfigs:
         assert parallel.crosses[0]._dense_u.kernel.shape == (encoded_width, 16)
         assert not hasattr(stacked.crosses[0], "_dense_u")
 
-    def test_deepfm_adds_no_embeddings_to_fm(self, vocabularies, batch):
-        fm, deepfm = build_model("fm", vocabularies), build_model("deepfm", vocabularies)
-        fm(batch), deepfm(batch)
-
+    def test_deepfm_adds_no_embeddings_to_fm(self, trained):
         def embedding_tables(model):
             return sorted(v.name.split("/", 1)[1] for v in model.weights if "embedding" in v.name)
 
-        assert embedding_tables(deepfm) == embedding_tables(fm)
+        assert embedding_tables(trained("deepfm").model) == embedding_tables(trained("fm").model)
 
     @pytest.mark.parametrize(
         ("config", "message"),
@@ -193,7 +296,7 @@ class TestTraining:
     def test_training_lowers_the_loss_and_ranks_held_out_rows(self, name, trained, split):
         result = trained(name)
         losses = result.history["loss"]
-        assert len(losses) == TEST_TRAINING["epochs"]
+        assert len(losses) >= 2
         assert losses[-1] < losses[0]
         metrics = evaluate_model(result.model, split[1])
         if result.model.multitask:
@@ -202,22 +305,24 @@ class TestTraining:
         else:
             assert metrics["auc"] > 0.5
 
-    def test_early_stopping_restores_the_best_epoch_and_checkpoints_every_epoch(self, split, tmp_path):
-        train, test = split
-        spec = tiny_spec("dcn_v2_stacked", epochs=5, early_stopping_patience=1, learning_rate=0.02)
-        result = train_model(spec, train, test, checkpoint_dir=tmp_path)
+    def test_early_stopping_restores_the_best_epoch_and_checkpoints_every_epoch(self, trained, split, checkpoint_dir):
+        result = trained(EARLY_STOPPED)
         epochs_run = len(result.history["loss"])
         assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
-        assert epochs_run == min(5, result.best_epoch + 1)  # stops one epoch after the best
-        assert sorted(p.name for p in tmp_path.glob("epoch-*.index")) == [
+        # Stops `patience` epochs after the best one, or at the last epoch.
+        patience = EARLY_STOPPING["early_stopping_patience"]
+        assert epochs_run == min(EARLY_STOPPING["epochs"], result.best_epoch + patience)
+        assert sorted(p.name for p in checkpoint_dir.glob("epoch-*.index")) == [
             f"epoch-{epoch:03d}.index" for epoch in range(1, epochs_run + 1)
         ]
-        document = json.loads((tmp_path / MODEL_CONFIG_FILE).read_text())
-        restored = DCNv2.from_config(document["model"])
-        features = feature_arrays(test.head(256))
-        restored(features)
-        restored.load_weights(str(tmp_path / f"epoch-{result.best_epoch:03d}")).expect_partial()
+        document = json.loads((checkpoint_dir / MODEL_CONFIG_FILE).read_text())
+        assert load_spec(document["spec"]) == dataclasses.replace(result.spec, source=None)
+        restored = load_checkpoint(checkpoint_dir, result.best_epoch)
+        assert type(restored) is DCNv2
+        features = feature_arrays(split[1].head(256))
         np.testing.assert_array_equal(restored(features).numpy(), result.model(features).numpy())
+        with pytest.raises(FileNotFoundError, match=r"no checkpoint epoch-099 .*available: \['epoch-001'"):
+            load_checkpoint(checkpoint_dir, 99)
 
     def test_conversion_without_click_is_rejected(self, split, vocabularies):
         bad = split[0].head(100).copy()
@@ -253,7 +358,7 @@ class TestMultiTask:
         model, spec = trained("esmm").model, trained("esmm").spec
         unclicked = split[0][split[0]["clicked"] == 0].head(64)
         features = {name: tf.constant(values) for name, values in feature_arrays(unclicked).items()}
-        labels = training_labels(unclicked, spec)
+        labels = tf.nest.map_structure(tf.constant, training_labels(unclicked, spec))
         with tf.GradientTape() as tape:
             loss = model.compute_loss(features, labels, model(features, training=True))
         cvr_variables = model.cvr_tower.trainable_variables + model.cvr_logit.trainable_variables
@@ -276,23 +381,31 @@ class TestHashedLogisticRegression:
         ).numpy()
         assert buckets.tolist() == expected.tolist()
 
-    def test_gradients_are_sparse_and_ftrl_leaves_unseen_buckets_at_zero(self, trained, split):
+    def test_a_step_touches_only_its_batch_buckets(self, trained, split):
+        model = trained("hashed_lr").model
+        rows = split[0].head(64)
+        features = {name: tf.constant(values) for name, values in feature_arrays(rows).items()}
+        with tf.GradientTape() as tape:
+            loss = keras.losses.binary_crossentropy(rows["clicked"].to_numpy(np.float32), model(features))
+        gradient = tape.gradient(loss, model.bucket_weights.embeddings)
+        assert isinstance(gradient, tf.IndexedSlices)  # sparse: one row per looked-up bucket
+        assert set(gradient.indices.numpy()) == set(model.bucket_ids(features).numpy().ravel())
+
+    def test_trained_weights_sit_only_in_buckets_the_training_rows_hash_to(self, trained, split):
         model = trained("hashed_lr").model
         features = {name: tf.constant(values) for name, values in feature_arrays(split[0]).items()}
-        seen = np.unique(model.hashing(model._as_strings(features)).numpy())
-        with tf.GradientTape() as tape:
-            loss = keras.losses.binary_crossentropy(split[0]["clicked"].to_numpy(np.float32), model(features))
-        gradient = tape.gradient(loss, model.bucket_weights.embeddings)
-        assert isinstance(gradient, tf.IndexedSlices)
-        nonzero = np.flatnonzero(model.bucket_weights.embeddings.numpy()[:, 0])
-        assert len(nonzero) > 0
-        assert set(nonzero) <= set(seen)
+        seen = set(model.bucket_ids(features).numpy().ravel())
+        nonzero = set(np.flatnonzero(model.bucket_weights.embeddings.numpy()[:, 0]))
+        assert nonzero and nonzero <= seen
 
 
 CUSTOM_LAYERS = {
     "MLP": (lambda: MLP([4, 3], dropout=0.1), lambda: tf.random.stateless_normal([2, 5], seed=[1, 2])),
     "FactorizationMachine": (FactorizationMachine, lambda: tf.random.stateless_normal([2, 3, 4], seed=[1, 2])),
-    "NumericFieldEmbedding": (lambda: NumericFieldEmbedding(3), lambda: tf.random.stateless_normal([2, 5], seed=[1, 2])),
+    "NumericFieldEmbedding": (
+        lambda: NumericFieldEmbedding(3),
+        lambda: tf.random.stateless_normal([2, 5], seed=[1, 2]),
+    ),
     "MixtureOfExperts": (
         lambda: MixtureOfExperts(3, [4], num_tasks=2, dropout=0.2),
         lambda: tf.random.stateless_normal([2, 5], seed=[1, 2]),
@@ -319,19 +432,6 @@ class TestSerialisation:
         restored.set_weights(layer.get_weights())
         tf.nest.map_structure(
             lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()), restored(inputs), original
-        )
-
-    @pytest.mark.parametrize("name", CONFIG_NAMES)
-    def test_model_config_round_trip(self, name, vocabularies, batch):
-        model = build_model(name, vocabularies)
-        original = model(batch)
-        config = json.loads(json.dumps(model.get_config()))
-        restored = type(model).from_config(config)
-        assert restored.get_config() == model.get_config()
-        restored(batch)
-        restored.set_weights(model.get_weights())
-        tf.nest.map_structure(
-            lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()), restored(batch), original
         )
 
     def test_every_model_type_is_registered(self):
@@ -363,56 +463,10 @@ class TestDistribution:
         with pytest.raises(ValueError, match=message):
             parse_tf_config(tf_config)
 
-    def test_two_cpu_workers_train_one_model_in_sync(self):
-        workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-        code = textwrap.dedent(
-            """
-            import datetime as dt, json
-            from models.zoo import train_model
-            from models.zoo.distribution import choose_strategy
-            from models.zoo.examples import synthetic_training_examples
-            from reclake.settings import SyntheticSettings
-
-            frame = synthetic_training_examples(
-                SyntheticSettings(events_per_day=1000, n_users=50, n_items=30), [dt.date(2024, 3, 1)]
-            )
-            config = {
-                "type": "dcn_v2",
-                "model": {"embedding_dim": 4, "cross_layers": 1, "deep_units": [8]},
-                "training": {"batch_size": 64, "epochs": 2, "learning_rate": 0.01, "vocabulary_min_count": 1},
-            }
-            result = train_model(config, frame)
-            strategy = choose_strategy()
-            print(json.dumps({
-                "strategy": type(strategy).__name__,
-                "replicas": strategy.num_replicas_in_sync,
-                "loss": result.history["loss"],
-                "weight_sums": [float(w.sum()) for w in result.model.get_weights()],
-            }))
-            """
-        )
-        processes = []
-        for index in range(2):
-            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "PYTHONPATH": str(REPO_ROOT)}
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        try:
-            outputs = [process.communicate(timeout=180) for process in processes]
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-        reports = []
-        for process, (stdout, stderr) in zip(processes, outputs, strict=True):
-            assert process.returncode == 0, stderr[-3000:]
-            reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    def test_two_cpu_workers_train_one_model_in_sync(self, worker_cluster):
+        reports = worker_cluster.reports(timeout=240)
         for report in reports:
-            assert report["strategy"] == "MultiWorkerMirroredStrategy"
+            assert report["multi_worker"]
             assert report["replicas"] == 2
             assert report["loss"][-1] < report["loss"][0]
         # Synchronous all-reduce: both workers end with the same weights.

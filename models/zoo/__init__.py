@@ -25,6 +25,7 @@ from models.zoo.registry import (
     ZooTrainingResult,
     build_model,
     evaluate_model,
+    load_checkpoint,
     predict_tasks,
     train_model,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ZooTrainingResult",
     "build_model",
     "evaluate_model",
+    "load_checkpoint",
     "load_spec",
     "predict_tasks",
     "train_model",

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import NumericFeature, FeatureVocabularies
+from models.features import FeatureVocabularies, NumericFeature
 
 MULTITASK_LABELS: dict[str, str] = {"pctr": "clicked", "pctcvr": "converted"}
 """Multi-task output -> the ``training_examples`` label column its loss is taken against.

@@ -60,7 +60,8 @@ class MLP(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.dropout = float(dropout)
         self.dense_layers = [
-            keras.layers.Dense(width, activation=self.activation, name=f"dense_{i}") for i, width in enumerate(self.units)
+            keras.layers.Dense(width, activation=self.activation, name=f"dense_{i}")
+            for i, width in enumerate(self.units)
         ]
         self.dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
 

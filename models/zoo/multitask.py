@@ -20,7 +20,7 @@ import tf_keras as keras
 from models.features import FeatureVocabularies
 from models.ranking import RankingFeatureEncoder
 from models.zoo.base import FeatureModel, probability
-from models.zoo.layers import PACKAGE, MLP, MixtureOfExperts
+from models.zoo.layers import MLP, PACKAGE, MixtureOfExperts
 
 
 def _check_common(embedding_dim: int, dropout: float) -> None:

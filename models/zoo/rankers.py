@@ -26,7 +26,7 @@ from models.features import (
 )
 from models.ranking import RankingFeatureEncoder
 from models.zoo.base import FeatureModel, probability, transformed_numeric
-from models.zoo.layers import PACKAGE, MLP, FactorizationMachine, HashedFeatureCrosses, NumericFieldEmbedding
+from models.zoo.layers import MLP, PACKAGE, FactorizationMachine, HashedFeatureCrosses, NumericFieldEmbedding
 
 DCN_STRUCTURES = ("stacked", "parallel")
 NUMERIC_BUCKET_RANGE = 3.0
@@ -303,7 +303,9 @@ class HashedLogisticRegression(FeatureModel):
         super().__init__(vocabularies, **kwargs)
         unknown = sorted({str(n) for n in [*features, *(n for pair in crosses for n in pair)]} - set(RANKING_FEATURES))
         if unknown:
-            raise ValueError(f"HashedLogisticRegression: unknown feature(s) {unknown}; choose from {list(RANKING_FEATURES)}")
+            raise ValueError(
+                f"HashedLogisticRegression: unknown feature(s) {unknown}; choose from {list(RANKING_FEATURES)}"
+            )
         if not 0.0 < numeric_bucket_width <= 2 * NUMERIC_BUCKET_RANGE:
             raise ValueError(
                 f"numeric_bucket_width must be in (0, {2 * NUMERIC_BUCKET_RANGE}] standard deviations, "
@@ -330,7 +332,8 @@ class HashedLogisticRegression(FeatureModel):
         steps = np.arange(-NUMERIC_BUCKET_RANGE, NUMERIC_BUCKET_RANGE + 1e-9, self.numeric_bucket_width)
         return [float(mean + std * step) for step in steps]
 
-    def _as_strings(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def bucket_ids(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The hash buckets of every feature and cross: int64 ``[B, len(features) + len(crosses)]``."""
         strings = {}
         for name in self.hashing.input_names:
             if name in STRING_FEATURES:
@@ -341,11 +344,10 @@ class HashedLogisticRegression(FeatureModel):
                 feature = next(f for f in NUMERIC_FEATURES if f.name == name)
                 bucket = self.bucketizers[name](transformed_numeric(feature, inputs[name]))
                 strings[name] = tf.strings.as_string(tf.cast(bucket, tf.int64))
-        return strings
+        return self.hashing(strings)
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        buckets = self.hashing(self._as_strings(inputs))  # [B, tokens]
-        logit = tf.reduce_sum(self.bucket_weights(buckets), axis=1) + self.bias  # [B, 1]
+        logit = tf.reduce_sum(self.bucket_weights(self.bucket_ids(inputs)), axis=1) + self.bias  # [B, 1]
         return probability(logit)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -75,13 +75,17 @@ def _check_spec(spec: ModelSpec) -> type[FeatureModel]:
     cls = model_class(spec)
     parameters = inspect.signature(cls.__init__).parameters
     allowed = [
-        name for name, p in parameters.items() if name not in ("self", "vocabularies") and p.kind is p.POSITIONAL_OR_KEYWORD
+        name
+        for name, p in parameters.items()
+        if name not in ("self", "vocabularies") and p.kind is p.POSITIONAL_OR_KEYWORD
     ]
     unknown = sorted(set(spec.model) - set(allowed))
     if unknown:
         raise ValueError(f"{spec.describe()}: 'model' has unknown key(s) {unknown}; {cls.__name__} takes {allowed}")
     if cls.multitask and spec.training.label != "clicked":
-        raise ValueError(f"{spec.describe()}: training.label applies to single-task models; {cls.__name__} is multi-task")
+        raise ValueError(
+            f"{spec.describe()}: training.label applies to single-task models; {cls.__name__} is multi-task"
+        )
     if spec.training.loss_weights is not None:
         if not cls.multitask:
             raise ValueError(f"{spec.describe()}: training.loss_weights applies to multi-task models only")
@@ -211,8 +215,7 @@ def train_model(
         validation: Optional held-out rows of the same shape, for early stopping.
         checkpoint_dir: If given, weights are saved after every epoch as
             ``epoch-NNN`` TensorFlow checkpoints, next to ``model_config.json``
-            (``{"spec", "model"}``); restore with
-            ``cls.from_config(config["model"]).load_weights(path)`` after one call.
+            (``{"spec", "model"}``); ``load_checkpoint`` restores one.
         strategy: Distribution strategy; ``distribution.choose_strategy()`` when ``None``.
         verbose: Keras ``fit`` verbosity.
 
@@ -272,7 +275,37 @@ def train_model(
     )
 
 
-def predict_tasks(model: FeatureModel, features: dict[str, np.ndarray], batch_size: int = 8192) -> dict[str, np.ndarray]:
+def load_checkpoint(checkpoint_dir: str | os.PathLike[str], epoch: int) -> FeatureModel:
+    """Rebuild a model from a ``train_model`` checkpoint directory, with one epoch's weights.
+
+    Args:
+        checkpoint_dir: The ``checkpoint_dir`` given to ``train_model``.
+        epoch: 1-based epoch whose ``epoch-NNN`` checkpoint to load (e.g. ``best_epoch``).
+
+    Returns:
+        The model, uncompiled, for inference; its weights are restored when it is first
+        called (Keras' deferred restoration of subclassed models).
+
+    Raises:
+        FileNotFoundError: if ``model_config.json`` or the epoch's checkpoint is missing.
+    """
+    directory = Path(checkpoint_dir)
+    config_file = directory / MODEL_CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{directory} is not a zoo checkpoint directory: {MODEL_CONFIG_FILE} is missing")
+    checkpoint = directory / CHECKPOINT_PATTERN.format(epoch=epoch)
+    if not Path(f"{checkpoint}.index").is_file():
+        available = sorted(p.name.removesuffix(".index") for p in directory.glob("epoch-*.index"))
+        raise FileNotFoundError(f"no checkpoint {checkpoint.name} in {directory}; available: {available}")
+    document = json.loads(config_file.read_text(encoding="utf-8"))
+    model = model_class(load_spec(document["spec"])).from_config(document["model"])
+    model.load_weights(str(checkpoint)).expect_partial()  # the optimiser state is not restored
+    return model
+
+
+def predict_tasks(
+    model: FeatureModel, features: dict[str, np.ndarray], batch_size: int = 8192
+) -> dict[str, np.ndarray]:
     """Score feature arrays with any zoo model.
 
     Args:
