@@ -3,38 +3,11 @@
 -- recent impressions keep a row with zero counts and the prior CTR, like a first-time
 -- impression in training_examples.
 
-{%- set lookback_days = validated_lookback_days() %}
-
 with
-
-impressions as (
-
-    select
-        item_id,
-        event_date,
-        clicked
-
-    from {{ ref('fct_impressions') }}
-
-),
-
-feature_day as (
-
-    select max(event_date) as newest_day from impressions
-
-),
 
 recent_activity as (
 
-    select
-        impressions.item_id,
-        count(*) as impressions,
-        sum(impressions.clicked) as clicks
-
-    from impressions
-    cross join feature_day
-    where impressions.event_date > {{ dbt.dateadd('day', -lookback_days, 'feature_day.newest_day') }}
-    group by impressions.item_id
+    {{ recent_activity('item_id') }}
 
 ),
 
