@@ -1,4 +1,4 @@
-"""Offline metrics for click models, rating models and top-K recommenders (numpy only).
+"""Offline metrics for click models, rating models and top-K recommenders (numpy).
 
 - Click models: ``auc``, ``logloss``, ``normalized_entropy``, ``bayes_logloss`` and the
   calibration summaries ``expected_calibration_error`` / ``predicted_to_observed_ratio``
@@ -149,8 +149,7 @@ def recall_at_k(
         raise ValueError("no users to evaluate")
     if len(recommended_item_ids) != len(relevant_item_ids):
         raise ValueError(
-            f"got recommendations for {len(recommended_item_ids)} users but relevant items "
-            f"for {len(relevant_item_ids)}"
+            f"got recommendations for {len(recommended_item_ids)} users but relevant items for {len(relevant_item_ids)}"
         )
     recalls = []
     for user_index, (recommended, relevant) in enumerate(zip(recommended_item_ids, relevant_item_ids, strict=True)):
@@ -184,9 +183,7 @@ def normalized_entropy(labels: Sequence[float], probabilities: Sequence[float]) 
     y = np.asarray(labels, dtype=np.float64).ravel()
     base_rate = float(y.mean())
     if base_rate in (0.0, 1.0):
-        raise ValueError(
-            f"normalized entropy needs both classes; all {y.size} labels are {int(base_rate)}"
-        )
+        raise ValueError(f"normalized entropy needs both classes; all {y.size} labels are {int(base_rate)}")
     base_entropy = -(base_rate * np.log(base_rate) + (1.0 - base_rate) * np.log1p(-base_rate))
     return float(value / base_entropy)
 

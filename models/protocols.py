@@ -91,9 +91,7 @@ def tensorflow_shuffle_order(n_rows: int, seed: int, buffer_size: int = TFRS_SHU
     with tf.Graph().as_default() as graph:
         tf.compat.v1.set_random_seed(TFRS_GLOBAL_SEED)
         shuffled = (
-            tf.data.Dataset.range(n_rows)
-            .shuffle(buffer_size, seed=seed, reshuffle_each_iteration=False)
-            .batch(n_rows)
+            tf.data.Dataset.range(n_rows).shuffle(buffer_size, seed=seed, reshuffle_each_iteration=False).batch(n_rows)
         )
         order = shuffled.get_single_element()
         with tf.compat.v1.Session(graph=graph) as session:
@@ -129,7 +127,9 @@ def tfrs_random_split(
     """
     require_interactions(frame)
     if not 0 < train_size < len(frame):
-        raise ValueError(f"train_size must be between 1 and {len(frame) - 1} (the frame has {len(frame)} rows), got {train_size}")
+        raise ValueError(
+            f"train_size must be between 1 and {len(frame) - 1} (the frame has {len(frame)} rows), got {train_size}"
+        )
     stored = tfds_record_order(len(frame)) if tfds_order else np.arange(len(frame))
     shuffled = frame.iloc[stored[tensorflow_shuffle_order(len(frame), seed)]]
     return shuffled.iloc[:train_size], shuffled.iloc[train_size:]
