@@ -104,6 +104,8 @@ def recommender_model(
                 "metrics": metrics,
             },
             local,
+            # What a user clicked in the training window is not recommended to them again.
+            seen_items=train.loc[train["clicked"] == 1, ["user_id", "item_id"]].drop_duplicates(),
         )
         store.upload_dir(str(local), url)
     context.log.info(f"model {version}: {metrics}")

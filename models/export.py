@@ -48,6 +48,8 @@ MAX_CANDIDATES = 100
 METADATA_FILE = os.path.join("assets", "reclake_model.json")
 REQUIRED_METADATA = ("model_version", "trained_on", "evaluated_on", "metrics")
 RERANK_SLOT_POSITION = 1
+SEEN_SCORE = -1.0  # ``recommend`` score of a candidate the user has already interacted with
+_PAIR_SEPARATOR = "\x1f"
 UNKNOWN_CATEGORY = ""
 """Stand-in for the segment / category of an unknown user / item: out of every
 vocabulary, so the models use their OOV embedding."""
@@ -113,8 +115,17 @@ class RecommenderModule(tf.Module):
         users: FeatureLookup,
         items: FeatureLookup,
         candidate_count: int,
+        seen_pairs: tuple[np.ndarray, np.ndarray],
     ) -> None:
         super().__init__(name="reclake_recommender")
+        seen_keys = np.char.add(np.char.add(seen_pairs[0].astype(str), _PAIR_SEPARATOR), seen_pairs[1].astype(str))
+        self.seen = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(np.append(seen_keys, _PAIR_SEPARATOR)),  # never empty: an impossible pair
+                tf.ones([len(seen_keys) + 1], tf.int64),
+            ),
+            default_value=0,
+        )
         self.ranking_model = ranking_model
         self.query_tower = query_tower
         self.index = index
@@ -174,6 +185,9 @@ class RecommenderModule(tf.Module):
             tf.fill(tf.shape(flat_hour), tf.constant(RERANK_SLOT_POSITION, tf.int64)),
             flat_hour,
         )
+        flat_users, flat_items = tf.repeat(user_id, k), tf.reshape(candidates, [-1])
+        seen = self.seen.lookup(tf.strings.join([flat_users, flat_items], separator=_PAIR_SEPARATOR)) > 0
+        pctr = tf.where(seen, tf.constant(SEEN_SCORE, tf.float32), pctr)
         scores, order = tf.math.top_k(tf.reshape(pctr, [batch, k]), k=self.candidate_count)
         _, known_user = self.users.lookup(user_id)
         return {
@@ -210,6 +224,7 @@ def export_recommender(
     path: str | os.PathLike[str],
     *,
     cold_start_ctr: float = 0.05,
+    seen_items: pd.DataFrame | None = None,
 ) -> str:
     """Write the recommender SavedModel (signatures per the data contract) to ``path``.
 
@@ -225,6 +240,9 @@ def export_recommender(
         path: Local directory to create; must not exist or be empty.
         cold_start_ctr: ``user_ctr_7d`` / ``item_ctr_7d`` used for ids missing from the
             tables; the smoothed CTR of an id with no history (dbt var ``ctr_prior``).
+        seen_items: ``user_id, item_id`` pairs the user has already consumed (e.g. the
+            clicks of the training window); ``recommend`` ranks them last with score
+            ``SEEN_SCORE`` and ``Recommender.recommend`` leaves them out.
 
     Returns:
         ``path`` as a string.
@@ -270,7 +288,13 @@ def export_recommender(
     index = build_index(
         retrieval_model, {"item_id": item_ids, "category": item_columns["category"]}, candidate_count
     )
-    module = RecommenderModule(ranking_model, retrieval_model.query_tower, index, users, items, candidate_count)
+    if seen_items is None:
+        seen_items = pd.DataFrame({"user_id": [], "item_id": []})
+    require_columns(seen_items, ("user_id", "item_id"), "seen_items")
+    seen_pairs = (seen_items["user_id"].astype(str).to_numpy(), seen_items["item_id"].astype(str).to_numpy())
+    module = RecommenderModule(
+        ranking_model, retrieval_model.query_tower, index, users, items, candidate_count, seen_pairs
+    )
     tf.saved_model.save(
         module,
         path,
@@ -360,8 +384,9 @@ class Recommender:
 
         Args:
             user_ids: Users to recommend for.
-            top_k: Items per user, >= 1; at most ``candidate_count`` model items (and at
-                most the length of the popularity list for unknown users) are returned.
+            top_k: Items per user, >= 1; at most ``candidate_count`` model items minus the
+                user's seen items (and at most the length of the popularity list for
+                unknown users) are returned.
             hour_of_day: Request hour (0..23), used by the ranker for every user.
             device: Request device (one of ``features.DEVICES``).
 
@@ -389,7 +414,8 @@ class Recommender:
             user_ids, outputs["item_ids"].numpy(), outputs["scores"].numpy(), outputs["known_user"].numpy(), strict=True
         ):
             if known:
-                items = [ScoredItem(i.decode(), float(s)) for i, s in zip(item_row[:top_k], score_row[:top_k], strict=True)]
+                unseen = [(i, s) for i, s in zip(item_row, score_row, strict=True) if s != SEEN_SCORE]
+                items = [ScoredItem(i.decode(), float(s)) for i, s in unseen[:top_k]]
                 recommendations.append(Recommendation(str(user_id), items, None))
             else:
                 recommendations.append(Recommendation(str(user_id), popular, "popularity"))

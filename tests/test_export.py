@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import toy_examples
 
-from models.export import MAX_CANDIDATES, METADATA_FILE, export_recommender, load_recommender
+from models.export import MAX_CANDIDATES, METADATA_FILE, SEEN_SCORE, export_recommender, load_recommender
 from models.features import REQUEST_FEATURES, feature_arrays
 from models.popularity import popular_items
 from models.ranking import RankingConfig, predict_pctr
@@ -81,7 +81,14 @@ def exported(data, trained, tmp_path_factory):
     train, _, users, items = data
     ranking, retrieval = trained
     path = tmp_path_factory.mktemp("export") / "savedmodel"
-    return export_recommender(ranking, retrieval, users, items, popular_items(train, 20), METADATA, path)
+    return export_recommender(
+        ranking, retrieval, users, items, popular_items(train, 20), METADATA, path, seen_items=seen_pairs(train)
+    )
+
+
+def seen_pairs(train: pd.DataFrame) -> pd.DataFrame:
+    """What each user has clicked in training: excluded from their recommendations."""
+    return train.loc[train["clicked"] == 1, ["user_id", "item_id"]].drop_duplicates()
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +151,11 @@ def test_fresh_process_gives_identical_scores(exported, recommender, data):
     assert fresh["known_user"] == [True, False, True]
     in_process = recommender.recommend(users, top_k=100, hour_of_day=9, device="desktop")
     for position in (0, 2):
-        assert fresh["item_ids"][position] == [item.item_id for item in in_process[position].items]
-        assert fresh["scores"][position] == [item.score for item in in_process[position].items]
+        # The signature ranks seen items last with SEEN_SCORE; the Python side drops them.
+        unseen = [(i, s) for i, s in zip(fresh["item_ids"][position], fresh["scores"][position], strict=True) if s != SEEN_SCORE]
+        assert [i for i, _ in unseen] == [item.item_id for item in in_process[position].items]
+        assert [s for _, s in unseen] == [item.score for item in in_process[position].items]
+        assert fresh["scores"][position][len(unseen):] == [SEEN_SCORE] * (100 - len(unseen))
 
 
 def test_recommend_sorts_by_pctr_at_slot_one(recommender):
@@ -164,13 +174,17 @@ def test_recommend_sorts_by_pctr_at_slot_one(recommender):
     np.testing.assert_allclose(recommender.predict(pd.DataFrame(rows)), scores, rtol=1e-5)
 
 
-def test_recommend_reranks_the_retrieved_candidates(recommender):
+def test_recommend_reranks_the_unseen_retrieved_candidates(recommender, data):
+    train, _, _, _ = data
+    seen = seen_pairs(train).groupby("user_id")["item_id"].agg(set)
     retrieved_ids, retrieved_scores = recommender.retrieve(["u0001", "u0002"])
     assert retrieved_ids.shape == retrieved_scores.shape == (2, 100)
     assert np.all(np.diff(retrieved_scores, axis=1) <= 0)
     recommended = recommender.recommend(["u0001", "u0002"], top_k=100, hour_of_day=8, device="mobile")
-    for row, result in zip(retrieved_ids, recommended, strict=True):
-        assert {item.item_id for item in result.items} == set(row)
+    for user, row, result in zip(["u0001", "u0002"], retrieved_ids, recommended, strict=True):
+        assert seen[user] & set(row), "the fixture should retrieve some already-clicked items"
+        assert {item.item_id for item in result.items} == set(row) - seen[user]
+        assert all(item.score >= 0 for item in result.items)
 
 
 def test_unknown_user_gets_the_popularity_fallback(recommender, data):
