@@ -324,8 +324,22 @@ def test_movielens_1m_layout_joins_features_and_rejects():
     assert frame.loc[0, "genres"] == "Animation|Children's|Comedy"
 
 
-def test_movielens_100k_layout_genre_flags():
-    frame, rejects = collect("movielens", FIXTURES / "movielens" / "ml-100k")
+@pytest.fixture
+def ml100k_folder(tmp_path) -> Path:
+    """The synthetic 100K fixture under the official names (``u.data``, ``u.item``, ``u.user``).
+
+    The repository keeps these invented files with a ``.txt`` suffix, so that no tracked
+    file looks like (or could be mistaken for) the real, non-redistributable data set.
+    """
+    folder = tmp_path / "fixtures" / "ml-100k"
+    folder.mkdir(parents=True)
+    for name in ("u.data", "u.item", "u.user"):
+        shutil.copyfile(FIXTURES / "movielens" / "ml-100k-synthetic" / f"{name}.txt", folder / name)
+    return folder
+
+
+def test_movielens_100k_layout_genre_flags(ml100k_folder):
+    frame, rejects = collect("movielens", ml100k_folder)
     assert reject_keys(rejects) == [("u.item", 4, "Comedy"), ("u.data", 5, "item_id"), ("u.data", 6, "<line>")]
     by_item = frame.drop_duplicates("item_id").set_index("item_id")
     assert by_item.loc["1", "genres"] == "Animation|Children's|Comedy"  # flags 3, 4, 5
@@ -343,16 +357,16 @@ def _zip_of(folder: Path, target: Path) -> str:
     return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
-def test_fetch_movielens_uses_an_existing_folder_untouched():
-    folder = FIXTURES / "movielens" / "ml-100k"
+def test_fetch_movielens_uses_an_existing_folder_untouched(ml100k_folder):
+    folder = ml100k_folder
     before = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
     assert fetch_movielens("100k", folder) == folder
     assert fetch_movielens("100k", folder.parent) == folder
     assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == before
 
 
-def test_fetch_movielens_downloads_once_and_verifies_the_checksum(tmp_path):
-    fixture = FIXTURES / "movielens" / "ml-100k"
+def test_fetch_movielens_downloads_once_and_verifies_the_checksum(tmp_path, ml100k_folder):
+    fixture = ml100k_folder
     archive = tmp_path / "served" / "ml-100k.zip"
     archive.parent.mkdir()
     checksum = _zip_of(fixture, archive)
@@ -367,9 +381,9 @@ def test_fetch_movielens_downloads_once_and_verifies_the_checksum(tmp_path):
     assert fetch_movielens("100k", cache, url=missing_url, sha256=checksum) == folder
 
 
-def test_fetch_movielens_checksum_mismatch_and_missing_checksum(tmp_path):
+def test_fetch_movielens_checksum_mismatch_and_missing_checksum(tmp_path, ml100k_folder):
     archive = tmp_path / "ml-100k-served.zip"
-    _zip_of(FIXTURES / "movielens" / "ml-100k", archive)
+    _zip_of(ml100k_folder, archive)
     cache = tmp_path / "cache"
     with pytest.raises(ChecksumMismatchError, match="SHA-256 is [0-9a-f]{64}, expected 0{64}"):
         fetch_movielens("100k", cache, url=archive.as_uri(), sha256="0" * 64)
