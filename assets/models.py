@@ -42,7 +42,7 @@ def recommender_model(
     The window is the newest ``training_window_days`` days of ``training_examples``: all
     but the newest train, the newest is held out and evaluated (AUC, logloss, and on the
     synthetic source the Bayes-optimal logloss of the true pCTR; Recall@K for
-    retrieval). The SavedModel (``recommend``, ``retrieve``, ``predict`` signatures) goes
+    retrieval). The SavedModel (``recommend``, ``retrieve``, ``predict``, ``rank`` signatures) goes
     to ``models/<version>/savedmodel`` in the lake.
 
     Champion and challenger: the model being served is scored on the same held-out rows
@@ -78,7 +78,7 @@ def recommender_model(
     ranking = train_ranking(train)
     retrieval = train_retrieval(train)
     ranking_metrics = evaluate_ranking(ranking.model, test)
-    retrieval_metrics = evaluate_retrieval(retrieval.model, test, item_features)
+    retrieval_metrics = evaluate_retrieval(retrieval.model, test, item_features, k=min(50, len(item_features)))
     metrics = {
         **{f"ranking_{name}": float(value) for name, value in ranking_metrics.items()},
         **{f"retrieval_{name}": float(value) for name, value in retrieval_metrics.items()},
