@@ -25,6 +25,7 @@ from models.features import (
     NUMERIC_FEATURES,
     STRING_FEATURES,
     FeatureVocabularies,
+    NumericFeature,
 )
 
 
@@ -68,6 +69,12 @@ class RankingConfig:
             raise ValueError(f"RankingConfig.deep_units must all be >= 1, got {self.deep_units}")
 
 
+def transformed_numeric(feature: NumericFeature, values: tf.Tensor) -> tf.Tensor:
+    """In-graph twin of ``features.transform_numeric``: ``log1p(max(x, 0))`` or identity, float32."""
+    values = tf.cast(values, tf.float32)
+    return tf.math.log1p(tf.maximum(values, 0.0)) if feature.log1p else values
+
+
 class RankingFeatureEncoder(keras.layers.Layer):
     """Raw ranking features -> one dense vector per example.
 
@@ -105,10 +112,7 @@ class RankingFeatureEncoder(keras.layers.Layer):
 
     def numeric_features(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         """Transformed, standardised numeric features: ``[B, n_numeric]``."""
-        columns = []
-        for feature in NUMERIC_FEATURES:
-            values = tf.cast(inputs[feature.name], tf.float32)
-            columns.append(tf.math.log1p(tf.maximum(values, 0.0)) if feature.log1p else values)
+        columns = [transformed_numeric(feature, inputs[feature.name]) for feature in NUMERIC_FEATURES]
         return self.normalization(tf.stack(columns, axis=1))
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:

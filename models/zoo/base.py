@@ -14,17 +14,11 @@ from typing import Any, ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import FeatureVocabularies, NumericFeature
+from models.features import FeatureVocabularies
 
 MULTITASK_LABELS: dict[str, str] = {"pctr": "clicked", "pctcvr": "converted"}
 """Multi-task output -> the ``training_examples`` label column its loss is taken against.
 ``pcvr`` has no loss of its own: it is trained only through ``pctcvr = pctr * pcvr``."""
-
-
-def transformed_numeric(feature: NumericFeature, values: tf.Tensor) -> tf.Tensor:
-    """In-graph twin of ``features.transform_numeric``: ``log1p(max(x, 0))`` or identity, float32."""
-    values = tf.cast(values, tf.float32)
-    return tf.math.log1p(tf.maximum(values, 0.0)) if feature.log1p else values
 
 
 def probability(logit: tf.Tensor) -> tf.Tensor:

@@ -24,8 +24,8 @@ from models.features import (
     STRING_FEATURES,
     FeatureVocabularies,
 )
-from models.ranking import RankingFeatureEncoder
-from models.zoo.base import FeatureModel, probability, transformed_numeric
+from models.ranking import RankingFeatureEncoder, transformed_numeric
+from models.zoo.base import FeatureModel, probability
 from models.zoo.layers import MLP, PACKAGE, FactorizationMachine, HashedFeatureCrosses, NumericFieldEmbedding
 
 DCN_STRUCTURES = ("stacked", "parallel")
