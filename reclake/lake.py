@@ -70,11 +70,16 @@ class Lake:
     def truth_file(self, source: str, day: dt.date) -> str:
         return self.url("truth", source, f"dt={day.isoformat()}", "truth.parquet")
 
-    def bronze_file(self, day: dt.date) -> str:
-        return self.url("bronze", "events", f"dt={day.isoformat()}", "part-0.parquet")
+    def bronze_file(self, source: str, day: dt.date) -> str:
+        return self.url("bronze", source, f"dt={day.isoformat()}", "part-0.parquet")
 
-    def bronze_glob(self) -> str:
-        return self.url("bronze", "events", "*", "*.parquet")
+    def import_manifest_file(self, source: str) -> str:
+        """Where ``sources.importer`` records what it imported from a real source's files."""
+        return self.url("landing", source, "_import_manifest.json")
+
+    def import_quarantine_file(self, source: str, file_stem: str) -> str:
+        """Rows of a real source's file that could not be parsed at all (no day to file them under)."""
+        return self.url("quarantine", source, "import", f"{file_stem}.parquet")
 
     def quarantine_file(self, source: str, day: dt.date) -> str:
         return self.url("quarantine", source, f"dt={day.isoformat()}", "quarantine.parquet")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from reclake.feature_spec import FeatureSpec, load_feature_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".reclake"
@@ -43,13 +46,31 @@ class Settings:
     """Everything a Reclake deployment can configure.
 
     Attributes:
-        lake_root: fsspec URL of the lake (a local folder, or ``s3://bucket/prefix``).
-        state_dir: local folder for the DuckDB warehouse, Dagster's home and the
+        lake_root: fsspec URL of the lake (a local folder, or ``s3://bucket/prefix``);
+            default ``<state_dir>/<source>/lake``.
+        state_dir: local folder for Dagster's home, the BentoML store and, per source
+            (``<state_dir>/<source>/``), the lake, the DuckDB warehouse, the served
+            model's tag and downloads; several sources share one state dir.
             BentoML model store.
-        warehouse_path: the DuckDB file that dbt builds into.
+        warehouse_path: the DuckDB file that dbt builds into; default
+            ``<state_dir>/<source>/warehouse.duckdb``.
         s3_endpoint_url: endpoint of an S3-compatible store; None means AWS's default.
-        source: which landing source the pipeline ingests (``synthetic`` for now).
+        source: which source the pipeline ingests: ``synthetic`` (the built-in
+            generator) or a real format of ``sources.formats`` (``movielens``,
+            ``criteo``, ``avazu``, ``amazon_reviews``, ``ipinyou``, ``multitask``).
+        source_path: the real source's file or folder (local path or fsspec URL);
+            MovieLens also takes ``download:100k`` / ``download:1m`` (official zip,
+            checksum-verified, cached under ``state_dir``).
+        source_options: keyword options of the source's reader (``sources.formats``),
+            e.g. Criteo's ``start_date`` and ``rows_per_day``.
+        feature_spec: path of the feature spec YAML; None: the packaged spec of the
+            source (``reclake/feature_specs/<source>.yaml``).
+        ranker_config: the zoo model config of the pipeline's ranker: a name in
+            ``models/configs`` (``dcn_v2_stacked``, ``deepfm``, ``fm``, ``hashed_lr``, ...)
+            or a YAML path.
         partitions_start: first day of the daily partitions (``YYYY-MM-DD``).
+        partitions_end: last day with data, for historical sources (``make run``
+            materializes ``partitions_start .. partitions_end``); None: open-ended.
         training_window_days: how many newest days train a model (the newest of them is
             held out for evaluation).
         drift_reference_days: how many days before a partition form its drift reference.
@@ -58,12 +79,17 @@ class Settings:
         synthetic: the synthetic generator's knobs.
     """
 
-    lake_root: str = str(DEFAULT_STATE_DIR / "lake")
+    lake_root: str = str(DEFAULT_STATE_DIR / "synthetic" / "lake")
     state_dir: str = str(DEFAULT_STATE_DIR)
-    warehouse_path: str = str(DEFAULT_STATE_DIR / "warehouse.duckdb")
+    warehouse_path: str = str(DEFAULT_STATE_DIR / "synthetic" / "warehouse.duckdb")
     s3_endpoint_url: str | None = None
     source: str = "synthetic"
+    source_path: str | None = None
+    source_options: dict[str, Any] = field(default_factory=dict)
+    feature_spec: str | None = None
+    ranker_config: str = "dcn_v2_stacked"
     partitions_start: str = "2024-03-01"
+    partitions_end: str | None = None
     training_window_days: int = 7
     drift_reference_days: int = 7
     quarantine_max_share: float = 0.01
@@ -77,14 +103,46 @@ class Settings:
     def bentoml_home(self) -> Path:
         return Path(self.state_dir) / "bentoml"
 
+    def run_days(self) -> list[dt.date]:
+        """The days ``make run`` materializes: the generator's days for the synthetic
+        source, ``partitions_start .. partitions_end`` for a real one.
+
+        Raises:
+            ValueError: a real source without ``partitions_end``.
+        """
+        if self.source == "synthetic":
+            return [self.synthetic_start + dt.timedelta(days=i) for i in range(self.synthetic.days)]
+        if self.partitions_end is None:
+            raise ValueError(
+                f"source {self.source!r}: set partitions_end (the last day with data) to run it; "
+                "see configs/ for one config per source"
+            )
+        start, end = dt.date.fromisoformat(self.partitions_start), dt.date.fromisoformat(self.partitions_end)
+        return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
     @property
     def synthetic_start(self) -> dt.date:
         return dt.date.fromisoformat(self.synthetic.start_date)
 
     @property
+    def bento_model_name(self) -> str:
+        """The BentoML model name the source's versions are registered under (one
+        champion/challenger history per source)."""
+        return f"reclake_{self.source}"
+
+    @property
+    def source_state_dir(self) -> Path:
+        """The source's own folder in the state dir."""
+        return Path(self.state_dir) / self.source
+
+    @property
     def current_model_tag_file(self) -> Path:
         """Where the ``bento_model`` asset pins the tag that ``make serve`` serves."""
-        return Path(self.state_dir) / "current_model_tag"
+        return self.source_state_dir / "current_model_tag"
+
+    def load_feature_spec(self) -> FeatureSpec:
+        """The source's feature spec: ``feature_spec`` when set, else the packaged one."""
+        return load_feature_spec(self.feature_spec or self.source)
 
     def child_process_environment(self) -> dict[str, str]:
         """Variables that tools run as child processes (dbt, BentoML) read these settings from."""
@@ -99,6 +157,9 @@ class Settings:
         return env
 
 
+# Settings holding local paths (or URLs); relative paths in a config file are relative to it.
+_PATH_SETTINGS = ("state_dir", "lake_root", "warehouse_path", "source_path", "feature_spec")
+
 # Environment variable -> (section or None, field name). One place for the mapping.
 _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_LAKE_ROOT": (None, "lake_root"),
@@ -106,7 +167,12 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_WAREHOUSE_PATH": (None, "warehouse_path"),
     "RECLAKE_S3_ENDPOINT_URL": (None, "s3_endpoint_url"),
     "RECLAKE_SOURCE": (None, "source"),
+    "RECLAKE_SOURCE_PATH": (None, "source_path"),
+    "RECLAKE_SOURCE_OPTIONS": (None, "source_options"),
+    "RECLAKE_FEATURE_SPEC": (None, "feature_spec"),
+    "RECLAKE_RANKER_CONFIG": (None, "ranker_config"),
     "RECLAKE_PARTITIONS_START": (None, "partitions_start"),
+    "RECLAKE_PARTITIONS_END": (None, "partitions_end"),
     "RECLAKE_TRAINING_WINDOW_DAYS": (None, "training_window_days"),
     "RECLAKE_DRIFT_REFERENCE_DAYS": (None, "drift_reference_days"),
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
@@ -128,6 +194,11 @@ def _coerce(cls: type, name: str, raw: Any) -> Any:
         if "None" in annotation:
             return None
         raise ValueError(f"setting {name!r} may not be empty")
+    if annotation.startswith("dict"):
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(value, dict):
+            raise ValueError(f"setting {name!r} must be a mapping (JSON in an environment variable), got {raw!r}")
+        return value
     if annotation.startswith("int"):
         return int(raw)
     if annotation.startswith("float"):
@@ -162,8 +233,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         environ: the environment to read (``os.environ`` when None).
 
     Returns:
-        A frozen ``Settings``. A state_dir override also moves the default lake and
-        warehouse under it, unless those are set explicitly.
+        A frozen ``Settings``. The lake and the warehouse default to the source's folder
+        in the state dir (``<state_dir>/<source>/``) unless set explicitly.
 
     Raises:
         ValueError: on an unknown key in the config file or a value of the wrong type.
@@ -177,15 +248,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
         synthetic.update(loaded.pop("synthetic", None) or {})
+        for key in _PATH_SETTINGS:
+            value = loaded.get(key)
+            if isinstance(value, str) and "://" not in value:
+                # A relative path in a config file is relative to that file.
+                loaded[key] = str((path.parent / Path(value).expanduser()).resolve())
         top.update(loaded)
     for var, (section, name) in _ENV_FIELDS.items():
         if var in environ:
             (synthetic if section == "synthetic" else top)[name] = environ[var]
-    if "state_dir" in top:
-        state = Path(str(top["state_dir"])).expanduser().resolve()
-        top["state_dir"] = str(state)
-        top.setdefault("lake_root", str(state / "lake"))
-        top.setdefault("warehouse_path", str(state / "warehouse.duckdb"))
+    state = Path(str(top.get("state_dir", DEFAULT_STATE_DIR))).expanduser().resolve()
+    top["state_dir"] = str(state)
+    source_dir = state / str(top.get("source", Settings.source))
+    top.setdefault("lake_root", str(source_dir / "lake"))
+    top.setdefault("warehouse_path", str(source_dir / "warehouse.duckdb"))
+
     where = str(path) if path else "settings"
     top["synthetic"] = _build(SyntheticSettings, synthetic, f"{where} [synthetic]")
     nested = top.pop("synthetic")

@@ -15,62 +15,94 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from reclake.contract import DEVICES, SLOT_POSITIONS
+from reclake.feature_spec import FeatureSpec
 
-# Column -> kind, in bronze order. The one place that lists the bronze columns.
-BRONZE_COLUMNS: dict[str, str] = {
+# Canonical columns every source's bronze has, in order, with their kind. Sources that
+# lack one leave it null. The feature spec adds the source's own columns after these.
+CANONICAL_KINDS: dict[str, str] = {
     "event_id": "string",
     "event_ts": "timestamp",
     "user_id": "string",
     "item_id": "string",
-    "user_segment": "string",
-    "device": "string",
-    "slot_position": "int",
-    "category": "string",
+    "clicked": "int",
+    "converted": "int",
+    "rating": "float",
     "price": "float",
     "bid_price": "float",
     "market_price": "float",
-    "clicked": "int",
-    "converted": "int",
 }
-_PANDAS_DTYPES = {"string": "object", "timestamp": "datetime64[us]", "int": "int64", "float": "float64"}
+_PANDAS_DTYPES = {"string": "object", "timestamp": "datetime64[us]", "int": "Int64", "float": "float64"}
+_SPEC_KINDS = {"string": "string", "int": "int", "float": "float"}
+_BINARY_LABELS = ("clicked", "converted")
+_PRICES = ("price", "bid_price", "market_price")
+
+
+def bronze_columns(spec: FeatureSpec) -> dict[str, str]:
+    """Column -> kind (``string``, ``timestamp``, ``int``, ``float``) of a source's bronze.
+
+    The canonical columns first, then the spec's stored (not derived) feature columns
+    that are not canonical, in spec order.
+    """
+    columns = dict(CANONICAL_KINDS)
+    for column in spec.bronze_feature_columns:
+        columns.setdefault(column.name, _SPEC_KINDS[column.dtype])
+    return columns
+
+
+def required_columns(spec: FeatureSpec) -> tuple[str, ...]:
+    """Columns no bronze row may leave empty: keys, the ids the source has, the label and
+    the spec's non-nullable columns."""
+    required = ["event_id", "event_ts", *spec.id_columns, spec.label.column]
+    required += [c.name for c in spec.bronze_feature_columns if not c.nullable]
+    return tuple(dict.fromkeys(required))
+
 
 # Columns that carry where a record came from; they travel with rows, never into bronze.
 SOURCE_FILE, LINE_NUMBER, RAW = "_source_file", "_line_number", "_raw"
 QUARANTINE_COLUMNS = ["source_file", "line_number", "field", "reason", "raw"]
 
 
-def bronze_events_schema(day: dt.date) -> pa.DataFrameSchema:
-    """Value rules for one day of typed bronze events (types are enforced before this)."""
+def bronze_events_schema(spec: FeatureSpec, day: dt.date) -> pa.DataFrameSchema:
+    """Value rules for one day of a source's typed bronze events (types are enforced
+    before this): unique event ids, timestamps inside the day, non-empty ids, 0/1
+    labels, non-negative prices, and the spec's allowed values and ranges."""
     start = pd.Timestamp(day)
-    return pa.DataFrameSchema(
-        {
-            "event_id": pa.Column(str, unique=True, report_duplicates="exclude_first"),
-            "event_ts": pa.Column(
-                "datetime64[us]",
-                pa.Check.in_range(start, start + pd.Timedelta(days=1), include_max=False),
-            ),
-            "user_id": pa.Column(str, pa.Check.str_length(min_value=1)),
-            "item_id": pa.Column(str, pa.Check.str_length(min_value=1)),
-            "user_segment": pa.Column(str, pa.Check.str_length(min_value=1)),
-            "device": pa.Column(str, pa.Check.isin(list(DEVICES))),
-            "slot_position": pa.Column("int64", pa.Check.in_range(min(SLOT_POSITIONS), max(SLOT_POSITIONS))),
-            "category": pa.Column(str, pa.Check.str_length(min_value=1)),
-            "price": pa.Column("float64", pa.Check.ge(0)),
-            "bid_price": pa.Column("float64", pa.Check.ge(0)),
-            "market_price": pa.Column("float64", pa.Check.ge(0)),
-            "clicked": pa.Column("int64", pa.Check.isin([0, 1])),
-            "converted": pa.Column("int64", pa.Check.isin([0, 1])),
-        },
-        checks=[
+    required = set(required_columns(spec))
+    columns: dict[str, pa.Column] = {}
+    for name, kind in bronze_columns(spec).items():
+        checks: list[pa.Check] = []
+        if kind == "string" and name in required:
+            checks.append(pa.Check.str_length(min_value=1))
+        if name in _BINARY_LABELS:
+            checks.append(pa.Check.isin([0, 1]))
+        if name in _PRICES:
+            checks.append(pa.Check.ge(0))
+        if name == "event_ts":
+            checks.append(pa.Check.in_range(start, start + pd.Timedelta(days=1), include_max=False))
+        spec_column = next((c for c in spec.bronze_feature_columns if c.name == name), None)
+        if spec_column is not None:
+            if spec_column.values is not None:
+                checks.append(pa.Check.isin(list(spec_column.values)))
+            if spec_column.min_value is not None:
+                checks.append(pa.Check.ge(spec_column.min_value))
+            if spec_column.max_value is not None:
+                checks.append(pa.Check.le(spec_column.max_value))
+        columns[name] = pa.Column(
+            _PANDAS_DTYPES[kind],
+            checks,
+            nullable=name not in required,
+            unique=name == "event_id",
+            report_duplicates="exclude_first",
+        )
+    frame_checks = []
+    if "clicked" in spec.label_columns and "converted" in spec.label_columns:
+        frame_checks.append(
             pa.Check(
-                lambda frame: frame["converted"] <= frame["clicked"],
+                lambda frame: ~(frame["converted"].fillna(0) > frame["clicked"].fillna(0)),
                 name="converted_implies_clicked",
             )
-        ],
-        strict="filter",
-        name="bronze_events",
-    )
+        )
+    return pa.DataFrameSchema(columns, checks=frame_checks, strict="filter", name=f"bronze_{spec.source}")
 
 
 # Checks that span columns report every column; this says which field to blame.
@@ -82,7 +114,7 @@ class ValidatedEvents:
     """Result of validating a day's records.
 
     Attributes:
-        valid: typed bronze frame (``BRONZE_COLUMNS`` order and dtypes).
+        valid: typed bronze frame (``bronze_columns(spec)`` order and dtypes).
         quarantined: one row per rejected record, columns ``QUARANTINE_COLUMNS``.
     """
 
@@ -90,8 +122,11 @@ class ValidatedEvents:
     quarantined: pd.DataFrame
 
 
-def _parse_column(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    """Convert one column to its kind; returns (parsed, reason-or-None per row)."""
+def _parse_column(values: pd.Series, kind: str, required: bool) -> tuple[pd.Series, pd.Series]:
+    """Convert one column to its kind; returns (parsed, reason-or-None per row).
+
+    A missing value is a problem only in a required column; elsewhere it stays null.
+    """
     missing = values.isna()
     if kind == "string":
         parsed = values.where(missing, values.astype(str))
@@ -112,18 +147,19 @@ def _parse_column(values: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
             bad |= fractional
         parsed = numbers
         reason = np.where(bad, f"not {'an integer' if kind == 'int' else 'a number'}: " + values.astype(str).str[:40], None)
-    reason = np.where(missing, "missing or null", reason)
+    reason = np.where(missing, "missing or null" if required else None, reason)
     return parsed, pd.Series(reason, index=values.index)
 
 
-def validate_events(records: pd.DataFrame, day: dt.date) -> ValidatedEvents:
-    """Type and validate loosely typed event records for one partition day.
+def validate_events(records: pd.DataFrame, day: dt.date, spec: FeatureSpec) -> ValidatedEvents:
+    """Type and validate loosely typed event records of one source for one partition day.
 
     Args:
         records: one row per landing record; bronze columns as parsed from the file
             (any may be missing or mistyped) plus ``_source_file``, ``_line_number`` and
             ``_raw`` saying where each came from.
         day: the partition day; every ``event_ts`` must fall inside it.
+        spec: the source's feature spec: which columns bronze keeps and their rules.
 
     Returns:
         ``ValidatedEvents``: the good rows, typed, and the rejected rows with the field
@@ -131,23 +167,24 @@ def validate_events(records: pd.DataFrame, day: dt.date) -> ValidatedEvents:
     """
     problems: dict[int, list[tuple[str, str]]] = {}
     typed = pd.DataFrame(index=records.index)
-    for column, kind in BRONZE_COLUMNS.items():
+    kinds = bronze_columns(spec)
+    required = set(required_columns(spec))
+    schema = bronze_events_schema(spec, day)
+    for column, kind in kinds.items():
         values = records[column] if column in records else pd.Series(None, index=records.index, dtype=object)
-        parsed, reasons = _parse_column(values.astype(object), kind)
+        parsed, reasons = _parse_column(values.astype(object), kind, required=column in required)
         typed[column] = parsed
         for row in reasons[reasons.notna()].index:
             problems.setdefault(row, []).append((column, reasons[row]))
 
-    candidates = typed.drop(index=list(problems)).astype(
-        {c: _PANDAS_DTYPES[k] for c, k in BRONZE_COLUMNS.items()}
-    )
+    candidates = typed.drop(index=list(problems)).astype({c: _PANDAS_DTYPES[k] for c, k in kinds.items()})
     try:
-        valid = bronze_events_schema(day).validate(candidates, lazy=True)
+        valid = schema.validate(candidates, lazy=True)
     except pa.errors.SchemaErrors as errors:
         for row, field, reason in _failures(errors.failure_cases):
             problems.setdefault(row, []).append((field, reason))
         valid = candidates.drop(index=[r for r in problems if r in candidates.index])
-        valid = bronze_events_schema(day).validate(valid)
+        valid = schema.validate(valid)
 
     rejected_rows = sorted(problems)
     quarantined = pd.DataFrame(
@@ -160,7 +197,7 @@ def validate_events(records: pd.DataFrame, day: dt.date) -> ValidatedEvents:
         },
         columns=QUARANTINE_COLUMNS,
     )
-    return ValidatedEvents(valid=valid[list(BRONZE_COLUMNS)].reset_index(drop=True), quarantined=quarantined)
+    return ValidatedEvents(valid=valid[list(kinds)].reset_index(drop=True), quarantined=quarantined)
 
 
 def _failures(failure_cases: pd.DataFrame) -> list[tuple[int, str, str]]:

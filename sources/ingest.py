@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reclake.feature_spec import FeatureSpec
 from reclake.lake import Lake
 from sources.bronze_schema import QUARANTINE_COLUMNS, validate_events
-from sources.landing import read_landing_day
+from sources.landing import NoLandingDataError, read_landing_day
 
 
 @dataclass(frozen=True)
@@ -33,26 +34,42 @@ class IngestedDay:
         return self.quarantined_rows / self.input_rows if self.input_rows else 0.0
 
 
-def ingest_landing_day(lake: Lake, source: str, day: dt.date) -> IngestedDay:
+def ingest_landing_day(lake: Lake, spec: FeatureSpec, day: dt.date, allow_empty: bool = False) -> IngestedDay:
     """Validate one landing day and write it to bronze, replacing any earlier version.
 
-    Good rows go to ``bronze/events/dt=<day>/part-0.parquet``; rejected rows (broken
+    The source is ``spec.source``; its feature spec says which columns bronze keeps and
+    their value rules. Good rows go to ``bronze/<source>/dt=<day>/part-0.parquet``; rejected rows (broken
     JSON, missing or mistyped fields, rule violations) go to the quarantine file with
     their file, line, field and reason. Both are rewritten on every run, so
     re-materializing a day replaces it.
 
+    Args:
+        lake: the lake.
+        spec: the source's feature spec.
+        day: the partition day.
+        allow_empty: a day without landing files is an empty day (historical sources
+            have days without events) instead of an error (a log shipper that missed it).
+
     Raises:
-        sources.landing.NoLandingDataError: when the day has no landing files.
+        sources.landing.NoLandingDataError: when the day has no landing files and
+            ``allow_empty`` is false.
     """
-    landing = read_landing_day(lake, source, day)
-    validated = validate_events(landing.records, day) if len(landing.records) else None
+    source = spec.source
+    try:
+        landing = read_landing_day(lake, source, day)
+    except NoLandingDataError:
+        if not allow_empty:
+            raise
+        lake.remove(lake.bronze_file(source, day))
+        return IngestedDay(day, [], 0, 0, 0, lake.bronze_file(source, day), None, {})
+    validated = validate_events(landing.records, day, spec) if len(landing.records) else None
     valid = validated.valid if validated else None
     quarantined = pd.concat(
         [landing.unparseable] + ([validated.quarantined] if validated else []), ignore_index=True
     )[QUARANTINE_COLUMNS]
     quarantined = quarantined.sort_values(["source_file", "line_number"], kind="stable").reset_index(drop=True)
 
-    bronze_url = lake.bronze_file(day)
+    bronze_url = lake.bronze_file(source, day)
     lake.remove(bronze_url)
     if valid is not None and len(valid):
         lake.write_parquet(valid, bronze_url)

@@ -204,8 +204,3 @@ def to_jsonl_gz(events: pd.DataFrame) -> bytes:
     text = events.to_json(orient="records", lines=True, double_precision=10)
     return gzip.compress(text.encode(), compresslevel=5, mtime=0)
 
-
-def synthetic_days(settings: SyntheticSettings) -> list[dt.date]:
-    """The calendar days the generator produces by default."""
-    start = dt.date.fromisoformat(settings.start_date)
-    return [start + dt.timedelta(days=i) for i in range(settings.days)]

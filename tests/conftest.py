@@ -21,6 +21,9 @@ import pytest  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"real data samples not found at {SHARED_DATA} (../shared/data from the repo root)"
+)
 
 
 @pytest.fixture(scope="session")

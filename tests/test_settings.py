@@ -10,8 +10,9 @@ from reclake.settings import load_settings
 def test_defaults_live_under_the_project_state_folder():
     settings = load_settings({})
     assert settings.source == "synthetic"
-    assert Path(settings.lake_root) == Path(settings.state_dir) / "lake"
+    assert Path(settings.lake_root) == Path(settings.state_dir) / "synthetic" / "lake"
     assert settings.synthetic.days == 7 and settings.synthetic.events_per_day == 50_000
+    assert settings.run_days()[0].isoformat() == "2024-03-01" and len(settings.run_days()) == 7
 
 
 def test_config_file_then_environment(tmp_path):
@@ -25,9 +26,44 @@ def test_config_file_then_environment(tmp_path):
 
 def test_state_dir_moves_the_default_lake_and_warehouse(tmp_path):
     settings = load_settings({"RECLAKE_STATE_DIR": str(tmp_path)})
-    assert settings.lake_root == str(tmp_path / "lake")
-    assert settings.warehouse_path == str(tmp_path / "warehouse.duckdb")
+    assert settings.lake_root == str(tmp_path / "synthetic" / "lake")
+    assert settings.warehouse_path == str(tmp_path / "synthetic" / "warehouse.duckdb")
     assert settings.bentoml_home == tmp_path / "bentoml"
+
+
+def test_each_source_gets_its_own_lake_warehouse_and_served_model(tmp_path):
+    settings = load_settings({"RECLAKE_STATE_DIR": str(tmp_path), "RECLAKE_SOURCE": "criteo"})
+    assert settings.lake_root == str(tmp_path / "criteo" / "lake")
+    assert settings.current_model_tag_file == tmp_path / "criteo" / "current_model_tag"
+    assert settings.bento_model_name == "reclake_criteo"
+    assert settings.load_feature_spec().source == "criteo"
+
+
+def test_source_config_paths_are_relative_to_the_file_and_options_are_json_in_the_environment(tmp_path):
+    config = tmp_path / "configs" / "criteo.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        "source: criteo\nsource_path: ../data/day_0.gz\nsource_options: {rows_per_day: 10}\n"
+        "partitions_start: '2014-01-01'\npartitions_end: '2014-01-03'\n"
+    )
+    settings = load_settings({"RECLAKE_CONFIG": str(config)})
+    assert settings.source_path == str(tmp_path / "data" / "day_0.gz")
+    assert settings.source_options == {"rows_per_day": 10}
+    assert [d.isoformat() for d in settings.run_days()] == ["2014-01-01", "2014-01-02", "2014-01-03"]
+    overridden = load_settings({"RECLAKE_CONFIG": str(config), "RECLAKE_SOURCE_OPTIONS": '{"rows_per_day": 5}'})
+    assert overridden.source_options == {"rows_per_day": 5}
+    with pytest.raises(ValueError, match="source_options"):
+        load_settings({"RECLAKE_SOURCE_OPTIONS": "[1, 2]"})
+    with pytest.raises(ValueError, match="partitions_end"):
+        load_settings({"RECLAKE_SOURCE": "criteo"}).run_days()
+
+
+def test_every_packaged_source_config_loads(tmp_path):
+    for config in sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")):
+        settings = load_settings({"RECLAKE_CONFIG": str(config)})
+        assert settings.source == config.stem
+        assert settings.load_feature_spec().source == settings.source
+        assert settings.run_days(), config
 
 
 def test_unknown_keys_and_bad_values_are_named(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, needs_shared_data
+from tests_fixtures import FORMAT_FIXTURES
 
 from sources.bronze_schema import QUARANTINE_COLUMNS
 from sources.formats import (
@@ -31,10 +32,7 @@ from sources.formats import (
     read_source,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "formats"
-needs_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"real data samples not found at {SHARED_DATA} (../shared/data from the repo root)"
-)
+FIXTURES = FORMAT_FIXTURES
 
 
 def collect(name: str, path, **options) -> tuple[pd.DataFrame, pd.DataFrame]:

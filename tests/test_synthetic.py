@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from reclake.settings import SyntheticSettings
-from sources.bronze_schema import BRONZE_COLUMNS, validate_events
+from reclake.feature_spec import load_feature_spec
+from sources.bronze_schema import bronze_columns, validate_events
 from sources.synthetic import SyntheticWorld, generate_day, to_jsonl_gz
 
 DAY = dt.date(2024, 3, 1)
@@ -27,10 +28,11 @@ def test_same_seed_same_day_same_logs():
 
 def test_events_follow_the_bronze_contract_and_validate_cleanly():
     generated = generate_day(SMALL, DAY)
-    assert list(generated.events.columns) == list(BRONZE_COLUMNS)
+    spec = load_feature_spec("synthetic")
+    assert set(generated.events.columns) == set(bronze_columns(spec)) - {"rating"}
     records = pd.read_json(io.BytesIO(gzip.decompress(to_jsonl_gz(generated.events))), lines=True, dtype=False)
     records["_source_file"], records["_line_number"], records["_raw"] = "f", range(1, len(records) + 1), ""
-    validated = validate_events(records, DAY)
+    validated = validate_events(records, DAY, spec)
     assert len(validated.valid) == SMALL.events_per_day and validated.quarantined.empty
 
 

@@ -1,0 +1,145 @@
+"""Train, evaluate and compare a source's recommender: the pipeline's model step, without Dagster.
+
+``train_recommender`` takes the newest days of ``training_examples`` and the serving
+tables, splits them in time (train days, a validation day for early stopping, the newest
+day held out for testing), trains the configured zoo ranker on the feature spec and,
+for sources with user and item ids, a two-tower retrieval model, and reports honest
+metrics on the held-out day. ``promotion_metric`` says which metric decides champion
+and challenger for the source's label.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from models.popularity import POSITIVE_COLUMN, popular_items
+from models.retrieval import RetrievalConfig
+from models.training import evaluate_retrieval, split_by_day, train_retrieval
+from models.zoo.config import ModelSpec
+from models.zoo.registry import TrainingResult, ZooTrainingResult, evaluate_model, train_model
+from reclake.feature_spec import FeatureSpec
+
+DEFAULT_RANKER = "dcn_v2_stacked"
+RETRIEVAL_K = 50
+
+
+@dataclass
+class TrainedRecommender:
+    """What one training of a source's recommender produced.
+
+    Attributes:
+        ranking: the trained ranker and its history.
+        retrieval: the trained two-tower model, or None for sources without ids.
+        metrics: ``ranking_*`` metrics on the held-out day (``evaluation`` keys) and
+            ``retrieval_recall_at_k`` / ``retrieval_k`` / ``retrieval_users`` with retrieval.
+        train, validation, test: the rows of each part of the split.
+        trained_on: (first, last) training day; evaluated_on: the held-out day.
+        popular_items: the popularity fallback (empty without item ids).
+        seen_items: the training window's positive (user_id, item_id) pairs.
+    """
+
+    ranking: ZooTrainingResult
+    retrieval: TrainingResult | None
+    metrics: dict[str, float]
+    train: pd.DataFrame
+    validation: pd.DataFrame | None
+    test: pd.DataFrame
+    trained_on: tuple[dt.date, dt.date]
+    evaluated_on: dt.date
+    popular_items: list[tuple[str, float]]
+    seen_items: pd.DataFrame
+
+
+def promotion_metric(spec: FeatureSpec) -> tuple[str, bool]:
+    """The metric that decides champion vs challenger, and whether higher is better."""
+    return ("ranking_rmse", False) if spec.label.kind == "regression" else ("ranking_auc", True)
+
+
+WITHIN_DAY_TEST_SHARE = 0.2
+WITHIN_DAY_VALIDATION_SHARE = 0.1
+
+
+def temporal_split(
+    examples: pd.DataFrame, days: Sequence[dt.date]
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
+    """(train, validation, test), split in time.
+
+    The newest day tests, the one before validates when there are at least three days
+    (else there is no validation), the rest trains. A window of a single day (a small
+    sample) is split inside the day by event time: the last 20% of its events test, the
+    10% before them validate, the rest trains.
+    """
+    if len(days) == 1:
+        ordered = examples.sort_values(["event_ts", "event_id"], kind="stable")
+        test_start = int(len(ordered) * (1 - WITHIN_DAY_TEST_SHARE))
+        validation_start = int(len(ordered) * (1 - WITHIN_DAY_TEST_SHARE - WITHIN_DAY_VALIDATION_SHARE))
+        parts = ordered.iloc[:validation_start], ordered.iloc[validation_start:test_start], ordered.iloc[test_start:]
+        if any(part.empty for part in parts):
+            raise ValueError(f"{len(examples)} rows on {days[0]} are too few to split in time")
+        return parts
+    rest, test = split_by_day(examples, [days[-1].isoformat()])
+    if len(days) < 3:
+        return rest, None, test
+    train, validation = split_by_day(rest, [days[-2].isoformat()])
+    return train, validation, test
+
+
+def train_recommender(
+    examples: pd.DataFrame,
+    spec: FeatureSpec,
+    days: Sequence[dt.date],
+    item_features: pd.DataFrame | None,
+    *,
+    ranker: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec = DEFAULT_RANKER,
+    retrieval_config: RetrievalConfig = RetrievalConfig(),
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+) -> TrainedRecommender:
+    """Train and evaluate a source's ranker (and retrieval, where it has ids).
+
+    Args:
+        examples: ``training_examples`` rows of ``days`` (plus ``true_pctr`` on the
+            synthetic source's held-out day, for the Bayes-optimal logloss).
+        spec: the source's feature spec.
+        days: the window's days, oldest first (one day is split inside the day).
+        item_features: the ``item_features`` table (retrieval candidates); None without ids.
+        ranker: the zoo model config of the ranker.
+        retrieval_config: the two-tower settings.
+        checkpoint_dir: where the ranker's per-epoch checkpoints go; None: none.
+
+    Raises:
+        ValueError: no days, or a part of the split is empty.
+    """
+    if not days:
+        raise ValueError("no days of training_examples to train on")
+    train, validation, test = temporal_split(examples, days)
+    ranking = train_model(ranker, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir)
+    metrics = {f"ranking_{name}": float(value) for name, value in evaluate_model(ranking.model, test).items() if value is not None}
+    retrieval = None
+    popular: list[tuple[str, float]] = []
+    seen = pd.DataFrame({"user_id": [], "item_id": []})
+    fitted_rows = train if validation is None else pd.concat([train, validation])
+    if spec.has_ids:
+        retrieval = train_retrieval(fitted_rows, spec, retrieval_config)
+        k = min(RETRIEVAL_K, len(item_features))
+        retrieval_metrics = evaluate_retrieval(retrieval.model, test, item_features, spec, k=k)
+        metrics.update({f"retrieval_{name}": float(value) for name, value in retrieval_metrics.items()})
+        popular = popular_items(fitted_rows)
+        seen = fitted_rows.loc[fitted_rows[POSITIVE_COLUMN] == 1, ["user_id", "item_id"]].drop_duplicates()
+    return TrainedRecommender(
+        ranking=ranking,
+        retrieval=retrieval,
+        metrics=metrics,
+        train=train,
+        validation=validation,
+        test=test,
+        trained_on=(days[0], days[-2] if len(days) > 1 else days[0]),
+        evaluated_on=days[-1],
+        popular_items=popular,
+        seen_items=seen,
+    )
