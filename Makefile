@@ -44,11 +44,10 @@ ui: install
 	$(BIN)/python -m automation.main_run --prepare-only
 	$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
 
-## serve: `bentoml serve` of the model the last run pinned, on PORT
+## serve: `bentoml serve` of the model the last run pinned (for the configured source), on PORT
 serve: install
-	@test -f $(STATE_DIR)/current_model_tag || { echo "no model yet: run 'make run' first" >&2; exit 1; }
-	RECLAKE_BENTO_MODEL_TAG=$$(cat $(STATE_DIR)/current_model_tag) \
-		$(BIN)/bentoml serve serving.service:RecommenderService --host 127.0.0.1 --port $(PORT)
+	@tag=$$($(BIN)/python -m automation.main_run --served-tag) && \
+		RECLAKE_BENTO_MODEL_TAG=$$tag $(BIN)/bentoml serve serving.service:RecommenderService --host 127.0.0.1 --port $(PORT)
 
 ## bench: end-to-end timing of the main job (7 days x 50,000 impressions)
 bench: install

@@ -32,7 +32,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     for name, value in settings.child_process_environment().items():
         os.environ[name] = value
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingest, features, models, serving, monitoring]),
+        assets=dg.load_assets_from_modules([ingest, features, quality, models, serving, monitoring]),
         asset_checks=dg.load_asset_checks_from_modules([quality]),
         jobs=[main_job, ingest_to_serve_job],
         schedules=[daily_ingest_schedule],

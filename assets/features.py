@@ -11,6 +11,7 @@ from assets.partitions import daily_partitions, single_run_backfill
 from reclake.settings import PROJECT_ROOT
 from resources import DBT_EXECUTABLE
 from resources.lake import LakeResource
+from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT / "dbt_project")
@@ -43,16 +44,23 @@ class ReclakeDbtTranslator(DagsterDbtTranslator):
     pool="duckdb_warehouse",
 )
 def feature_tables(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+    pipeline: PipelineResource,
 ):
     """``dbt build`` over the run's partition window (tests run as asset checks).
 
-    Incremental models rebuild only the window (plus their lookback), so re-running a
-    day replaces it without duplicates.
+    The source's feature spec goes to dbt as vars (its columns, ids, label and
+    aggregate windows), so the same models serve every source. Incremental models
+    rebuild only the window (plus their lookback), so re-running a day replaces it
+    without duplicates.
     """
     warehouse.prepare()
     window = context.partition_time_window
     dbt_vars = {
+        **pipeline.feature_spec().dbt_vars(),
         "lake_root": lake.root,
         "min_date": window.start.date().isoformat(),
         "max_date": window.end.date().isoformat(),

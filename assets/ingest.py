@@ -1,11 +1,14 @@
 """Landing and bronze: raw logs arrive per day, are validated and land in bronze."""
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
+from sources.importer import import_source, resolve_source_path
 from sources.ingest import ingest_landing_day
 from sources.landing_writer import land_synthetic_day
 from sources.synthetic import SOURCE_NAME, SyntheticWorld, generate_day
@@ -17,23 +20,36 @@ QUARANTINE_CHECK = "quarantine_share_within_threshold"
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     group_name="landing",
-    kinds={"python", "json"},
+    kinds={"python", "parquet"},
 )
 def landing_logs(
-    context: dg.AssetExecutionContext, lake: LakeResource, synthetic: SyntheticSourceResource
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    pipeline: PipelineResource,
+    synthetic: SyntheticSourceResource,
 ) -> dg.MaterializeResult:
     """The day's raw event logs in the landing zone, as a log shipper would write them.
 
-    Materializing it runs the built-in synthetic generator (gzipped JSON lines under
-    ``landing/synthetic/dt=YYYY-MM-DD/``, the true click and conversion probabilities
-    under ``truth/``). Logs shipped by other systems land in the same place and are
-    picked up by the landing sensor without this asset.
+    For the ``synthetic`` source, materializing it runs the built-in generator (gzipped
+    JSON lines under ``landing/synthetic/dt=YYYY-MM-DD/``, the true click and conversion
+    probabilities under ``truth/``). For a real source it delivers the configured files
+    (``source_path``): each is parsed once, streaming, and its rows land in the folder of
+    their day; rows that cannot be parsed are quarantined with file, line, field and
+    reason. Logs shipped by other systems land in the same place and are picked up by the
+    landing sensor without this asset.
     """
+    days = partition_days(context)
+    if pipeline.is_synthetic:
+        return _land_synthetic(lake, synthetic, days)
+    return _land_real_source(context, lake, pipeline, days)
+
+
+def _land_synthetic(lake: LakeResource, synthetic: SyntheticSourceResource, days: list) -> dg.MaterializeResult:
     settings = synthetic.settings()
     world = SyntheticWorld.create(settings)
     store = lake.get_lake()
     rows, files = 0, []
-    for day in partition_days(context):
+    for day in days:
         generated = generate_day(settings, day, world)
         files += land_synthetic_day(store, generated)
         rows += len(generated.events)
@@ -43,6 +59,35 @@ def landing_logs(
             "files": dg.MetadataValue.json(files),
             "source": SOURCE_NAME,
             "seed": settings.seed,
+        }
+    )
+
+
+def _land_real_source(
+    context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineResource, days: list
+) -> dg.MaterializeResult:
+    path, options = resolve_source_path(
+        pipeline.source, pipeline.source_path, pipeline.source_options, Path(pipeline.downloads_dir)
+    )
+    summary = import_source(lake.get_lake(), pipeline.source, path, options)
+    per_day = summary.rows_per_day
+    in_window = {day.isoformat(): per_day.get(day.isoformat(), 0) for day in days}
+    empty = [day for day, rows in in_window.items() if rows == 0]
+    if empty:
+        context.log.warning(f"{pipeline.source}: no rows for {len(empty)} day(s) of the run, e.g. {empty[:3]}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(in_window.values()),
+            "source": pipeline.source,
+            "source_path": path,
+            "files_read_now": dg.MetadataValue.json(summary.read_now),
+            "input_rows": summary.input_rows,
+            "landed_rows": summary.input_rows - summary.rejected_rows,
+            "rejected_rows": summary.rejected_rows,
+            "days_in_source": len(per_day),
+            "first_day": min(per_day, default=""),
+            "last_day": max(per_day, default=""),
+            "quarantine_files": dg.MetadataValue.json([f.quarantine_file for f in summary.files if f.quarantine_file]),
         }
     )
 
@@ -68,12 +113,16 @@ def raw_events(
 ) -> dg.MaterializeResult:
     """Validated bronze events: one Parquet file per day, replaced on every run.
 
-    Reads the day's landing files, types and validates every row against the bronze
-    contract (pandera), writes the good rows to ``bronze/events/dt=.../`` and the rejected
+    Reads the day's landing files, types and validates every row against the source's
+    bronze contract (canonical columns plus the feature spec's, with its value rules, in
+    pandera), writes the good rows to ``bronze/<source>/dt=.../`` and the rejected
     ones, with file, line, field and reason, to ``quarantine/<source>/dt=.../``.
     """
     store = lake.get_lake()
-    days = [ingest_landing_day(store, pipeline.source, day) for day in partition_days(context)]
+    spec = pipeline.feature_spec()
+    days = [
+        ingest_landing_day(store, spec, day, allow_empty=not pipeline.is_synthetic) for day in partition_days(context)
+    ]
     for day in days:
         context.log.info(
             f"{day.day}: {day.input_rows} rows in, {day.bronze_rows} to bronze, "

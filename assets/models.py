@@ -1,4 +1,4 @@
-"""Models: a two-stage recommender (two-tower retrieval + DCN pCTR ranking), trained and exported."""
+"""Models: the source's recommender (zoo ranker + two-tower retrieval where it has ids), trained and exported."""
 
 import tempfile
 from dataclasses import dataclass
@@ -37,54 +37,47 @@ def recommender_model(
     pipeline: PipelineResource,
     model_store: ModelStoreResource,
 ) -> dg.Output[ExportedModel]:
-    """Two-tower retrieval and DCN ranking trained on the newest days, exported as one SavedModel.
+    """The source's ranker (and two-tower retrieval, where it has ids), trained on the
+    newest days and exported as one SavedModel.
 
-    The window is the newest ``training_window_days`` days of ``training_examples``: all
-    but the newest train, the newest is held out and evaluated (AUC, logloss, and on the
-    synthetic source the Bayes-optimal logloss of the true pCTR; Recall@K for
-    retrieval). The SavedModel (``recommend``, ``retrieve``, ``predict``, ``rank`` signatures) goes
-    to ``models/<version>/savedmodel`` in the lake.
+    The window is the newest ``training_window_days`` days of ``training_examples``: the
+    newest is held out for testing, the one before is the validation day for early
+    stopping, the rest train. The ranker is the configured zoo model (``ranker_config``)
+    over the source's feature spec. Metrics on the held-out day: AUC, logloss,
+    normalized entropy and calibration for a click label (plus the Bayes-optimal
+    logloss of the true pCTR on the synthetic source), RMSE and MAE for a rating label,
+    Recall@K for retrieval. The SavedModel goes to ``models/<version>/savedmodel``.
 
-    Champion and challenger: the model being served is scored on the same held-out rows
-    (through its ``rank`` signature); the new model is marked for promotion only if its
-    ranking AUC is at least as good. ``bento_model`` registers every model and serves
-    only promoted ones.
+    Champion and challenger: the served model of the same source is scored on the same
+    held-out rows (its ``rank`` signature); the new model is marked for promotion only
+    if it is at least as good on the source's promotion metric (AUC, or RMSE for
+    ratings). ``bento_model`` registers every model and serves only promoted ones.
     """
-    from models.evaluation import auc
     from models.export import export_recommender
-    from models.popularity import popular_items
     from models.promotion import decide_promotion
-    from models.training import (
-        TRUE_PCTR_COLUMN,
-        evaluate_ranking,
-        evaluate_retrieval,
-        split_by_day,
-        train_ranking,
-        train_retrieval,
-    )
+    from models.recommender import promotion_metric, train_recommender
+    from models.zoo.registry import TRUE_PCTR_COLUMN
 
+    spec = pipeline.feature_spec()
     days = warehouse.event_dates("training_examples")[-pipeline.training_window_days :]
-    if len(days) < 2:
-        raise dg.Failure(f"need at least two days of training_examples (train + evaluate), found {len(days)}")
+    if not days:
+        raise dg.Failure("training_examples holds no days yet: materialize the feature tables first")
     examples = warehouse.read_days("training_examples", days[0], days[-1])
     store = lake.get_lake()
-    truth = load_truth(store, pipeline.source, [days[-1]])
+    truth = load_truth(store, pipeline.source, [days[-1]]) if pipeline.is_synthetic else None
     if truth is not None:
         examples = examples.merge(truth[["event_id", "true_pctr"]].rename(columns={"true_pctr": TRUE_PCTR_COLUMN}), on="event_id", how="left")
-    train, test = split_by_day(examples, [days[-1].isoformat()])
-    user_features = warehouse.query("select * from user_features")
-    item_features = warehouse.query("select * from item_features")
+    user_features = warehouse.query("select * from user_features") if spec.user_id else None
+    item_features = warehouse.query("select * from item_features") if spec.item_id else None
 
-    ranking = train_ranking(train)
-    retrieval = train_retrieval(train)
-    ranking_metrics = evaluate_ranking(ranking.model, test)
-    retrieval_metrics = evaluate_retrieval(retrieval.model, test, item_features, k=min(50, len(item_features)))
-    metrics = {
-        **{f"ranking_{name}": float(value) for name, value in ranking_metrics.items()},
-        **{f"retrieval_{name}": float(value) for name, value in retrieval_metrics.items()},
-    }
+    trained = train_recommender(examples, spec, days, item_features, ranker=pipeline.ranker_config)
+    metrics = trained.metrics
+    metric, higher_is_better = promotion_metric(spec)
     decision = decide_promotion(
-        "ranking_auc", metrics["ranking_auc"], _champion_auc(context, model_store, test, auc)
+        metric,
+        metrics[metric],
+        _champion_score(context, model_store, trained.test, metric),
+        higher_is_better=higher_is_better,
     )
     context.log.info(decision.reason)
     version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
@@ -92,20 +85,20 @@ def recommender_model(
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "savedmodel"
         export_recommender(
-            ranking.model,
-            retrieval.model,
+            trained.ranking.model,
             user_features,
             item_features,
-            popular_items(train),
             {
                 "model_version": version,
-                "trained_on": [days[0].isoformat(), days[-2].isoformat()],
-                "evaluated_on": days[-1].isoformat(),
+                "trained_on": [d.isoformat() for d in trained.trained_on],
+                "evaluated_on": trained.evaluated_on.isoformat(),
                 "metrics": metrics,
             },
             local,
-            # What a user clicked in the training window is not recommended to them again.
-            seen_items=train.loc[train["clicked"] == 1, ["user_id", "item_id"]].drop_duplicates(),
+            retrieval_model=trained.retrieval.model if trained.retrieval else None,
+            popular_items=trained.popular_items,
+            # What a user liked in the training window is not recommended to them again.
+            seen_items=trained.seen_items,
         )
         store.upload_dir(str(local), url)
     context.log.info(f"model {version}: {metrics}")
@@ -119,34 +112,44 @@ def recommender_model(
         ),
         metadata={
             "model_version": version,
+            "source": spec.source,
+            "ranker": trained.ranking.spec.type,
             "savedmodel_path": dg.MetadataValue.path(url) if store.is_local else dg.MetadataValue.url(url),
-            "trained_on": f"{days[0]} .. {days[-2]}",
-            "evaluated_on": days[-1].isoformat(),
-            "training_rows": len(train),
-            "evaluation_rows": len(test),
+            "trained_on": f"{trained.trained_on[0]} .. {trained.trained_on[1]}",
+            "evaluated_on": trained.evaluated_on.isoformat(),
+            "training_rows": len(trained.train),
+            "validation_rows": 0 if trained.validation is None else len(trained.validation),
+            "evaluation_rows": len(trained.test),
             "metrics": dg.MetadataValue.json(metrics),
             # Flat numbers too, so the UI plots them across materializations.
             **{name: value for name, value in metrics.items()},
+            "promotion_metric": metric,
             "promote": decision.promote,
             "promotion_reason": decision.reason,
-            "ranking_training_curve": dg.MetadataValue.md(_curve_table(ranking.history)),
-            "ranking_train_seconds": round(ranking.seconds, 1),
-            "retrieval_train_seconds": round(retrieval.seconds, 1),
+            "ranking_best_epoch": trained.ranking.best_epoch or len(next(iter(trained.ranking.history.values()))),
+            "ranking_training_curve": dg.MetadataValue.md(_curve_table(trained.ranking.history)),
+            "ranking_train_seconds": round(trained.ranking.seconds, 1),
+            "ranking_examples_per_second": round(trained.ranking.examples_per_second),
+            "retrieval_train_seconds": round(trained.retrieval.seconds, 1) if trained.retrieval else 0.0,
         },
     )
 
 
-def _champion_auc(context, model_store: ModelStoreResource, test, auc) -> float | None:
-    """Ranking AUC of the served model on ``test``, or None if nothing comparable is served."""
+def _champion_score(context, model_store: ModelStoreResource, test, metric: str) -> float | None:
+    """The served model's ``metric`` on ``test``, or None if nothing comparable is served."""
+    from models import evaluation
     from models.export import load_recommender
+    from models.features import label_array
 
     tag = model_store.pinned()
     if tag is None:
         return None
     try:
         champion = load_recommender(model_store.savedmodel_dir(tag))
-        return float(auc(test["clicked"].to_numpy(), champion.rank(test)))
-    except (KeyError, FileNotFoundError, ValueError) as error:  # no rank signature, or gone
+        scores = champion.rank(test)
+        labels = label_array(test, champion.spec)
+        return float(evaluation.rmse(labels, scores) if metric == "ranking_rmse" else evaluation.auc(labels, scores))
+    except (KeyError, FileNotFoundError, ValueError) as error:  # another contract, or gone
         context.log.warning(f"cannot score the champion {tag} on the held-out day: {error}")
         return None
 

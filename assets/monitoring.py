@@ -8,10 +8,13 @@ import dagster as dg
 import pandas as pd
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from monitoring.drift import RECLAKE_CATEGORICAL_FEATURES, RECLAKE_NUMERICAL_FEATURES, build_drift_report
+from monitoring.drift import build_drift_report, monitored_columns
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
+
+# A run over a long history (a backfill) reports drift on its newest days only.
+DRIFT_DAYS_PER_RUN = 14
 
 
 @dg.asset(
@@ -38,7 +41,17 @@ def drift_report(
     ``reports/drift/dt=YYYY-MM-DD/drift_report.html``.
     """
     store = lake.get_lake()
-    for day in partition_days(context):
+    numerical, categorical = monitored_columns(pipeline.feature_spec())
+    days = partition_days(context)
+    reported = set(days[-DRIFT_DAYS_PER_RUN:])
+    for day in days:
+        if day not in reported:
+            yield dg.AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=day.isoformat(),
+                metadata={"status": f"skipped: only the newest {DRIFT_DAYS_PER_RUN} days of a run are reported"},
+            )
+            continue
         first_reference = day - dt.timedelta(days=pipeline.drift_reference_days)
         frame = warehouse.read_days("training_examples", first_reference, day)
         dates = pd.to_datetime(frame["event_date"]).dt.date
@@ -56,7 +69,7 @@ def drift_report(
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "drift_report.html"
             summary = build_drift_report(
-                current, reference, RECLAKE_NUMERICAL_FEATURES, RECLAKE_CATEGORICAL_FEATURES, local
+                current, reference, numerical, categorical, local
             )
             store.upload_file(str(local), url)
         context.log.info(f"{day}: drifted columns {summary.drifted_columns}")

@@ -6,7 +6,14 @@ import dagster as dg
 
 from reclake.settings import load_settings
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=load_settings().partitions_start)
+_settings = load_settings()
+# Historical sources end: their last partition is partitions_end (end_date is exclusive).
+_end = (
+    None
+    if _settings.partitions_end is None
+    else (dt.date.fromisoformat(_settings.partitions_end) + dt.timedelta(days=1)).isoformat()
+)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=_settings.partitions_start, end_date=_end)
 
 # Backfills of many days run as one run: one dbt invocation, one pass over the files.
 single_run_backfill = dg.BackfillPolicy.single_run()

@@ -1,32 +1,158 @@
-"""Great Expectations on the training mart, as a blocking asset check."""
+"""Great Expectations on the feature marts: one blocking check per mart, and Data Docs.
+
+Each check validates its mart with the suite ``monitoring.data_quality`` derives from the
+source's feature spec: ``fct_events`` and ``training_examples`` for the days of the run's
+partition window, ``user_features`` and ``item_features`` as whole tables (they hold the
+latest state per id). Every validation is recorded in the Data Docs site under
+``PipelineResource.data_docs_dir`` and its page linked from the check's metadata, so a
+failed check can be inspected even though it stops the assets downstream of it.
+
+``data_docs`` rebuilds the whole site after the marts and reports, per mart, how the
+newest validation went and how many of the stored ones passed. It is unpartitioned: the
+site covers every validated day. Like every asset downstream of a blocking check, it does
+not run when a check fails; the failing check's own metadata links its page.
+"""
+
+from typing import Any
 
 import dagster as dg
 
 from assets.partitions import daily_partitions, partition_days
-from monitoring.data_quality import validate_training_examples
+from monitoring.data_quality import EVENT_MARTS, MARTS, DataDocsSite, QualityResult, validate_mart
+from resources.lake import LakeResource
+from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 
+_FAILURES_IN_DESCRIPTION = 5
 
-@dg.asset_check(
-    asset=dg.AssetKey("training_examples"),
-    partitions_def=daily_partitions,
-    blocking=True,
-    description="Great Expectations suite on the training rows of the run's days: keys, "
-    "labels, value ranges, allowed categories, converted <= clicked.",
-)
-def training_examples_expectations(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    days = partition_days(context)
-    frame = warehouse.read_days("training_examples", days[0], days[-1])
-    result = validate_training_examples(frame)
-    return dg.AssetCheckResult(
-        passed=result.success,
-        metadata={
-            "days": f"{days[0]} .. {days[-1]}",
-            "rows": len(frame),
-            "evaluated_expectations": result.evaluated,
-            "failed_expectations": dg.MetadataValue.json(result.failed),
-            "success_percent": float(result.statistics.get("success_percent") or 0.0),
-        },
+
+def _mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
+    """The blocking Great Expectations check of one mart."""
+
+    @dg.asset_check(
+        asset=dg.AssetKey(mart),
+        name=f"{mart}_expectations",
+        partitions_def=daily_partitions,
+        blocking=True,
+        description=description,
+        compute_kind="greatexpectations",
+        pool="duckdb_warehouse",
     )
+    def _check(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pipeline: PipelineResource
+    ) -> dg.AssetCheckResult:
+        spec = pipeline.feature_spec()
+        site = DataDocsSite(pipeline.data_docs_dir)
+        if mart in EVENT_MARTS:
+            days = partition_days(context)
+            frame = warehouse.read_days(mart, days[0], days[-1])
+            result = validate_mart(frame, mart, spec, days=days, site=site)
+            scope = f"{days[0]} .. {days[-1]}"
+        else:
+            frame = warehouse.query(f"select * from {mart}")
+            result = validate_mart(frame, mart, spec, site=site)
+            scope = "whole table"
+        return dg.AssetCheckResult(
+            passed=result.success,
+            description=_summary(result),
+            metadata=_check_metadata(result, scope),
+        )
+
+    return _check
+
+
+fct_events_expectations = _mart_check(
+    "fct_events",
+    "Great Expectations suite from the feature spec on the run's days of fct_events: unique event ids, "
+    "days inside the partition, ids present or null as the spec says, 0/1 labels and is_positive, "
+    "non-negative prices, allowed values, ranges and nullability of the spec columns.",
+)
+training_examples_expectations = _mart_check(
+    "training_examples",
+    "Great Expectations suite from the feature spec on the run's days of training_examples: the "
+    "fct_events rules plus every label, the aggregates (counts >= 0, positives <= events, longer "
+    "windows >= shorter, rates in [0, 1]) and user_history.",
+)
+user_features_expectations = _mart_check(
+    "user_features",
+    "Great Expectations suite from the feature spec on the whole user_features table: one row per "
+    "user_id, the user columns' rules and the aggregates (empty when the source has no users).",
+)
+item_features_expectations = _mart_check(
+    "item_features",
+    "Great Expectations suite from the feature spec on the whole item_features table: one row per "
+    "item_id, the item columns' rules and the aggregates (empty when the source has no items).",
+)
+
+
+@dg.asset(
+    group_name="quality",
+    deps=[dg.AssetKey(mart) for mart in MARTS],
+    kinds={"greatexpectations", "html"},
+)
+def data_docs(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Great Expectations Data Docs of every mart validation the checks recorded.
+
+    The site lives in ``PipelineResource.data_docs_dir`` (local); when the lake is on S3
+    a copy of the HTML goes to ``Lake.data_docs_dir()`` too. Metadata: the index page,
+    and per mart the newest validation's outcome and how many stored validations passed.
+    """
+    site = DataDocsSite(pipeline.data_docs_dir)
+    index = site.build()
+    spec = pipeline.feature_spec()
+    histories = {history.suite: history for history in site.histories(source=spec.source)}
+    metadata: dict[str, Any] = {"index": dg.MetadataValue.path(str(index))}
+    rows = ["| mart | newest run | newest result | expectations passed | runs passed |", "|---|---|---|---|---|"]
+    for mart in MARTS:
+        history = histories.get(f"{spec.source}.{mart}")
+        if history is None:
+            rows.append(f"| {mart} | not validated yet | | | |")
+            continue
+        outcome = "passed" if history.latest_success else "failed"
+        rows.append(
+            f"| {mart} | {history.latest_run} | {outcome} | {history.latest_successful}/{history.latest_evaluated} "
+            f"| {history.passed_runs}/{history.runs} |"
+        )
+        metadata[f"{mart}_latest_success"] = history.latest_success
+        metadata[f"{mart}_runs_passed"] = history.passed_runs
+        metadata[f"{mart}_runs"] = history.runs
+    metadata["marts"] = dg.MetadataValue.md("\n".join(rows))
+    store = lake.get_lake()
+    if not store.is_local:
+        url = store.data_docs_dir()
+        store.upload_dir(str(site.site_dir), url)
+        metadata["index_url"] = dg.MetadataValue.url(f"{url}/index.html")
+    context.log.info(f"Data Docs of {len(histories)} {spec.source} suite(s) at {index}")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _summary(result: QualityResult) -> str:
+    """One line naming the failed expectations (the first few)."""
+    if result.success:
+        return f"{result.suite}: all {result.evaluated} expectations passed on {result.rows} rows"
+    names = [
+        f"{failure['expectation_type']}({failure['column'] or 'table'})"
+        for failure in result.failed[:_FAILURES_IN_DESCRIPTION]
+    ]
+    more = len(result.failed) - len(names)
+    return (
+        f"{result.suite}: {len(result.failed)} of {result.evaluated} expectations failed on {result.rows} rows: "
+        + ", ".join(names)
+        + (f" and {more} more" if more else "")
+    )
+
+
+def _check_metadata(result: QualityResult, scope: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "suite": result.suite,
+        "validated": scope,
+        "rows": result.rows,
+        "evaluated_expectations": result.evaluated,
+        "failed_expectations": dg.MetadataValue.json(result.failed),
+        "success_percent": float(result.statistics.get("success_percent") or 0.0),
+    }
+    if result.docs_page is not None:
+        metadata["data_docs_page"] = dg.MetadataValue.path(result.docs_page)
+    return metadata

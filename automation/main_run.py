@@ -1,11 +1,12 @@
-"""`make run`: materialize every asset for the synthetic days, then print a summary.
+"""`make run`: materialize every asset for the configured source's days, then print a summary.
 
-Runs ``reclake_main_job`` over the configured synthetic days as one run (a
-single-run backfill) against the Dagster instance in the state folder, so that
+Runs ``reclake_main_job`` over the source's days (``Settings.run_days``: the synthetic
+generator's days, or ``partitions_start .. partitions_end`` of a real source) as one run
+(a single-run backfill) against the Dagster instance in the state folder, so that
 ``make ui`` shows the run and its materializations afterwards. Writes
 ``run_summary.json`` to the lake root and prints its path as the last line.
 
-Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--prepare-only]``
+Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--prepare-only] [--served-tag]``
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--prepare-only", action="store_true", help="only create the Dagster home (for `make ui`) and exit"
     )
+    parser.add_argument(
+        "--served-tag", action="store_true", help="print the bento tag the last run pinned (for `make serve`) and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -59,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.events_per_day is not None:
         os.environ["RECLAKE_SYNTHETIC_EVENTS_PER_DAY"] = str(args.events_per_day)
     settings = load_settings()
+    if args.served_tag:
+        tag_file = settings.current_model_tag_file
+        if not tag_file.is_file():
+            print(f"no model served yet for source {settings.source!r}: run 'make run' first", file=sys.stderr)
+            return 1
+        print(tag_file.read_text().strip())
+        return 0
     home = prepare_dagster_home(settings)
     if args.prepare_only:
         print(f"DAGSTER_HOME={home}")

@@ -1,4 +1,4 @@
-"""Run the main job over the synthetic days and summarise what it produced."""
+"""Run the main job over the configured source's days and summarise what it produced."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import dagster as dg
 
 from reclake.lake import Lake
 from reclake.settings import Settings
-from sources.synthetic import synthetic_days
 
 MAIN_JOB = "reclake_main_job"
 
@@ -45,7 +44,8 @@ def check_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]
 
 
 def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict[str, Any], str]:
-    """Materialize every asset for the synthetic days as one run and write the summary.
+    """Materialize every asset for the source's days (``Settings.run_days``) as one run
+    and write the summary.
 
     Returns:
         The summary (keys ``model_version``, ``metrics``, ``savedmodel_path``,
@@ -57,7 +57,7 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict
     """
     from definitions import build_definitions
 
-    days = synthetic_days(settings.synthetic)
+    days = settings.run_days()
     defs = build_definitions(settings)
     job = defs.resolve_job_def(MAIN_JOB)
     result = job.execute_in_process(

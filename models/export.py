@@ -1,25 +1,31 @@
-"""Export the recommender as one SavedModel, and load it back for serving.
+"""Export a source's ranker (and, where the source has ids, its retrieval) as one SavedModel.
 
-The SavedModel holds the ranking model, the two-tower query tower, a brute-force index
-over every item of ``item_features``, and id -> feature lookup tables built from the
-``user_features`` and ``item_features`` tables. Its three signatures (see
-``docs/data-contracts.md``) need only request-time inputs; everything else is looked up
-inside the graph, so serving computes features exactly as the exporter saw them:
+The SavedModel holds the ranking model, id -> feature lookup tables built from the
+``user_features`` / ``item_features`` tables, and, for sources with user and item ids,
+the two-tower query tower and a brute-force index over every item. Its signatures take
+only what a request knows; everything else is looked up inside the graph, so serving
+computes features exactly as the exporter saw them. Inputs follow the source's feature
+spec (``FeatureSpec.request_features``):
 
-- ``predict(user_id, item_id, device, slot_position, hour_of_day) -> pctr``
-- ``retrieve(user_id) -> item_ids, scores`` (two-tower dot products)
-- ``recommend(user_id, hour_of_day, device) -> item_ids, scores, known_user``: retrieve
-  K candidates, score them with the ranker at slot position 1, sort by pCTR.
+- ``predict(<ids>, <context columns>) -> score``: the ranker's output, a probability
+  for a binary label (pCTR) or the predicted label (e.g. a rating) for a regression one;
+- ``rank(<every model feature>) -> score``: scores full rows as they are in
+  ``training_examples`` (point-in-time features included), no lookups;
+- ``retrieve(user_id, k) -> item_ids, scores`` (two-tower dot products), ids only;
+- ``recommend(user_id, k, <context columns>) -> item_ids, scores, known_user``: retrieve
+  ``max(k, MIN_RERANK_CANDIDATES)`` candidates, score them with the ranker, rank the
+  user's already seen items last with ``SEEN_SCORE``, return the best ``k``. ``k`` is
+  chosen per request, up to the number of indexed items.
 
-``assets/reclake_model.json`` next to the graph carries the version, metrics and the
-popularity fallback list for unknown users.
+``assets/reclake_model.json`` next to the graph carries the version, metrics, the feature
+spec, the input spec of every signature and the popularity fallback for unknown users.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,41 +34,30 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import (
-    DEVICES,
-    HOURS_OF_DAY,
-    INTEGER_FEATURES,
-    ITEM_LOOKUP_FEATURES,
-    NUMERIC_FEATURES,
-    RANKING_FEATURES,
-    REQUEST_FEATURES,
-    SLOT_POSITIONS,
-    STRING_FEATURES,
-    USER_LOOKUP_FEATURES,
-    feature_arrays,
-    require_columns,
-)
+from models.features import FittedFeatures, column_array, feature_arrays, require_columns
 from models.retrieval import TwoTowerModel, build_index
+from reclake.feature_spec import FeatureColumn, FeatureSpec, spec_from_dict
 
-MAX_CANDIDATES = 100
+MIN_RERANK_CANDIDATES = 100
 METADATA_FILE = os.path.join("assets", "reclake_model.json")
 REQUIRED_METADATA = ("model_version", "trained_on", "evaluated_on", "metrics")
-RERANK_SLOT_POSITION = 1
-SEEN_SCORE = -1.0  # ``recommend`` score of a candidate the user has already interacted with
+SEEN_SCORE = -1e9  # ``recommend`` score of an item the user has already interacted with
 _PAIR_SEPARATOR = "\x1f"
-UNKNOWN_CATEGORY = ""
-"""Stand-in for the segment / category of an unknown user / item: out of every
-vocabulary, so the models use their OOV embedding."""
+_TF_DTYPES = {"string": tf.string, "int": tf.int64, "float": tf.float32}
 
-_STRING = tf.TensorSpec([None], tf.string)
-_INT64 = tf.TensorSpec([None], tf.int64)
 
-# The ``rank`` signature takes every ranking feature as it is in ``training_examples``.
-RANK_INPUT_SIGNATURE: dict[str, tf.TensorSpec] = {
-    **{name: tf.TensorSpec([None], tf.string, name=name) for name in STRING_FEATURES},
-    **{name: tf.TensorSpec([None], tf.int64, name=name) for name in INTEGER_FEATURES},
-    **{feature.name: tf.TensorSpec([None], tf.float32, name=feature.name) for feature in NUMERIC_FEATURES},
-}
+def input_signature(columns: Sequence[FeatureColumn]) -> dict[str, tf.TensorSpec]:
+    """``[None]`` tensor specs named after ``columns``, with their spec dtypes."""
+    return {c.name: tf.TensorSpec([None], _TF_DTYPES[c.dtype], name=c.name) for c in columns}
+
+
+def _request_columns(spec: FeatureSpec) -> list[FeatureColumn]:
+    by_name = {c.name: c for c in spec.model_features}
+    return [by_name[name] for name in spec.request_features]
+
+
+def _context_columns(spec: FeatureSpec) -> list[FeatureColumn]:
+    return list(spec.role_columns("context"))
 
 
 class FeatureLookup(tf.Module):
@@ -79,7 +74,7 @@ class FeatureLookup(tf.Module):
         self.size = len(ids)
         self.rows = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant(ids.astype(str)), tf.range(self.size, dtype=tf.int64)
+                tf.constant(np.append(ids.astype(str), _PAIR_SEPARATOR)), tf.range(self.size + 1, dtype=tf.int64)
             ),
             default_value=self.size,
         )
@@ -95,106 +90,113 @@ class FeatureLookup(tf.Module):
         return {column: tf.gather(values, rows) for column, values in self.columns.items()}, rows < self.size
 
 
-class RecommenderModule(tf.Module):
-    """The exported graph: lookups, query tower, index and ranker behind three signatures.
+def lookup_defaults(spec: FeatureSpec, entity: str, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Values for an id missing from its table: ``""`` (out of vocabulary) for strings,
+    no events for counts, the prior for rates, the median for other numbers."""
+    defaults: dict[str, Any] = {}
+    for name in spec.lookup_features(entity):
+        values = columns[name]
+        if values.dtype == object:
+            defaults[name] = ""
+        elif "_events_" in name:
+            defaults[name] = 0
+        elif "_positive_rate_" in name:
+            defaults[name] = spec.aggregates.rate_prior
+        else:
+            defaults[name] = np.median(values) if len(values) else 0
+    return defaults
 
-    Args:
-        ranking_model: Raw ranking features -> pCTR ``[B]``.
-        query_tower: ``{"user_id", "user_segment"}`` -> query embedding.
-        index: Top-K index over candidate embeddings (ids as identifiers).
-        users: Lookup of ``USER_LOOKUP_FEATURES`` by ``user_id``.
-        items: Lookup of ``ITEM_LOOKUP_FEATURES`` by ``item_id``.
-        candidate_count: K, the number of candidates ``retrieve`` / ``recommend`` return.
-    """
+
+def build_lookup(spec: FeatureSpec, entity: str, table: pd.DataFrame) -> FeatureLookup:
+    """The in-graph lookup of an entity's role columns and aggregates by its id."""
+    id_column = f"{entity}_id"
+    names = spec.lookup_features(entity)
+    require_columns(table, (id_column, *names), f"{entity}_features")
+    ids = _unique_ids(table, id_column, f"{entity}_features")
+    by_name = {c.name: c for c in spec.model_features}
+    columns = {name: column_array(table, by_name[name]) for name in names}
+    return FeatureLookup(ids, columns, lookup_defaults(spec, entity, columns), name=f"{entity}_features")
+
+
+class RecommenderModule(tf.Module):
+    """The exported graph: lookups, ranker and (with ids) query tower and index."""
 
     def __init__(
         self,
         ranking_model: keras.Model,
-        query_tower: keras.Model,
-        index: keras.Model,
-        users: FeatureLookup,
-        items: FeatureLookup,
-        candidate_count: int,
-        seen_pairs: tuple[np.ndarray, np.ndarray],
+        fitted: FittedFeatures,
+        users: FeatureLookup | None,
+        items: FeatureLookup | None,
+        query_tower: keras.Model | None = None,
+        index: keras.Model | None = None,
+        item_count: int = 0,
+        seen_pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         super().__init__(name="reclake_recommender")
-        seen_keys = np.char.add(np.char.add(seen_pairs[0].astype(str), _PAIR_SEPARATOR), seen_pairs[1].astype(str))
-        self.seen = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(np.append(seen_keys, _PAIR_SEPARATOR)),  # never empty: an impossible pair
-                tf.ones([len(seen_keys) + 1], tf.int64),
-            ),
-            default_value=0,
-        )
         self.ranking_model = ranking_model
-        self.query_tower = query_tower
-        self.index = index
+        self.spec = fitted.spec
+        self.log_label = self.spec.label.kind == "regression" and self.spec.label.log
         self.users = users
         self.items = items
-        self.candidate_count = candidate_count
+        self.query_tower = query_tower
+        self.index = index
+        self.item_count = item_count
+        self.query_features = ()
+        if query_tower is not None:
+            self.query_features = tuple(query_tower.feature_names)
+            users_seen, items_seen = seen_pairs if seen_pairs is not None else (np.array([]), np.array([]))
+            keys = np.char.add(np.char.add(users_seen.astype(str), _PAIR_SEPARATOR), items_seen.astype(str))
+            self.seen = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(np.append(keys, _PAIR_SEPARATOR)),  # never empty: an impossible pair
+                    tf.ones([len(keys) + 1], tf.int64),
+                ),
+                default_value=0,
+            )
 
-    def _pctr(
-        self,
-        user_id: tf.Tensor,
-        item_id: tf.Tensor,
-        device: tf.Tensor,
-        slot_position: tf.Tensor,
-        hour_of_day: tf.Tensor,
-    ) -> tf.Tensor:
+    def _score(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        score = tf.cast(self.ranking_model(features, training=False), tf.float32)
+        return tf.math.expm1(score) if self.log_label else score
+
+    def _with_lookups(self, request: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        features = dict(request)
+        if self.users is not None:
+            features.update(self.users.lookup(request["user_id"])[0])
+        if self.items is not None:
+            features.update(self.items.lookup(request["item_id"])[0])
+        return features
+
+    def predict(self, request: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {"score": self._score(self._with_lookups(request))}
+
+    def rank(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Scores full feature rows (point-in-time features included), no lookups."""
+        return {"score": self._score(features)}
+
+    def _retrieve(self, user_id: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         user_features, _ = self.users.lookup(user_id)
-        item_features, _ = self.items.lookup(item_id)
-        features = {
-            "user_id": user_id,
-            "item_id": item_id,
-            "device": device,
-            "slot_position": slot_position,
-            "hour_of_day": hour_of_day,
-            **user_features,
-            **item_features,
-        }
-        return tf.cast(self.ranking_model(features, training=False), tf.float32)
+        query = self.query_tower({name: user_id if name == "user_id" else user_features[name] for name in self.query_features})
+        k = tf.clip_by_value(tf.cast(k, tf.int32), 1, self.item_count)
+        return self.index(query, k=k)
 
-    def _retrieve(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        user_features, _ = self.users.lookup(user_id)
-        query = self.query_tower({"user_id": user_id, "user_segment": user_features["user_segment"]})
-        return self.index(query, k=self.candidate_count)
-
-    @tf.function(input_signature=[_STRING, _STRING, _STRING, _INT64, _INT64])
-    def predict(self, user_id, item_id, device, slot_position, hour_of_day):
-        return {"pctr": self._pctr(user_id, item_id, device, slot_position, hour_of_day)}
-
-    @tf.function(input_signature=[RANK_INPUT_SIGNATURE])
-    def rank(self, features):
-        """pCTR from full feature rows (point-in-time features included), no lookups."""
-        return {"pctr": tf.cast(self.ranking_model(features, training=False), tf.float32)}
-
-    @tf.function(input_signature=[_STRING])
-    def retrieve(self, user_id):
-        scores, item_ids = self._retrieve(user_id)
+    def retrieve(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        scores, item_ids = self._retrieve(user_id, k)
         return {"item_ids": item_ids, "scores": tf.cast(scores, tf.float32)}
 
-    @tf.function(input_signature=[_STRING, _INT64, _STRING])
-    def recommend(self, user_id, hour_of_day, device):
-        _, candidates = self._retrieve(user_id)
-        batch, k = tf.shape(candidates)[0], tf.shape(candidates)[1]
-        flat_hour = tf.repeat(hour_of_day, k)
-        pctr = self._pctr(
-            tf.repeat(user_id, k),
-            tf.reshape(candidates, [-1]),
-            tf.repeat(device, k),
-            tf.fill(tf.shape(flat_hour), tf.constant(RERANK_SLOT_POSITION, tf.int64)),
-            flat_hour,
-        )
-        flat_users, flat_items = tf.repeat(user_id, k), tf.reshape(candidates, [-1])
-        seen = self.seen.lookup(tf.strings.join([flat_users, flat_items], separator=_PAIR_SEPARATOR)) > 0
-        pctr = tf.where(seen, tf.constant(SEEN_SCORE, tf.float32), pctr)
-        scores, order = tf.math.top_k(tf.reshape(pctr, [batch, k]), k=self.candidate_count)
+    def recommend(self, request: dict[str, tf.Tensor], k: tf.Tensor) -> dict[str, tf.Tensor]:
+        user_id = request["user_id"]
+        k = tf.clip_by_value(tf.cast(k, tf.int32), 1, self.item_count)
+        _, candidates = self._retrieve(user_id, tf.maximum(k, MIN_RERANK_CANDIDATES))
+        batch, width = tf.shape(candidates)[0], tf.shape(candidates)[1]
+        flat_items = tf.reshape(candidates, [-1])
+        flat = {name: tf.repeat(values, width) for name, values in request.items()}
+        flat["item_id"] = flat_items
+        scores = self._score(self._with_lookups(flat))
+        seen = self.seen.lookup(tf.strings.join([flat["user_id"], flat_items], separator=_PAIR_SEPARATOR)) > 0
+        scores = tf.where(seen, tf.constant(SEEN_SCORE, tf.float32), scores)
+        best, order = tf.math.top_k(tf.reshape(scores, [batch, width]), k=tf.minimum(k, width))
         _, known_user = self.users.lookup(user_id)
-        return {
-            "item_ids": tf.gather(candidates, order, batch_dims=1),
-            "scores": scores,
-            "known_user": known_user,
-        }
+        return {"item_ids": tf.gather(candidates, order, batch_dims=1), "scores": best, "known_user": known_user}
 
 
 def _unique_ids(table: pd.DataFrame, id_column: str, what: str) -> np.ndarray:
@@ -214,104 +216,110 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"metadata value {value!r} of type {type(value).__name__} is not JSON-serialisable")
 
 
+def signature_inputs(spec: FeatureSpec) -> dict[str, dict[str, str]]:
+    """The documented input spec: signature -> input name -> dtype (``string``, ``int``, ``float``)."""
+    request = {c.name: c.dtype for c in _request_columns(spec)}
+    inputs = {"predict": request, "rank": {c.name: c.dtype for c in spec.model_features}}
+    if spec.has_ids:
+        inputs["retrieve"] = {"user_id": "string", "k": "int"}
+        inputs["recommend"] = {"user_id": "string", "k": "int", **{c.name: c.dtype for c in _context_columns(spec)}}
+    return inputs
+
+
 def export_recommender(
     ranking_model: keras.Model,
-    retrieval_model: TwoTowerModel,
-    user_features: pd.DataFrame,
-    item_features: pd.DataFrame,
-    popular_items: Sequence[tuple[str, float]],
+    user_features: pd.DataFrame | None,
+    item_features: pd.DataFrame | None,
     metadata: dict[str, Any],
     path: str | os.PathLike[str],
     *,
-    cold_start_ctr: float = 0.05,
+    retrieval_model: TwoTowerModel | None = None,
+    popular_items: Sequence[tuple[str, float]] = (),
     seen_items: pd.DataFrame | None = None,
 ) -> str:
-    """Write the recommender SavedModel (signatures per the data contract) to ``path``.
+    """Write the SavedModel of a source's ranker (and retrieval, with ids) to ``path``.
 
     Args:
-        ranking_model: Trained ranker (``training.train_ranking(...).model``).
-        retrieval_model: Trained two-tower model (``training.train_retrieval(...).model``).
-        user_features: The ``user_features`` table (``user_id`` + ``USER_LOOKUP_FEATURES``).
-        item_features: The ``item_features`` table (``item_id`` + ``ITEM_LOOKUP_FEATURES``);
-            every row becomes a retrieval candidate.
-        popular_items: ``[(item_id, score), ...]`` best first: the fallback for unknown users.
+        ranking_model: A trained single-task zoo ranker; its ``fitted`` features carry
+            the feature spec.
+        user_features: The ``user_features`` table; None when the spec has no user ids.
+        item_features: The ``item_features`` table (every row a retrieval candidate);
+            None when the spec has no item ids.
         metadata: ``model_version``, ``trained_on`` ([first_day, last_day]),
             ``evaluated_on`` (day) and ``metrics`` (dict); JSON-serialisable.
         path: Local directory to create; must not exist or be empty.
-        cold_start_ctr: ``user_ctr_7d`` / ``item_ctr_7d`` used for ids missing from the
-            tables; the smoothed CTR of an id with no history (dbt var ``ctr_prior``).
-        seen_items: ``user_id, item_id`` pairs the user has already consumed (e.g. the
-            clicks of the training window); ``recommend`` ranks them last with score
-            ``SEEN_SCORE`` and ``Recommender.recommend`` leaves them out.
+        retrieval_model: The trained two-tower model; required when the spec has user
+            and item ids.
+        popular_items: ``[(item_id, score), ...]`` best first: the fallback for unknown
+            users; required with retrieval.
+        seen_items: ``user_id, item_id`` pairs the user already consumed (the training
+            window's positives); ``recommend`` ranks them last with ``SEEN_SCORE``.
 
     Returns:
         ``path`` as a string.
 
     Raises:
-        ValueError: on a missing column or metadata key, duplicate or null ids/features,
-            an empty table or an empty popularity list.
+        ValueError: a missing table, column or metadata key, duplicate ids, or no
+            retrieval model / popularity list for a source with ids.
         FileExistsError: if ``path`` exists and is not empty.
     """
+    fitted: FittedFeatures = ranking_model.fitted
+    spec = fitted.spec
     missing_keys = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing_keys:
         raise ValueError(f"metadata is missing {missing_keys}; required keys are {list(REQUIRED_METADATA)}")
-    if not popular_items:
-        raise ValueError("popular_items is empty: unknown users would get no recommendations")
-    require_columns(user_features, ("user_id", *USER_LOOKUP_FEATURES), "user_features")
-    require_columns(item_features, ("item_id", *ITEM_LOOKUP_FEATURES), "item_features")
     path = os.fspath(path)
     if os.path.isdir(path) and os.listdir(path):
         raise FileExistsError(f"export directory {path} is not empty")
+    tables = {"user": user_features, "item": item_features}
+    lookups = {}
+    for entity, present in (("user", spec.user_id), ("item", spec.item_id)):
+        if present and tables[entity] is None:
+            raise ValueError(f"the {spec.source} spec has {entity} ids: pass {entity}_features")
+        lookups[entity] = build_lookup(spec, entity, tables[entity]) if present else None
 
-    user_ids = _unique_ids(user_features, "user_id", "user_features")
-    item_ids = _unique_ids(item_features, "item_id", "item_features")
-    user_columns = feature_arrays(user_features, USER_LOOKUP_FEATURES)
-    item_columns = feature_arrays(item_features, ITEM_LOOKUP_FEATURES)
-    users = FeatureLookup(
-        user_ids,
-        user_columns,
-        {"user_segment": UNKNOWN_CATEGORY, "user_ctr_7d": cold_start_ctr, "user_impressions_7d": 0.0},
-        name="user_features",
-    )
-    items = FeatureLookup(
-        item_ids,
-        item_columns,
-        {
-            "category": UNKNOWN_CATEGORY,
-            "price": float(np.median(item_columns["price"])),
-            "item_ctr_7d": cold_start_ctr,
-            "item_impressions_7d": 0.0,
-        },
-        name="item_features",
-    )
-    candidate_count = min(MAX_CANDIDATES, len(item_ids))
-    index = build_index(
-        retrieval_model, {"item_id": item_ids, "category": item_columns["category"]}, candidate_count
-    )
+    query_tower = index = None
+    item_count = 0
+    if spec.has_ids:
+        if retrieval_model is None or not popular_items:
+            raise ValueError(f"the {spec.source} spec has user and item ids: pass retrieval_model and popular_items")
+        candidate_names = retrieval_model.candidate_tower.feature_names
+        candidates = item_features.drop_duplicates("item_id")
+        item_count = len(candidates)
+        index = build_index(retrieval_model, feature_arrays(candidates, spec, names=candidate_names), item_count)
+        query_tower = retrieval_model.query_tower
     if seen_items is None:
         seen_items = pd.DataFrame({"user_id": [], "item_id": []})
     require_columns(seen_items, ("user_id", "item_id"), "seen_items")
     seen_pairs = (seen_items["user_id"].astype(str).to_numpy(), seen_items["item_id"].astype(str).to_numpy())
     module = RecommenderModule(
-        ranking_model, retrieval_model.query_tower, index, users, items, candidate_count, seen_pairs
+        ranking_model, fitted, lookups["user"], lookups["item"], query_tower, index, item_count, seen_pairs
     )
+    k_spec = tf.TensorSpec([], tf.int32, name="k")
+    signatures = {
+        "predict": tf.function(module.predict, input_signature=[input_signature(_request_columns(spec))]),
+        "rank": tf.function(module.rank, input_signature=[input_signature(spec.model_features)]),
+    }
+    if spec.has_ids:
+        recommend_inputs = input_signature([spec.id_features[0], *_context_columns(spec)])
+        signatures["retrieve"] = tf.function(module.retrieve, input_signature=[tf.TensorSpec([None], tf.string, name="user_id"), k_spec])
+        signatures["recommend"] = tf.function(module.recommend, input_signature=[recommend_inputs, k_spec])
+    for name, function in signatures.items():
+        setattr(module, f"{name}_signature", function)  # tracked by the module, saved with it
     tf.saved_model.save(
-        module,
-        path,
-        signatures={
-            "predict": module.predict.get_concrete_function(),
-            "retrieve": module.retrieve.get_concrete_function(),
-            "recommend": module.recommend.get_concrete_function(),
-            "rank": module.rank.get_concrete_function(),
-        },
+        module, path, signatures={name: fn.get_concrete_function() for name, fn in signatures.items()}
     )
     document = {
         "model_version": metadata["model_version"],
         "trained_on": list(metadata["trained_on"]),
         "evaluated_on": metadata["evaluated_on"],
         "metrics": metadata["metrics"],
+        "source": spec.source,
+        "label": {"column": spec.label.column, "kind": spec.label.kind},
+        "feature_spec": spec.to_dict(),
+        "inputs": signature_inputs(spec),
         "popular_items": [[str(item_id), float(score)] for item_id, score in popular_items],
-        "candidate_count": candidate_count,
+        "item_count": item_count,
     }
     os.makedirs(os.path.join(path, "assets"), exist_ok=True)
     with open(os.path.join(path, METADATA_FILE), "w", encoding="utf-8") as handle:
@@ -321,7 +329,7 @@ def export_recommender(
 
 @dataclass(frozen=True)
 class ScoredItem:
-    """One recommended item and its score (pCTR, or click share for the fallback)."""
+    """One recommended item and its score (the ranker's, or click share for the fallback)."""
 
     item_id: str
     score: float
@@ -343,20 +351,29 @@ class Recommendation:
     fallback: str | None
 
 
-def _check_in(values: Sequence[Any], allowed: Sequence[Any], name: str) -> None:
-    bad = sorted({v for v in values if v not in allowed}, key=str)
+def _check_values(values: pd.Series, column: FeatureColumn) -> None:
+    """Raise ValueError naming ``column`` when a value breaks the spec's rules for it."""
+    present = values[values.notna()]
+    if len(present) < len(values) and not column.nullable and column.name not in ("user_id", "item_id"):
+        raise ValueError(f"{column.name} may not be null")
+    bad = []
+    if column.values is not None:
+        bad = sorted({v for v in present if v not in column.values}, key=str)
+    if column.min_value is not None:
+        bad += sorted({v for v in present if v < column.min_value})
+    if column.max_value is not None:
+        bad += sorted({v for v in present if v > column.max_value})
     if bad:
-        raise ValueError(f"{name} must be one of {list(allowed)}; got {bad[:5]}")
+        allowed = list(column.values) if column.values is not None else f"[{column.min_value}, {column.max_value}]"
+        raise ValueError(f"{column.name} must be in {allowed}; got {bad[:5]}")
 
 
 class Recommender:
-    """A loaded recommender SavedModel, called through its signatures.
-
-    Args:
-        path: The SavedModel directory written by ``export_recommender``.
+    """A loaded SavedModel written by ``export_recommender``, called through its signatures.
 
     Attributes:
         metadata: The parsed ``assets/reclake_model.json``.
+        spec: The feature spec the model was trained with.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -366,6 +383,7 @@ class Recommender:
             raise FileNotFoundError(f"{path} is not a Reclake SavedModel: {METADATA_FILE} is missing")
         with open(metadata_path, encoding="utf-8") as handle:
             self.metadata: dict[str, Any] = json.load(handle)
+        self.spec = spec_from_dict(self.metadata["feature_spec"], where=f"{path} feature_spec")
         self._saved_model = tf.saved_model.load(path)
         self._signatures = self._saved_model.signatures
 
@@ -374,91 +392,83 @@ class Recommender:
         return str(self.metadata["model_version"])
 
     @property
-    def candidate_count(self) -> int:
-        return int(self.metadata["candidate_count"])
+    def item_count(self) -> int:
+        return int(self.metadata["item_count"])
 
-    def recommend(
-        self, user_ids: Sequence[str], top_k: int, hour_of_day: int, device: str
-    ) -> list[Recommendation]:
-        """Recommend up to ``top_k`` items per user; unknown users get the popularity list.
+    @property
+    def can_recommend(self) -> bool:
+        return "recommend" in self._signatures
+
+    def _tensors(self, rows: pd.DataFrame, columns: Sequence[FeatureColumn]) -> dict[str, tf.Tensor]:
+        require_columns(rows, [c.name for c in columns], "request rows")
+        for column in columns:
+            _check_values(rows[column.name], column)
+        return {c.name: tf.constant(column_array(rows, c)) for c in columns}
+
+    def recommend(self, user_ids: Sequence[str], k: int, context: pd.DataFrame) -> list[Recommendation]:
+        """Recommend up to ``k`` items per user; unknown users get the popularity list.
 
         Args:
             user_ids: Users to recommend for.
-            top_k: Items per user, >= 1; at most ``candidate_count`` model items minus the
-                user's seen items (and at most the length of the popularity list for
-                unknown users) are returned.
-            hour_of_day: Request hour (0..23), used by the ranker for every user.
-            device: Request device (one of ``features.DEVICES``).
+            k: Items per user, 1 .. ``item_count``; the user's seen items are left out,
+                so fewer may come back.
+            context: One row per user with the spec's context columns.
 
         Returns:
             One ``Recommendation`` per user, in input order; items sorted by score, descending.
 
         Raises:
-            ValueError: on empty ``user_ids``, ``top_k < 1``, or an out-of-range hour/device.
+            ValueError: no retrieval in this model, empty ``user_ids``, ``k`` out of range,
+                or a context column missing.
         """
+        if not self.can_recommend:
+            raise ValueError(f"the {self.spec.source} model has no retrieval (the source has no user and item ids)")
         if len(user_ids) == 0:
             raise ValueError("user_ids is empty")
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        _check_in([hour_of_day], HOURS_OF_DAY, "hour_of_day")
-        _check_in([device], DEVICES, "device")
-        batch = len(user_ids)
+        if not 1 <= k <= self.item_count:
+            raise ValueError(f"k must be between 1 and {self.item_count} (the indexed items), got {k}")
+        inputs = self._tensors(context.reset_index(drop=True), _context_columns(self.spec))
         outputs = self._signatures["recommend"](
-            user_id=tf.constant([str(u) for u in user_ids]),
-            hour_of_day=tf.fill([batch], tf.constant(hour_of_day, tf.int64)),
-            device=tf.fill([batch], tf.constant(device)),
+            user_id=tf.constant([str(u) for u in user_ids]), k=tf.constant(k, tf.int32), **inputs
         )
-        popular = [ScoredItem(str(item_id), float(score)) for item_id, score in self.metadata["popular_items"][:top_k]]
+        popular = [ScoredItem(str(i), float(s)) for i, s in self.metadata["popular_items"][:k]]
         recommendations = []
         for user_id, item_row, score_row, known in zip(
             user_ids, outputs["item_ids"].numpy(), outputs["scores"].numpy(), outputs["known_user"].numpy(), strict=True
         ):
             if known:
-                unseen = [(i, s) for i, s in zip(item_row, score_row, strict=True) if s != SEEN_SCORE]
-                items = [ScoredItem(i.decode(), float(s)) for i, s in unseen[:top_k]]
-                recommendations.append(Recommendation(str(user_id), items, None))
+                unseen = [(i, s) for i, s in zip(item_row, score_row, strict=True) if s > SEEN_SCORE]
+                recommendations.append(Recommendation(str(user_id), [ScoredItem(i.decode(), float(s)) for i, s in unseen[:k]], None))
             else:
                 recommendations.append(Recommendation(str(user_id), popular, "popularity"))
         return recommendations
 
-    def retrieve(self, user_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Two-tower candidates per user: (item_ids ``[B, K]`` str, scores ``[B, K]``)."""
-        outputs = self._signatures["retrieve"](user_id=tf.constant([str(u) for u in user_ids]))
+    def retrieve(self, user_ids: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two-tower candidates per user: (item_ids ``[B, k]`` str, scores ``[B, k]``)."""
+        if "retrieve" not in self._signatures:
+            raise ValueError(f"the {self.spec.source} model has no retrieval")
+        outputs = self._signatures["retrieve"](user_id=tf.constant([str(u) for u in user_ids]), k=tf.constant(k, tf.int32))
         return outputs["item_ids"].numpy().astype(str), outputs["scores"].numpy()
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        """pCTR for (user_id, item_id, device, slot_position, hour_of_day) rows.
+        """The ranker's score for request rows (ids and context columns of the spec).
 
         Returns:
-            float32 ``[len(rows)]``.
-
-        Raises:
-            ValueError: on empty input, a missing column, nulls, or out-of-range
-                device / slot_position / hour_of_day.
+            float32 ``[len(rows)]``: pCTR for a binary label, the predicted label otherwise.
         """
         if rows.empty:
             raise ValueError("rows is empty")
-        arrays = feature_arrays(rows, REQUEST_FEATURES)
-        _check_in(arrays["device"], DEVICES, "device")
-        _check_in(arrays["slot_position"], SLOT_POSITIONS, "slot_position")
-        _check_in(arrays["hour_of_day"], HOURS_OF_DAY, "hour_of_day")
-        outputs = self._signatures["predict"](**{name: tf.constant(values) for name, values in arrays.items()})
-        return outputs["pctr"].numpy()
-
+        outputs = self._signatures["predict"](**self._tensors(rows, _request_columns(self.spec)))
+        return outputs["score"].numpy()
 
     def rank(self, examples: pd.DataFrame) -> np.ndarray:
-        """pCTR for ``training_examples`` rows, using their own (point-in-time) features.
-
-        This is how two exported models are compared on the same held-out rows.
-
-        Returns:
-            float32 ``[len(examples)]``.
-        """
+        """The ranker's score for ``training_examples`` rows, using their own
+        (point-in-time) features. This is how two exported models are compared on the
+        same held-out rows."""
         if examples.empty:
             raise ValueError("examples is empty")
-        arrays = feature_arrays(examples, RANKING_FEATURES)
-        outputs = self._signatures["rank"](**{name: tf.constant(values) for name, values in arrays.items()})
-        return outputs["pctr"].numpy()
+        outputs = self._signatures["rank"](**self._tensors(examples, self.spec.model_features))
+        return outputs["score"].numpy()
 
 
 def load_recommender(path: str | os.PathLike[str]) -> Recommender:

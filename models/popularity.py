@@ -1,34 +1,36 @@
-"""Popularity baseline: the items with the most clicks, the fallback for unknown users."""
+"""Popularity baseline: the items with the most positive interactions, the fallback for unknown users."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from models.features import LABEL, require_columns
+from models.features import require_columns
+
+POSITIVE_COLUMN = "is_positive"
 
 
 def popular_items(examples: pd.DataFrame, limit: int = 100) -> list[tuple[str, float]]:
-    """Rank items by their share of all clicks in ``examples``.
+    """Rank items by their share of all positive interactions in ``examples``.
 
     Args:
-        examples: Impressions with ``item_id`` and ``clicked`` columns (e.g. the training
-            window of ``training_examples``).
+        examples: Rows with ``item_id`` and ``is_positive`` columns (e.g. the training
+            window of ``training_examples``; positives are clicks, or high ratings).
         limit: Maximum number of items returned.
 
     Returns:
-        ``[(item_id, click_share), ...]``, most clicked first (ties by item_id), where
-        ``click_share`` is the item's clicks over all clicks. Items without clicks are
-        left out, so the list may be shorter than ``limit``.
+        ``[(item_id, share), ...]``, most positives first (ties by item_id), where
+        ``share`` is the item's positives over all positives. Items without positives
+        are left out, so the list may be shorter than ``limit``.
 
     Raises:
-        ValueError: if a column is missing, ``limit < 1`` or there are no clicks at all.
+        ValueError: if a column is missing, ``limit < 1`` or there is no positive at all.
     """
-    require_columns(examples, ["item_id", LABEL], "examples frame")
+    require_columns(examples, ["item_id", POSITIVE_COLUMN], "examples frame")
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    clicks = examples.loc[examples[LABEL] == 1, "item_id"].astype(str).value_counts()
+    clicks = examples.loc[examples[POSITIVE_COLUMN] == 1, "item_id"].astype(str).value_counts()
     if clicks.empty:
-        raise ValueError("no clicked impressions: cannot rank items by popularity")
+        raise ValueError("no positive interactions: cannot rank items by popularity")
     ranked = clicks.rename_axis("item_id").reset_index(name="clicks")
     ranked = ranked.sort_values(["clicks", "item_id"], ascending=[False, True]).head(limit)
     total = float(clicks.sum())

@@ -1,142 +1,638 @@
-"""Great Expectations checks for the `training_examples` mart.
+"""Great Expectations suites for the feature marts, derived from the feature spec, and Data Docs.
 
-The suite encodes the rules of `training_examples` in docs/data-contracts.md and is run
-directly on a pandas DataFrame through an ephemeral (in-memory) GX context: nothing is
-written to disk and no GX project folder is needed.
+``mart_suite(mart, spec)`` turns a source's feature spec (``reclake.feature_spec``) and
+the known layout of a dbt mart (``fct_events``, ``training_examples``, ``user_features``,
+``item_features``) into an expectation suite: the mart's columns are present, keys are
+unique and not null, labels and ``is_positive`` are 0/1 (or a regression label is
+present), spec columns hold their allowed ``values`` and ``min_value``/``max_value``
+ranges and are not null unless ``nullable``, aggregate counts are non-negative with
+positives <= events and longer windows >= shorter ones, rates lie in [0, 1], and the
+event marts' ``event_date`` / ``event_ts`` lie inside the validated days (suite
+parameters, so one suite serves every partition).
 
-Great Expectations is slow to import, so it is imported inside the functions that use it.
+``validate_mart`` runs a suite on a pandas frame and returns a JSON-friendly
+``QualityResult``. Without a ``DataDocsSite`` it runs in an ephemeral (in-memory) GX
+context; with one, the suite and the validation result are stored in that site's GX
+file data context and its Data Docs pages are rebuilt, so every validation can be
+browsed as HTML. ``build_data_docs`` rebuilds a site and returns its ``index.html``.
+
+Great Expectations is slow to import (seconds), so it is imported inside the functions
+that use it. Plain Python: no Dagster.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
+import math
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
-from reclake.contract import DEVICES, HOURS_OF_DAY, SLOT_POSITIONS
+from reclake.feature_spec import FeatureColumn, FeatureSpec
 
 if TYPE_CHECKING:
     import great_expectations as gx
+    from great_expectations.data_context import AbstractDataContext
 
-TRAINING_EXAMPLES_COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "event_date",
-    "event_ts",
-    "user_id",
-    "item_id",
-    "user_segment",
-    "device",
-    "slot_position",
-    "category",
-    "price",
-    "hour_of_day",
-    "day_of_week",
-    "user_impressions_7d",
-    "user_clicks_7d",
-    "user_ctr_7d",
-    "item_impressions_7d",
-    "item_clicks_7d",
-    "item_ctr_7d",
-    "clicked",
-    "converted",
-)
-"""Every column of `training_examples`, as listed in the data contract."""
+EVENT_MARTS: tuple[str, ...] = ("fct_events", "training_examples")
+"""Marts with one row per event, validated a partition window (``event_date`` range) at a time."""
+ENTITY_MARTS: dict[str, str] = {"user_features": "user", "item_features": "item"}
+"""Marts with one row per id, validated as a whole table, and the entity each describes."""
+MARTS: tuple[str, ...] = (*EVENT_MARTS, *ENTITY_MARTS)
 
-
-_NOT_NULL_COLUMNS = ("event_id", "event_ts", "user_id", "item_id", "device", "clicked", "converted")
+# Canonical bronze columns every source's fct_events carries (null where the source has none).
+_CANONICAL_LABELS = ("clicked", "converted", "rating")
 _BINARY_COLUMNS = ("clicked", "converted")
-_CTR_COLUMNS = ("user_ctr_7d", "item_ctr_7d")
-_SUITE_NAME = "training_examples"
+_PRICE_COLUMNS = ("price", "bid_price", "market_price")
+# Columns dbt derives from event_ts for every source, and their ranges.
+_DERIVED_RANGES: dict[str, tuple[int, int]] = {"hour_of_day": (0, 23), "day_of_week": (0, 6)}
+# Suite parameters of the event marts: the validated days.
+_FIRST_DAY, _LAST_DAY, _WINDOW_END = "first_day", "last_day", "window_end"
+_DATASOURCE = "reclake"
+_BATCH_DEFINITION = "whole_frame"
+_SITE_NAME = "local_site"
 
 
 @dataclass(frozen=True)
 class QualityResult:
-    """Outcome of validating one `training_examples` frame.
+    """Outcome of validating one mart frame; every field is JSON-friendly.
 
     Attributes:
+        suite: the suite's name, ``<source>.<mart>``.
         success: True when every expectation passed.
-        evaluated: Number of expectations evaluated.
-        failed: One dict per failed expectation with keys `expectation_type`
-            (e.g. `"expect_column_values_to_be_unique"`), `column` (the column, the
-            pair as `"a, b"`, or None for table-level checks), `observed_value`,
-            `unexpected_count`, `unexpected_sample` (a few offending values) and
-            `exception` (GX's message when the check could not run, e.g. a missing
-            column); keys that do not apply are None.
-        statistics: GX's counts: `evaluated_expectations`, `successful_expectations`,
-            `unsuccessful_expectations`, `success_percent`.
+        rows: rows validated.
+        evaluated: number of expectations evaluated.
+        failed: one dict per failed expectation with keys ``expectation_type`` (e.g.
+            ``"expect_column_values_to_be_unique"``), ``column`` (the column, a pair as
+            ``"a, b"``, or None for table-level checks), ``condition`` (the row filter,
+            e.g. ``"label >= 4.0"``, or None), ``observed_value``, ``unexpected_count``,
+            ``unexpected_sample`` (a few offending values), ``missing_columns`` (for the
+            table's column set) and ``exception`` (GX's message when the check could not
+            run, e.g. on a missing column); keys that do not apply are None.
+        statistics: GX's counts: ``evaluated_expectations``, ``successful_expectations``,
+            ``unsuccessful_expectations``, ``success_percent``.
+        docs_page: local path of this validation's Data Docs page when it was recorded
+            in a ``DataDocsSite``; None otherwise.
     """
 
+    suite: str
     success: bool
+    rows: int
     evaluated: int
     failed: list[dict[str, Any]]
     statistics: dict[str, float]
+    docs_page: str | None = None
 
 
-def training_examples_suite() -> gx.ExpectationSuite:
-    """Build the expectation suite for the `training_examples` mart.
+@dataclass(frozen=True)
+class SuiteHistory:
+    """The validations a ``DataDocsSite`` holds for one suite.
 
-    Returns:
-        A `great_expectations.ExpectationSuite` (not registered with any context).
+    Attributes:
+        suite: ``<source>.<mart>``.
+        runs: validations stored.
+        passed_runs: of which every expectation passed.
+        latest_run: run name of the newest validation (the validated days, or ``table``).
+        latest_time: when the newest validation ran (ISO 8601, UTC).
+        latest_success: whether the newest validation passed.
+        latest_successful: expectations the newest validation passed.
+        latest_evaluated: expectations the newest validation evaluated.
+        latest_page: local path of the newest validation's Data Docs page.
     """
-    gx = _import_gx()
-    expect = gx.expectations
-    expectations: list[Any] = [expect.ExpectTableRowCountToBeBetween(min_value=1)]
-    expectations += [expect.ExpectColumnToExist(column=c) for c in TRAINING_EXAMPLES_COLUMNS]
-    expectations.append(expect.ExpectColumnValuesToBeUnique(column="event_id"))
-    expectations += [expect.ExpectColumnValuesToNotBeNull(column=c) for c in _NOT_NULL_COLUMNS]
-    expectations += [expect.ExpectColumnValuesToBeInSet(column=c, value_set=[0, 1]) for c in _BINARY_COLUMNS]
-    expectations.append(
-        expect.ExpectColumnPairValuesAToBeGreaterThanB(column_A="clicked", column_B="converted", or_equal=True)
-    )
-    expectations += [expect.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in _CTR_COLUMNS]
-    expectations += [
-        expect.ExpectColumnValuesToBeBetween(column="price", min_value=0),
-        expect.ExpectColumnValuesToBeBetween(column="hour_of_day", min_value=min(HOURS_OF_DAY), max_value=max(HOURS_OF_DAY)),
-        expect.ExpectColumnValuesToBeBetween(column="day_of_week", min_value=0, max_value=6),
-        expect.ExpectColumnValuesToBeBetween(
-            column="slot_position", min_value=min(SLOT_POSITIONS), max_value=max(SLOT_POSITIONS)
-        ),
-        expect.ExpectColumnValuesToBeInSet(column="device", value_set=list(DEVICES)),
-    ]
-    return gx.ExpectationSuite(name=_SUITE_NAME, expectations=expectations)
+
+    suite: str
+    runs: int
+    passed_runs: int
+    latest_run: str
+    latest_time: str
+    latest_success: bool
+    latest_successful: int
+    latest_evaluated: int
+    latest_page: str
 
 
-def validate_training_examples(df: pd.DataFrame) -> QualityResult:
-    """Validate a `training_examples` frame against `training_examples_suite()`.
+# ---- mart layout ----------------------------------------------------------------------
 
-    Args:
-        df: Rows of the `training_examples` mart (all contract columns).
 
-    Returns:
-        A `QualityResult`; bad data is reported in it, not raised.
+def suite_name(mart: str, spec: FeatureSpec) -> str:
+    """The suite (and Data Docs page) name of a mart: ``<source>.<mart>``."""
+    _check_mart(mart)
+    return f"{spec.source}.{mart}"
+
+
+def mart_columns(mart: str, spec: FeatureSpec) -> tuple[str, ...]:
+    """The columns a mart must have for a spec, in table order.
+
+    An entity mart of an id the spec lacks has no rows and no required columns.
 
     Raises:
-        TypeError: If `df` is not a pandas DataFrame.
+        ValueError: an unknown mart.
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    _check_mart(mart)
+    features = [c.name for c in spec.bronze_feature_columns]
+    derived = list(_DERIVED_RANGES)
+    if mart == "fct_events":
+        columns = ["event_id", "event_ts", "event_date", "user_id", "item_id", *_CANONICAL_LABELS, *_PRICE_COLUMNS]
+        columns += [*features, *derived, "label", "is_positive"]
+    elif mart == "training_examples":
+        columns = ["event_id", "event_date", "event_ts", *spec.id_columns, *features, *derived]
+        columns += [*spec.label_columns, "label", "is_positive"]
+        for entity in spec.entities:
+            columns += spec.aggregate_columns(entity)
+        if spec.has_ids:
+            columns.append("user_history")
+    else:
+        entity = ENTITY_MARTS[mart]
+        if entity not in spec.entities:
+            return ()
+        columns = [f"{entity}_id", *(c.name for c in spec.bronze_feature_columns if c.role == entity)]
+        columns += spec.aggregate_columns(entity)
+        if entity == "user" and spec.has_ids:
+            columns.append("user_history")
+    return tuple(dict.fromkeys(columns))
+
+
+# ---- suites ---------------------------------------------------------------------------
+
+
+def mart_suite(mart: str, spec: FeatureSpec) -> gx.ExpectationSuite:
+    """The expectation suite of one mart, derived from the spec and the mart's layout.
+
+    The event marts' date checks use the suite parameters ``first_day``, ``last_day``
+    and ``window_end`` (the day after ``last_day``), which ``validate_mart`` fills in.
+
+    Args:
+        mart: one of ``MARTS``.
+        spec: the source's feature spec.
+
+    Returns:
+        A ``great_expectations.ExpectationSuite`` named ``suite_name(mart, spec)``, not
+        registered with any context.
+
+    Raises:
+        ValueError: an unknown mart.
+    """
     gx = _import_gx()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    name = suite_name(mart, spec)
+    if mart in EVENT_MARTS:
+        expectations = _event_mart_expectations(mart, spec)
+    else:
+        expectations = _entity_mart_expectations(ENTITY_MARTS[mart], spec)
+    return gx.ExpectationSuite(name=name, expectations=expectations)
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("reclake")
-        .add_dataframe_asset(_SUITE_NAME)
-        .add_batch_definition_whole_dataframe("whole_frame")
-        .get_batch(batch_parameters={"dataframe": df})
+
+def _event_mart_expectations(mart: str, spec: FeatureSpec) -> list[Any]:
+    expect = _import_gx().expectations
+    expectations = [
+        expect.ExpectTableRowCountToBeBetween(min_value=1, notes="a validated window has events"),
+        _columns_present(mart, spec),
+        expect.ExpectColumnValuesToBeUnique(column="event_id", notes="key"),
+    ]
+    expectations += [_not_null(c, "key") for c in ("event_id", "event_ts", "event_date")]
+    expectations += [
+        expect.ExpectColumnValuesToBeBetween(
+            column="event_date",
+            min_value={"$PARAMETER": _FIRST_DAY},
+            max_value={"$PARAMETER": _LAST_DAY},
+            notes="inside the validated days",
+        ),
+        expect.ExpectColumnValuesToBeBetween(
+            column="event_ts",
+            min_value={"$PARAMETER": _FIRST_DAY},
+            max_value={"$PARAMETER": _WINDOW_END},
+            strict_max=True,
+            notes="inside the validated days",
+        ),
+    ]
+    for name in spec.id_columns:
+        expectations.append(_not_null(name, "an id the spec has"))
+    if mart == "fct_events":
+        absent_ids = [name for name in ("user_id", "item_id") if name not in spec.id_columns]
+        expectations += [
+            expect.ExpectColumnValuesToBeNull(column=name, notes="an id the spec does not have") for name in absent_ids
+        ]
+        expectations += [
+            expect.ExpectColumnValuesToBeBetween(column=name, min_value=0, notes="prices are non-negative")
+            for name in _PRICE_COLUMNS
+            if not _is_spec_column(spec, name)
+        ]
+    expectations += _label_expectations(mart, spec)
+    for name, (low, high) in _DERIVED_RANGES.items():
+        expectations.append(_not_null(name, "derived from event_ts"))
+        expectations.append(
+            expect.ExpectColumnValuesToBeBetween(
+                column=name, min_value=low, max_value=high, notes="derived from event_ts"
+            )
+        )
+    for column in spec.bronze_feature_columns:
+        expectations += _spec_column_expectations(column)
+    if mart == "training_examples":
+        for entity in spec.entities:
+            expectations += _aggregate_expectations(entity, spec)
+        if spec.has_ids:
+            expectations.append(_not_null("user_history", "the user's recent positive items, padded"))
+    return expectations
+
+
+def _entity_mart_expectations(entity: str, spec: FeatureSpec) -> list[Any]:
+    expect = _import_gx().expectations
+    if entity not in spec.entities:
+        return [expect.ExpectTableRowCountToEqual(value=0, notes=f"the {spec.source} spec has no {entity}_id")]
+    key = f"{entity}_id"
+    expectations = [
+        expect.ExpectTableRowCountToBeBetween(min_value=1, notes=f"one row per known {entity}"),
+        _columns_present(f"{entity}_features", spec),
+        expect.ExpectColumnValuesToBeUnique(column=key, notes="key"),
+        _not_null(key, "key"),
+    ]
+    for column in spec.bronze_feature_columns:
+        if column.role == entity:
+            expectations += _spec_column_expectations(column)
+    expectations += _aggregate_expectations(entity, spec)
+    if entity == "user" and spec.has_ids:
+        expectations.append(_not_null("user_history", "the user's recent positive items, padded"))
+    return expectations
+
+
+def _columns_present(mart: str, spec: FeatureSpec) -> Any:
+    return _import_gx().expectations.ExpectTableColumnsToMatchSet(
+        column_set=list(mart_columns(mart, spec)),
+        exact_match=False,
+        notes="the mart's layout for this spec; extra columns are allowed",
     )
-    outcome = batch.validate(training_examples_suite())
 
-    statistics = {key: float(value) for key, value in outcome.statistics.items()}
+
+def _label_expectations(mart: str, spec: FeatureSpec) -> list[Any]:
+    """``label`` and ``is_positive`` for both event marts; the raw label columns too.
+
+    ``is_positive`` must be 1 exactly where ``label >= positive_threshold`` (a binary
+    label's threshold is 1).
+    """
+    expect = _import_gx().expectations
+    from great_expectations.expectations.row_conditions import Column
+
+    label = spec.label
+    threshold = label.positive_threshold if label.kind == "regression" else 1.0
+    expectations = [
+        _not_null("label", f"the {label.kind} label ({label.column})"),
+        _not_null(label.column, "the spec's label"),
+        _not_null("is_positive", "label >= positive_threshold"),
+        expect.ExpectColumnValuesToBeInSet(column="is_positive", value_set=[0, 1]),
+        expect.ExpectColumnValuesToBeInSet(
+            column="is_positive",
+            value_set=[1],
+            row_condition=Column("label") >= threshold,
+            notes="positive where label >= positive_threshold",
+        ),
+        expect.ExpectColumnValuesToBeInSet(
+            column="is_positive",
+            value_set=[0],
+            row_condition=Column("label") < threshold,
+            notes="not positive where label < positive_threshold",
+        ),
+    ]
+    if label.kind == "binary":
+        expectations.append(expect.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1], notes="binary label"))
+    elif label.log:
+        expectations.append(
+            expect.ExpectColumnValuesToBeBetween(column="label", min_value=0, notes="trained on log1p(label)")
+        )
+    labels = _CANONICAL_LABELS if mart == "fct_events" else spec.label_columns
+    expectations += [
+        expect.ExpectColumnValuesToBeInSet(column=name, value_set=[0, 1], notes="0/1 label")
+        for name in labels
+        if name in _BINARY_COLUMNS
+    ]
+    if {"clicked", "converted"} <= set(spec.label_columns):
+        expectations.append(
+            expect.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="clicked",
+                column_B="converted",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+                notes="a conversion follows a click",
+            )
+        )
+    return expectations
+
+
+def _spec_column_expectations(column: FeatureColumn) -> list[Any]:
+    """A spec column's rules: allowed ``values``, ``min_value``/``max_value``, ``nullable``."""
+    expect = _import_gx().expectations
+    where = f"feature spec: columns.{column.name}"
+    expectations = []
+    if not column.nullable:
+        expectations.append(_not_null(column.name, f"{where}: not nullable"))
+    if column.values is not None:
+        expectations.append(
+            expect.ExpectColumnValuesToBeInSet(
+                column=column.name, value_set=list(column.values), notes=f"{where}.values"
+            )
+        )
+    if column.min_value is not None or column.max_value is not None:
+        expectations.append(
+            expect.ExpectColumnValuesToBeBetween(
+                column=column.name,
+                min_value=column.min_value,
+                max_value=column.max_value,
+                notes=f"{where}.min_value / max_value",
+            )
+        )
+    return expectations
+
+
+def _aggregate_expectations(entity: str, spec: FeatureSpec) -> list[Any]:
+    """Counts >= 0, positives <= events, rates in [0, 1], longer windows count no less."""
+    expect = _import_gx().expectations
+    expectations: list[Any] = []
+    windows = sorted(spec.aggregates.windows_days)
+    for window in windows:
+        events, positives, rate = (f"{entity}_{kind}_{window}d" for kind in ("events", "positives", "positive_rate"))
+        expectations += [_not_null(name, "aggregate") for name in (events, positives, rate)]
+        expectations += [
+            expect.ExpectColumnValuesToBeBetween(column=events, min_value=0, notes="a count"),
+            expect.ExpectColumnValuesToBeBetween(column=positives, min_value=0, notes="a count"),
+            expect.ExpectColumnValuesToBeBetween(column=rate, min_value=0, max_value=1, notes="a smoothed rate"),
+            expect.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=events, column_B=positives, or_equal=True, notes="positives are events"
+            ),
+        ]
+    for shorter, longer in zip(windows, windows[1:], strict=False):
+        for kind in ("events", "positives"):
+            expectations.append(
+                expect.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A=f"{entity}_{kind}_{longer}d",
+                    column_B=f"{entity}_{kind}_{shorter}d",
+                    or_equal=True,
+                    notes="a longer window holds the shorter one",
+                )
+            )
+    return expectations
+
+
+def _not_null(column: str, notes: str) -> Any:
+    return _import_gx().expectations.ExpectColumnValuesToNotBeNull(column=column, notes=notes)
+
+
+def _is_spec_column(spec: FeatureSpec, name: str) -> bool:
+    return any(c.name == name for c in spec.bronze_feature_columns)
+
+
+# ---- validation -----------------------------------------------------------------------
+
+
+def validate_mart(
+    frame: pd.DataFrame,
+    mart: str,
+    spec: FeatureSpec,
+    days: Sequence[dt.date] | None = None,
+    site: DataDocsSite | None = None,
+) -> QualityResult:
+    """Validate rows of a mart against ``mart_suite(mart, spec)``.
+
+    Args:
+        frame: the mart's rows (for an event mart, the rows of ``days``).
+        mart: one of ``MARTS``.
+        spec: the source's feature spec.
+        days: the validated days (event marts only; required there): every
+            ``event_date`` must lie in ``[min(days), max(days)]``.
+        site: when given, the suite and the result are stored in this Data Docs site
+            and the result's page is built (``QualityResult.docs_page``).
+
+    Returns:
+        A ``QualityResult``; bad data is reported in it, not raised.
+
+    Raises:
+        TypeError: ``frame`` is not a pandas DataFrame.
+        ValueError: an unknown mart, or ``days`` missing for an event mart or given for
+            an entity mart.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    _check_mart(mart)
+    if mart in EVENT_MARTS and not days:
+        raise ValueError(f"{mart}: pass the validated days (its event_date range)")
+    if mart not in EVENT_MARTS and days:
+        raise ValueError(f"{mart} is validated as a whole table; days apply to {list(EVENT_MARTS)} only")
+    parameters: dict[str, Any] = {}
+    run_name = "table"
+    if days:
+        first, last = min(days), max(days)
+        parameters = {
+            _FIRST_DAY: pd.Timestamp(first),
+            _LAST_DAY: pd.Timestamp(last),
+            _WINDOW_END: pd.Timestamp(last + dt.timedelta(days=1)),
+        }
+        run_name = first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+    suite = mart_suite(mart, spec)
+    if site is None:
+        gx = _import_gx()
+        outcome = _run_suite(_quiet(gx.get_context(mode="ephemeral")), frame, mart, suite, parameters, run_name)
+        page = None
+    else:
+        outcome, page = site._record(frame, mart, suite, parameters, run_name)
     return QualityResult(
+        suite=suite.name,
         success=bool(outcome.success),
+        rows=len(frame),
         evaluated=int(outcome.statistics["evaluated_expectations"]),
         failed=[_describe_failure(r) for r in outcome.results if not r.success],
-        statistics=statistics,
+        statistics={key: float(value) for key, value in outcome.statistics.items()},
+        docs_page=page,
     )
+
+
+def _run_suite(
+    context: AbstractDataContext,
+    frame: pd.DataFrame,
+    mart: str,
+    suite: gx.ExpectationSuite,
+    parameters: dict[str, Any],
+    run_name: str,
+) -> Any:
+    """Register ``suite`` and a validation definition of ``mart`` in ``context`` and run it.
+
+    Returns:
+        The ``ExpectationSuiteValidationResult`` (also stored in the context's store).
+    """
+    gx = _import_gx()
+    sources = context.data_sources
+    try:
+        source = sources.get(_DATASOURCE)
+    except KeyError:
+        source = sources.add_pandas(_DATASOURCE)
+    try:
+        asset = source.get_asset(mart)
+    except LookupError:
+        asset = source.add_dataframe_asset(mart)
+    try:
+        batch_definition = asset.get_batch_definition(_BATCH_DEFINITION)
+    except KeyError:
+        batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH_DEFINITION)
+    definition = _replace_definition(context, suite, batch_definition)
+    return definition.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters or None,
+        run_id=gx.RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
+    )
+
+
+def _replace_definition(context: AbstractDataContext, suite: gx.ExpectationSuite, batch_definition: Any) -> Any:
+    """Store ``suite`` and a validation definition of the same name, replacing older ones.
+
+    Replacing rather than ``add_or_update`` on purpose: GX's update matches every new
+    expectation against every stored one, which takes seconds for a suite of ~100.
+    """
+    gx = _import_gx()
+    from great_expectations.exceptions import DataContextError
+
+    for collection in (context.validation_definitions, context.suites):
+        try:
+            collection.delete(suite.name)
+        except DataContextError:
+            pass
+    stored = context.suites.add(suite)
+    return context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=stored)
+    )
+
+
+# ---- Data Docs ------------------------------------------------------------------------
+
+
+class DataDocsSite:
+    """A GX file data context in a local folder, holding suites, validation results and
+    their static Data Docs HTML.
+
+    Layout under ``root``: ``gx/`` is the GX project (``expectations/``,
+    ``uncommitted/validations/``); the site is ``gx/uncommitted/data_docs/local_site/``
+    with ``index.html``. Writers from several processes are serialized by a lock file
+    (``root/.lock``), so parallel asset checks can record into one site.
+
+    Args:
+        root: the local folder (created when missing).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    @property
+    def site_dir(self) -> Path:
+        """The folder of the static HTML site."""
+        return self.root / "gx" / "uncommitted" / "data_docs" / _SITE_NAME
+
+    @property
+    def index_path(self) -> Path:
+        return self.site_dir / "index.html"
+
+    def _record(
+        self,
+        frame: pd.DataFrame,
+        mart: str,
+        suite: gx.ExpectationSuite,
+        parameters: dict[str, Any],
+        run_name: str,
+    ) -> tuple[Any, str]:
+        """Validate ``frame`` with ``suite`` in this site's context, store the result and
+        build its page, the suite's page and the index (``validate_mart`` calls this).
+
+        Returns:
+            The ``ExpectationSuiteValidationResult`` and the local path of its page.
+        """
+        with self._context() as context:
+            outcome = _run_suite(context, frame, mart, suite, parameters, run_name)
+            identifier = _result_identifier(context, outcome)
+            context.build_data_docs(
+                site_names=[_SITE_NAME],
+                resource_identifiers=[identifier, identifier.expectation_suite_identifier],
+            )
+            return outcome, self._page(context, identifier)
+
+    def build(self) -> Path:
+        """Rebuild every page (suites, validations, index) from what the site stores.
+
+        Returns:
+            The path of ``index.html``.
+        """
+        with self._context() as context:
+            context.build_data_docs(site_names=[_SITE_NAME])
+        return self.index_path
+
+    def histories(self, source: str | None = None) -> list[SuiteHistory]:
+        """What the site holds per suite, newest validation first within each suite.
+
+        Args:
+            source: only suites of this source (``<source>.<mart>``); None: all.
+
+        Returns:
+            One ``SuiteHistory`` per suite with stored validations, sorted by suite name.
+        """
+        with self._context() as context:
+            store = context.validation_results_store
+            by_suite: dict[str, list[Any]] = {}
+            for key in store.list_keys():
+                name = key.expectation_suite_identifier.name
+                if source is None or name.startswith(f"{source}."):
+                    by_suite.setdefault(name, []).append(key)
+            histories = []
+            for name, keys in sorted(by_suite.items()):
+                results = [(key, store.get(key)) for key in keys]
+                passed = sum(bool(result.success) for _, result in results)
+                key, latest = max(results, key=lambda pair: pair[0].run_id.run_time)
+                histories.append(
+                    SuiteHistory(
+                        suite=name,
+                        runs=len(results),
+                        passed_runs=passed,
+                        latest_run=str(key.run_id.run_name),
+                        latest_time=key.run_id.run_time.isoformat(),
+                        latest_success=bool(latest.success),
+                        latest_successful=int(latest.statistics["successful_expectations"]),
+                        latest_evaluated=int(latest.statistics["evaluated_expectations"]),
+                        latest_page=self._page(context, key),
+                    )
+                )
+            return histories
+
+    @contextmanager
+    def _context(self) -> Iterator[AbstractDataContext]:
+        """The site's file data context, held under the site's lock."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                gx = _import_gx()
+                yield _quiet(gx.get_context(mode="file", project_root_dir=str(self.root)))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _page(self, context: AbstractDataContext, identifier: Any) -> str:
+        url = context.get_docs_sites_urls(resource_identifier=identifier, site_name=_SITE_NAME)[0]["site_url"]
+        return url.removeprefix("file://")
+
+
+def build_data_docs(root: str | os.PathLike[str]) -> Path:
+    """Rebuild the Data Docs of the site in ``root`` (see ``DataDocsSite``).
+
+    Returns:
+        The path of the site's ``index.html``.
+    """
+    return DataDocsSite(root).build()
+
+
+# ---- helpers --------------------------------------------------------------------------
+
+
+def _check_mart(mart: str) -> None:
+    if mart not in MARTS:
+        raise ValueError(f"unknown mart {mart!r}; expected one of {list(MARTS)}")
 
 
 def _import_gx():
@@ -148,8 +644,37 @@ def _import_gx():
     return gx
 
 
+def _quiet(context: AbstractDataContext) -> AbstractDataContext:
+    """Switch off GX's progress bars (they flood logs) for this context."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def _result_identifier(context: AbstractDataContext, outcome: Any) -> Any:
+    """The store key of a validation result that ``ValidationDefinition.run`` just stored."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    run_id = outcome.meta["run_id"]
+    suite = ExpectationSuiteIdentifier(name=outcome.suite_name)
+    matches = [
+        key
+        for key in context.validation_results_store.list_keys()
+        if isinstance(key, ValidationResultIdentifier)
+        and key.expectation_suite_identifier == suite
+        and key.run_id == run_id
+    ]
+    if len(matches) != 1:
+        raise RuntimeError(f"expected one stored result of {suite.name} run {run_id}, found {len(matches)}")
+    return matches[0]
+
+
 def _describe_failure(result: Any) -> dict[str, Any]:
-    """Turn one failed `ExpectationValidationResult` into a plain, JSON-friendly dict."""
+    """Turn one failed ``ExpectationValidationResult`` into a plain, JSON-friendly dict."""
     kwargs = result.expectation_config.kwargs
     if "column" in kwargs:
         column = kwargs["column"]
@@ -162,20 +687,36 @@ def _describe_failure(result: Any) -> dict[str, Any]:
     if "exception_message" not in exception:
         # Metric errors come keyed by metric id; take the first message.
         exception = next((v for v in exception.values() if isinstance(v, dict)), {})
+    mismatched = (details.get("details") or {}).get("mismatched") or {}
     return {
         "expectation_type": result.expectation_config.type,
         "column": column,
+        "condition": _describe_condition(kwargs.get("row_condition")),
         "observed_value": _to_builtin(details.get("observed_value")),
         "unexpected_count": _to_builtin(details.get("unexpected_count")),
         "unexpected_sample": _to_builtin(details.get("partial_unexpected_list")),
+        "missing_columns": _to_builtin(mismatched.get("missing")),
         "exception": exception.get("exception_message"),
     }
 
 
+def _describe_condition(condition: Any) -> str | None:
+    """``"label >= 4.0"`` for a comparison row condition; its plain form otherwise."""
+    if not condition:
+        return None
+    if isinstance(condition, dict) and condition.get("type") == "comparison":
+        return f"{condition['column']['name']} {condition['operator']} {condition['parameter']}"
+    return str(condition)
+
+
 def _to_builtin(value: Any) -> Any:
-    """Convert numpy scalars (also inside lists and tuples) to plain Python values."""
-    if isinstance(value, (list, tuple)):
+    """Convert numpy and pandas values (also inside lists and tuples) to plain Python ones."""
+    if isinstance(value, (list, tuple, np.ndarray)):
         return [_to_builtin(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
+    if isinstance(value, (pd.Timestamp, dt.date)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
     return value

@@ -21,19 +21,21 @@ from typing import Any
 
 import pandas as pd
 
-from models.features import INTEGER_FEATURES, NUMERIC_FEATURES, STRING_FEATURES
+from reclake.feature_spec import FeatureSpec
 
-ID_FEATURES = ("user_id", "item_id")
+# Transforms whose column the ranker treats as a category (compared as distributions of values).
+_CATEGORICAL_TRANSFORMS = ("embedding", "hashing", "cyclical")
 
-RECLAKE_NUMERICAL_FEATURES: tuple[str, ...] = tuple(feature.name for feature in NUMERIC_FEATURES)
-"""Numerical `training_examples` columns monitored for drift by default: the ranker's."""
 
-RECLAKE_CATEGORICAL_FEATURES: tuple[str, ...] = (
-    *(name for name in STRING_FEATURES if name not in ID_FEATURES),
-    *INTEGER_FEATURES,
-)
-"""Categorical `training_examples` columns monitored for drift by default: the ranker's,
-without the ids (whose distributions shift every day by design)."""
+def monitored_columns(spec: FeatureSpec) -> tuple[list[str], list[str]]:
+    """(numerical, categorical) ``training_examples`` columns monitored for drift: the
+    ranker's inputs per the feature spec, without the ids (whose distributions shift every
+    day by design). Normalized and bucketized columns are numerical; embedded, hashed and
+    cyclical ones categorical."""
+    numerical, categorical = [], []
+    for column in spec.columns + spec.aggregate_features:
+        (categorical if column.transform in _CATEGORICAL_TRANSFORMS else numerical).append(column.name)
+    return numerical, categorical
 
 _FAILED_TEST_STATUS = "FAIL"
 

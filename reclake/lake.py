@@ -87,6 +87,10 @@ class Lake:
     def drift_report_file(self, day: dt.date) -> str:
         return self.url("reports", "drift", f"dt={day.isoformat()}", "drift_report.html")
 
+    def data_docs_dir(self) -> str:
+        """Where a copy of the Great Expectations Data Docs site goes (lakes on object storage)."""
+        return self.url("reports", "data_docs")
+
     def model_dir(self, model_version: str) -> str:
         return self.url("models", model_version)
 

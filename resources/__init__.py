@@ -34,9 +34,16 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "model_store": ModelStoreResource(
             bentoml_home=str(settings.bentoml_home),
             pinned_tag_file=str(settings.current_model_tag_file),
+            model_name=settings.bento_model_name,
         ),
         "pipeline": PipelineResource(
             source=settings.source,
+            source_path=settings.source_path,
+            source_options=dict(settings.source_options),
+            feature_spec_path=settings.feature_spec,
+            downloads_dir=str(settings.source_state_dir / "downloads"),
+            data_docs_dir=str(settings.source_state_dir / "data_docs"),
+            ranker_config=settings.ranker_config,
             training_window_days=settings.training_window_days,
             drift_reference_days=settings.drift_reference_days,
             quarantine_max_share=settings.quarantine_max_share,

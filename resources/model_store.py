@@ -17,15 +17,17 @@ class ModelStoreResource(dg.ConfigurableResource):
         bentoml_home: the BentoML home whose ``models/`` folder is the store
             (``.reclake/bentoml`` by default; ``bentoml serve`` must use the same).
         pinned_tag_file: file holding the tag ``make serve`` serves.
+        model_name: the bento model name the source's versions are registered under.
     """
 
     bentoml_home: str
     pinned_tag_file: str
+    model_name: str
 
     def register(self, lake: Lake, savedmodel_url: str, metadata: dict, labels: dict[str, str]) -> str:
         """Copy a SavedModel from the lake into the store; returns its ``name:version`` tag."""
         self._use_home()
-        from serving.bento_store import DEFAULT_MODEL_NAME, save_to_bento_store
+        from serving.bento_store import save_to_bento_store
 
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "savedmodel"
@@ -33,7 +35,7 @@ class ModelStoreResource(dg.ConfigurableResource):
                 local = Path(savedmodel_url)
             else:
                 lake.fs.get(savedmodel_url.rstrip("/") + "/", str(local) + "/", recursive=True)
-            return save_to_bento_store(str(local), name=DEFAULT_MODEL_NAME, metadata=metadata, labels=labels)
+            return save_to_bento_store(str(local), name=self.model_name, metadata=metadata, labels=labels)
 
     def savedmodel_dir(self, tag: str) -> str:
         """Local path of the SavedModel stored under ``tag``."""
@@ -47,7 +49,7 @@ class ModelStoreResource(dg.ConfigurableResource):
         self._use_home()
         from serving.bento_store import list_versions
 
-        return list_versions()
+        return list_versions(self.model_name)
 
     def pin(self, tag: str) -> None:
         """Make ``tag`` the model that ``make serve`` serves."""

@@ -1,26 +1,51 @@
 """Pipeline-wide knobs as Dagster resources: which source, windows, thresholds."""
 
 import dataclasses
+from typing import Any
 
 import dagster as dg
 
+from reclake.feature_spec import FeatureSpec, load_feature_spec
 from reclake.settings import SyntheticSettings
+from sources.synthetic import SOURCE_NAME as SYNTHETIC_SOURCE
 
 
 class PipelineResource(dg.ConfigurableResource):
     """Deployment-wide choices the assets share (defaults live in ``reclake.settings``).
 
     Attributes:
-        source: the landing source ingested (``synthetic``; real sources come next).
+        source: the source ingested: ``synthetic`` or a real format of ``sources.formats``.
+        source_path: a real source's file or folder (None for the synthetic source).
+        source_options: keyword options of the real source's reader.
+        feature_spec_path: the feature spec YAML; None: the source's packaged spec.
+        downloads_dir: where downloads of real sources are cached.
+        data_docs_dir: local folder of the Great Expectations Data Docs site.
+        ranker_config: the zoo model config of the ranker (a name in ``models/configs``
+            or a YAML path).
         training_window_days: newest days used per model; the newest is held out.
         drift_reference_days: days before a partition that form its drift reference.
         quarantine_max_share: the blocking check on ``raw_events`` fails above this share.
     """
 
     source: str
+    source_path: str | None = None
+    source_options: dict[str, Any] = {}
+    feature_spec_path: str | None = None
+    downloads_dir: str
+    data_docs_dir: str
+    ranker_config: str = "dcn_v2_stacked"
     training_window_days: int
     drift_reference_days: int
     quarantine_max_share: float
+
+
+    def feature_spec(self) -> FeatureSpec:
+        """The source's feature spec (what bronze keeps, what dbt computes, what models use)."""
+        return load_feature_spec(self.feature_spec_path or self.source)
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == SYNTHETIC_SOURCE
 
 
 class SyntheticSourceResource(dg.ConfigurableResource):

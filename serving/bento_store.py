@@ -12,13 +12,12 @@ from typing import Any
 
 import bentoml
 
-DEFAULT_MODEL_NAME = "reclake_recommender"
 SAVEDMODEL_SUBDIR = "savedmodel"
 
 
 def save_to_bento_store(
     savedmodel_dir: str | os.PathLike[str],
-    name: str = DEFAULT_MODEL_NAME,
+    name: str,
     metadata: dict[str, Any] | None = None,
     labels: dict[str, str] | None = None,
     version: str | None = None,
@@ -59,7 +58,7 @@ def savedmodel_path(tag: str) -> str:
     return bentoml.models.get(tag).path_of(SAVEDMODEL_SUBDIR)
 
 
-def list_versions(name: str = DEFAULT_MODEL_NAME) -> list[dict[str, Any]]:
+def list_versions(name: str) -> list[dict[str, Any]]:
     """Every stored version of a model, newest first: tag, creation time, labels, metadata."""
     models = [model for model in bentoml.models.list() if model.tag.name == name]
     models.sort(key=lambda model: model.creation_time, reverse=True)

@@ -6,12 +6,16 @@ training recorded); ``latest`` is refused so a deployment never changes model si
 
 Endpoints (JSON, all ``POST``):
 
-- ``/recommend`` ``{"user_id", "top_k"=10, "device"="mobile", "hour_of_day"=now (UTC)}``
-  -> ``{"user_id", "items": [{"item_id", "score", "rank"}], "fallback", "model_version"}``;
+- ``/recommend`` ``{"user_id", "k"=10, "context": {<context columns>}}`` ->
+  ``{"user_id", "items": [{"item_id", "score", "rank"}], "fallback", "model_version"}``;
   users unknown to the model get the popularity list with ``"fallback": "popularity"``.
-- ``/predict`` ``{"rows": [{"user_id", "item_id", "device", "slot_position",
-  "hour_of_day"}]}`` -> ``{"pctr": [...], "model_version"}``.
-- ``/model_info`` -> tag, version, training window and offline metrics.
+  Only for sources with user and item ids; ``hour_of_day`` / ``day_of_week`` default
+  to the request time (UTC).
+- ``/predict`` ``{"rows": [{<ids and context columns>}]}`` -> ``{"scores": [...],
+  "score_kind", "model_version"}``: pCTR for click sources, the predicted rating for
+  rating sources.
+- ``/model_info`` -> tag, version, source, inputs of each endpoint, training window
+  and offline metrics.
 
 BentoML also serves ``GET /readyz`` and ``GET /livez``. Invalid bodies get a 400 that
 names the offending field.
@@ -27,6 +31,7 @@ from datetime import UTC, datetime  # noqa: E402
 
 import bentoml  # noqa: E402
 import pandas as pd  # noqa: E402
+from bentoml.exceptions import InvalidArgument  # noqa: E402
 
 from models.export import load_recommender  # noqa: E402
 from serving.bento_store import SAVEDMODEL_SUBDIR  # noqa: E402
@@ -37,6 +42,9 @@ from serving.schemas import (  # noqa: E402
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
+    RowValidator,
+    context_fields,
+    fill_derived_context,
 )
 
 MODEL_TAG_ENV = "RECLAKE_BENTO_MODEL_TAG"
@@ -53,7 +61,7 @@ def model_tag_from_env() -> str:
     if not value:
         raise RuntimeError(
             f"{MODEL_TAG_ENV} is not set: set it to the bento model tag that training recorded, "
-            "e.g. reclake_recommender:<version>"
+            "e.g. reclake_synthetic:<version>"
         )
     try:
         tag = bentoml.Tag.from_str(value)
@@ -69,20 +77,35 @@ def model_tag_from_env() -> str:
 
 @bentoml.service(name="reclake_recommender", traffic={"timeout": 30})
 class RecommenderService:
-    """Recommendations and pCTR predictions from one pinned recommender model."""
+    """Recommendations and scores from one pinned model; inputs follow its feature spec."""
 
     bento_model = bentoml.models.BentoModel(model_tag_from_env())
 
     def __init__(self) -> None:
         self.recommender = load_recommender(self.bento_model.path_of(SAVEDMODEL_SUBDIR))
+        inputs = self.recommender.metadata["inputs"]
+        spec = self.recommender.spec
+        self.predict_rows = RowValidator(spec, inputs["predict"])
+        self.context = RowValidator(spec, context_fields(spec, inputs["recommend"])) if "recommend" in inputs else None
+        label = self.recommender.metadata["label"]
+        self.score_kind = "probability" if label["kind"] == "binary" else label["column"]
 
     @bentoml.api(route="/recommend")
     def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
-        """Top-k items for one user, re-ranked by pCTR (popularity for unknown users)."""
-        hour = request.hour_of_day if request.hour_of_day is not None else datetime.now(UTC).hour
-        (recommendation,) = self.recommender.recommend(
-            [request.user_id], top_k=request.top_k, hour_of_day=hour, device=request.device
-        )
+        """Top-k items for one user, re-ranked by the ranker (popularity for unknown users)."""
+        if self.context is None:
+            raise InvalidArgument(
+                f"the {self.recommender.spec.source} model cannot recommend: the source has no user and item ids; "
+                "use /predict"
+            )
+        if request.k > self.recommender.item_count:
+            raise InvalidArgument(f"k: at most {self.recommender.item_count} (the indexed items), got {request.k}")
+        now = datetime.now(UTC)
+        try:
+            (context,) = self.context.validate([fill_derived_context(request.context, now.hour, now.weekday())], "context")
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
+        (recommendation,) = self.recommender.recommend([request.user_id], request.k, pd.DataFrame([context]))
         return RecommendResponse(
             user_id=recommendation.user_id,
             items=[
@@ -95,22 +118,28 @@ class RecommenderService:
 
     @bentoml.api(route="/predict")
     def predict(self, request: PredictRequest, /) -> PredictResponse:
-        """pCTR for each (user, item, device, slot_position, hour_of_day) row."""
-        rows = pd.DataFrame([row.model_dump() for row in request.rows])
+        """The ranker's score for each row of request features."""
+        try:
+            rows = self.predict_rows.validate(request.rows, "rows")
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
         return PredictResponse(
-            pctr=[float(p) for p in self.recommender.predict(rows)],
+            scores=[float(p) for p in self.recommender.predict(pd.DataFrame(rows))],
+            score_kind=self.score_kind,
             model_version=self.recommender.model_version,
         )
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> ModelInfoResponse:
-        """Which model is served: bento tag, model version, training window, metrics."""
+        """Which model is served: bento tag, version, source, inputs, training window, metrics."""
         metadata = self.recommender.metadata
         return ModelInfoResponse(
             bento_model_tag=str(self.bento_model.tag),
             model_version=self.recommender.model_version,
+            source=metadata["source"],
             trained_on=[str(day) for day in metadata["trained_on"]],
             evaluated_on=str(metadata["evaluated_on"]),
-            candidate_count=self.recommender.candidate_count,
+            item_count=self.recommender.item_count,
+            inputs=metadata["inputs"],
             metrics=metadata["metrics"],
         )

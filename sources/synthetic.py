@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from reclake.contract import DEVICES
+from reclake.feature_spec import load_feature_spec
 from reclake.settings import SyntheticSettings
 
 N_SEGMENTS = 4
@@ -29,6 +29,8 @@ N_CATEGORIES = 12
 N_FACTORS = 8
 MAX_SLOT_POSITION = 5
 SOURCE_NAME = "synthetic"
+# Devices as the synthetic feature spec allows them (the one list).
+DEVICES: tuple[str, ...] = tuple(load_feature_spec(SOURCE_NAME).column("device").values)
 
 # Share of traffic by hour of day (UTC): quiet nights, an evening peak.
 _HOURLY_TRAFFIC = np.array(

@@ -11,21 +11,29 @@ import pandas as pd
 import pytest
 import toy_examples
 
-from models.export import MAX_CANDIDATES, METADATA_FILE, SEEN_SCORE, export_recommender, load_recommender
-from models.features import REQUEST_FEATURES, feature_arrays
+from models.export import METADATA_FILE, SEEN_SCORE, export_recommender, load_recommender
+from models.features import feature_arrays
 from models.popularity import popular_items
-from models.ranking import RankingConfig, predict_pctr
 from models.retrieval import RetrievalConfig
-from models.training import split_by_day, train_ranking, train_retrieval
+from models.training import split_by_day, train_retrieval
+from models.zoo.registry import predict_values, train_model
+from reclake.feature_spec import load_feature_spec
 
+SPEC = toy_examples.SPEC
 DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
-N_ITEMS = 120  # more than MAX_CANDIDATES, so retrieval has to choose
+N_ITEMS = 120  # more than the 100 candidates recommend re-ranks, so retrieval has to choose
 METADATA = {
     "model_version": "test-v1",
     "trained_on": [DAYS[0], DAYS[1]],
     "evaluated_on": DAYS[2],
     "metrics": {"auc": 0.7, "recall_at_k": 0.3},
 }
+RANKER = {
+    "type": "dcn_v2",
+    "model": {"embedding_dim": 8, "deep_units": [32]},
+    "training": {"batch_size": 128, "learning_rate": 0.005, "epochs": 2, "early_stopping_patience": None},
+}
+CONTEXT = {"device": "desktop", "slot_position": 1, "hour_of_day": 9, "day_of_week": 2}
 
 # Runs in a separate interpreter with plain TensorFlow: no `models` package, no
 # tensorflow-recommenders, no TF_USE_LEGACY_KERAS. Reads a request on stdin.
@@ -37,21 +45,18 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     request = json.load(sys.stdin)
     signatures = tf.saved_model.load(sys.argv[1]).signatures
     rows = request["rows"]
-    pctr = signatures["predict"](
-        user_id=tf.constant(rows["user_id"]),
-        item_id=tf.constant(rows["item_id"]),
-        device=tf.constant(rows["device"]),
-        slot_position=tf.constant(rows["slot_position"], tf.int64),
-        hour_of_day=tf.constant(rows["hour_of_day"], tf.int64),
-    )["pctr"]
+    dtypes = {"string": tf.string, "int": tf.int64, "float": tf.float32}
+    score = signatures["predict"](
+        **{name: tf.constant(rows[name], dtypes[dtype]) for name, dtype in request["predict_inputs"].items()}
+    )["score"]
     users = request["users"]
-    recommended = signatures["recommend"](
-        user_id=tf.constant(users),
-        hour_of_day=tf.constant([request["hour_of_day"]] * len(users), tf.int64),
-        device=tf.constant([request["device"]] * len(users)),
-    )
+    recommend_inputs = request["recommend_inputs"]
+    context = {
+        name: tf.constant([value] * len(users), dtypes[recommend_inputs[name]]) for name, value in request["context"].items()
+    }
+    recommended = signatures["recommend"](user_id=tf.constant(users), k=tf.constant(100), **context)
     print(json.dumps({
-        "pctr": pctr.numpy().tolist(),
+        "score": score.numpy().tolist(),
         "item_ids": [[i.decode() for i in row] for row in recommended["item_ids"].numpy()],
         "scores": recommended["scores"].numpy().tolist(),
         "known_user": recommended["known_user"].numpy().tolist(),
@@ -71,19 +76,9 @@ def data():
 @pytest.fixture(scope="module")
 def trained(data):
     train, _, _, _ = data
-    ranking = train_ranking(train, RankingConfig(batch_size=128, learning_rate=0.005, epochs=2)).model
-    retrieval = train_retrieval(train, RetrievalConfig(batch_size=128, epochs=3)).model
+    ranking = train_model(RANKER, train, feature_spec=SPEC).model
+    retrieval = train_retrieval(train, SPEC, RetrievalConfig(batch_size=128, epochs=3)).model
     return ranking, retrieval
-
-
-@pytest.fixture(scope="module")
-def exported(data, trained, tmp_path_factory):
-    train, _, users, items = data
-    ranking, retrieval = trained
-    path = tmp_path_factory.mktemp("export") / "savedmodel"
-    return export_recommender(
-        ranking, retrieval, users, items, popular_items(train, 20), METADATA, path, seen_items=seen_pairs(train)
-    )
 
 
 def seen_pairs(train: pd.DataFrame) -> pd.DataFrame:
@@ -91,21 +86,44 @@ def seen_pairs(train: pd.DataFrame) -> pd.DataFrame:
     return train.loc[train["clicked"] == 1, ["user_id", "item_id"]].drop_duplicates()
 
 
+def export(trained, data, path, **changes):
+    ranking, retrieval = trained
+    train, _, users, items = data
+    arguments = {
+        "user_features": users, "item_features": items, "metadata": METADATA, "path": path,
+        "retrieval_model": retrieval, "popular_items": popular_items(train, 20), "seen_items": seen_pairs(train),
+    }  # fmt: skip
+    arguments.update(changes)
+    return export_recommender(ranking, **arguments)
+
+
+@pytest.fixture(scope="module")
+def exported(data, trained, tmp_path_factory):
+    return export(trained, data, tmp_path_factory.mktemp("export") / "savedmodel")
+
+
 @pytest.fixture(scope="module")
 def recommender(exported):
     return load_recommender(exported)
 
 
-def test_metadata_file_follows_the_contract(exported, data):
+def context_rows(n: int, **changes) -> pd.DataFrame:
+    return pd.DataFrame([{**CONTEXT, **changes}] * n)
+
+
+def test_metadata_file_documents_the_model_and_its_inputs(exported, data):
     train, _, _, _ = data
     with open(os.path.join(exported, METADATA_FILE), encoding="utf-8") as handle:
         document = json.load(handle)
-    assert set(document) == {
-        "model_version", "trained_on", "evaluated_on", "metrics", "popular_items", "candidate_count"
-    }
-    assert document["model_version"] == "test-v1"
+    assert document["model_version"] == "test-v1" and document["source"] == "synthetic"
     assert document["trained_on"] == [DAYS[0], DAYS[1]]
-    assert document["candidate_count"] == min(MAX_CANDIDATES, N_ITEMS) == 100
+    assert document["item_count"] == N_ITEMS
+    assert document["label"] == {"column": "clicked", "kind": "binary"}
+    assert document["inputs"]["predict"] == {
+        "user_id": "string", "item_id": "string", "device": "string", "slot_position": "int",
+        "hour_of_day": "int", "day_of_week": "int",
+    }  # fmt: skip
+    assert document["inputs"]["recommend"]["k"] == "int"
     assert document["popular_items"] == [[item, score] for item, score in popular_items(train, 20)]
 
 
@@ -114,8 +132,8 @@ def test_predict_reproduces_training_features(recommender, trained, data):
     _, test, _, _ = data
     ranking, _ = trained
     rows = test.head(300)
-    expected = predict_pctr(ranking, feature_arrays(rows))
-    served = recommender.predict(rows[list(REQUEST_FEATURES)])
+    expected = predict_values(ranking, feature_arrays(rows, SPEC))
+    served = recommender.predict(rows[list(SPEC.request_features)])
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7)
 
 
@@ -124,20 +142,22 @@ def test_rank_scores_full_feature_rows_like_the_trained_model(recommender, train
     _, test, _, _ = data
     ranking, _ = trained
     rows = test.head(300)
-    np.testing.assert_allclose(recommender.rank(rows), predict_pctr(ranking, feature_arrays(rows)), rtol=1e-5, atol=1e-7)
+    expected = predict_values(ranking, feature_arrays(rows, SPEC))
+    np.testing.assert_allclose(recommender.rank(rows), expected, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="empty"):
         recommender.rank(rows.head(0))
 
 
 def test_fresh_process_gives_identical_scores(exported, recommender, data):
     _, test, _, _ = data
-    rows = test.head(50)[list(REQUEST_FEATURES)]
+    rows = test.head(50)[list(SPEC.request_features)]
     users = ["u0003", "never_seen", "u0010"]
     request = {
-        "rows": {name: rows[name].tolist() for name in REQUEST_FEATURES},
+        "rows": {name: rows[name].tolist() for name in SPEC.request_features},
+        "predict_inputs": recommender.metadata["inputs"]["predict"],
+        "recommend_inputs": recommender.metadata["inputs"]["recommend"],
         "users": users,
-        "hour_of_day": 9,
-        "device": "desktop",
+        "context": CONTEXT,
     }
     env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
     result = subprocess.run(
@@ -147,81 +167,102 @@ def test_fresh_process_gives_identical_scores(exported, recommender, data):
     assert result.returncode == 0, result.stderr[-3000:]
     fresh = json.loads(result.stdout.strip().splitlines()[-1])
 
-    assert fresh["pctr"] == recommender.predict(rows).tolist()
+    assert fresh["score"] == recommender.predict(rows).tolist()
     assert fresh["known_user"] == [True, False, True]
-    in_process = recommender.recommend(users, top_k=100, hour_of_day=9, device="desktop")
+    in_process = recommender.recommend(users, 100, context_rows(3))
     for position in (0, 2):
         # The signature ranks seen items last with SEEN_SCORE; the Python side drops them.
-        unseen = [(i, s) for i, s in zip(fresh["item_ids"][position], fresh["scores"][position], strict=True) if s != SEEN_SCORE]
+        pairs = zip(fresh["item_ids"][position], fresh["scores"][position], strict=True)
+        unseen = [(i, s) for i, s in pairs if s > SEEN_SCORE]
         assert [i for i, _ in unseen] == [item.item_id for item in in_process[position].items]
         assert [s for _, s in unseen] == [item.score for item in in_process[position].items]
         assert fresh["scores"][position][len(unseen):] == [SEEN_SCORE] * (100 - len(unseen))
 
 
-def test_recommend_sorts_by_pctr_at_slot_one(recommender):
-    (result,) = recommender.recommend(["u0007"], top_k=15, hour_of_day=20, device="tablet")
+def test_recommend_sorts_by_the_ranker_in_the_request_context(recommender):
+    (result,) = recommender.recommend(["u0007"], 15, context_rows(1, device="tablet", hour_of_day=20))
     assert result.fallback is None
     assert len(result.items) == 15
     scores = [item.score for item in result.items]
     assert scores == sorted(scores, reverse=True)
-    rows = {
-        "user_id": ["u0007"] * 15,
-        "item_id": [item.item_id for item in result.items],
-        "device": ["tablet"] * 15,
-        "slot_position": [1] * 15,
-        "hour_of_day": [20] * 15,
-    }
-    np.testing.assert_allclose(recommender.predict(pd.DataFrame(rows)), scores, rtol=1e-5)
+    rows = context_rows(15, device="tablet", hour_of_day=20).assign(
+        user_id="u0007", item_id=[item.item_id for item in result.items]
+    )
+    np.testing.assert_allclose(recommender.predict(rows), scores, rtol=1e-5)
+
+
+def test_k_is_chosen_per_request_up_to_the_indexed_items(recommender):
+    for k in (1, 7, N_ITEMS):
+        ids, scores = recommender.retrieve(["u0001"], k)
+        assert ids.shape == scores.shape == (1, k)
+        assert np.all(np.diff(scores, axis=1) <= 0)
+    assert len(recommender.recommend(["never_seen"], 3, context_rows(1))[0].items) == 3
+    with pytest.raises(ValueError, match=f"k must be between 1 and {N_ITEMS}"):
+        recommender.recommend(["u0001"], N_ITEMS + 1, context_rows(1))
 
 
 def test_recommend_reranks_the_unseen_retrieved_candidates(recommender, data):
     train, _, _, _ = data
     seen = seen_pairs(train).groupby("user_id")["item_id"].agg(set)
-    retrieved_ids, retrieved_scores = recommender.retrieve(["u0001", "u0002"])
-    assert retrieved_ids.shape == retrieved_scores.shape == (2, 100)
-    assert np.all(np.diff(retrieved_scores, axis=1) <= 0)
-    recommended = recommender.recommend(["u0001", "u0002"], top_k=100, hour_of_day=8, device="mobile")
+    retrieved_ids, _ = recommender.retrieve(["u0001", "u0002"], 100)
+    recommended = recommender.recommend(["u0001", "u0002"], 100, context_rows(2, device="mobile"))
     for user, row, result in zip(["u0001", "u0002"], retrieved_ids, recommended, strict=True):
         assert seen[user] & set(row), "the fixture should retrieve some already-clicked items"
         assert {item.item_id for item in result.items} == set(row) - seen[user]
-        assert all(item.score >= 0 for item in result.items)
+        assert all(0 <= item.score <= 1 for item in result.items)
 
 
 def test_unknown_user_gets_the_popularity_fallback(recommender, data):
     train, _, _, _ = data
-    unknown, known = recommender.recommend(["never_seen", "u0001"], top_k=5, hour_of_day=0, device="mobile")
+    unknown, known = recommender.recommend(["never_seen", "u0001"], 5, context_rows(2))
     assert unknown.fallback == "popularity"
     assert [(item.item_id, item.score) for item in unknown.items] == popular_items(train, 5)
     assert known.fallback is None
 
 
-def test_loaded_recommender_rejects_bad_requests(recommender, data):
+def test_loaded_recommender_rejects_values_the_spec_does_not_allow(recommender, data):
     _, test, _, _ = data
-    with pytest.raises(ValueError, match="device must be one of"):
+    with pytest.raises(ValueError, match="device must be in \\['mobile', 'desktop', 'tablet'\\]; got \\['phone'\\]"):
         recommender.predict(test.head(2).assign(device="phone"))
-    with pytest.raises(ValueError, match="slot_position must be one of"):
+    with pytest.raises(ValueError, match="slot_position must be in"):
         recommender.predict(test.head(2).assign(slot_position=11))
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
-        recommender.recommend(["u0001"], top_k=0, hour_of_day=1, device="mobile")
-    with pytest.raises(ValueError, match="hour_of_day must be one of"):
-        recommender.recommend(["u0001"], top_k=3, hour_of_day=24, device="mobile")
+    with pytest.raises(ValueError, match="missing column"):
+        recommender.recommend(["u0001"], 3, context_rows(1).drop(columns=["device"]))
+
+
+def test_a_source_without_ids_exports_predict_and_rank_only(tmp_path):
+    criteo = load_feature_spec("criteo")
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({f"i{n}": rng.integers(0, 50, 400) for n in range(1, 14)})
+    for n in range(1, 27):
+        rows[f"c{n}"] = [f"{v:08x}" for v in rng.integers(0, 20, 400)]
+    rows["clicked"] = (rng.random(400) < 0.3).astype(int)
+    ranking = train_model({**RANKER, "type": "deepfm", "model": {"embedding_dim": 4}}, rows, feature_spec=criteo).model
+    path = export_recommender(ranking, None, None, METADATA, tmp_path / "criteo")
+    loaded = load_recommender(path)
+    assert set(loaded.metadata["inputs"]) == {"predict", "rank"} and not loaded.can_recommend
+    np.testing.assert_allclose(loaded.predict(rows.head(20)), predict_values(ranking, feature_arrays(rows.head(20), criteo)), rtol=1e-5)
+    with pytest.raises(ValueError, match="no retrieval"):
+        loaded.recommend(["u1"], 3, rows.head(1))
 
 
 class TestExportErrors:
     def test_non_empty_directory(self, data, trained, tmp_path):
-        train, _, users, items = data
         (tmp_path / "stale.txt").write_text("old")
         with pytest.raises(FileExistsError, match="not empty"):
-            export_recommender(*trained, users, items, popular_items(train), METADATA, tmp_path)
+            export(trained, data, tmp_path)
 
     def test_missing_metadata_key(self, data, trained, tmp_path):
-        train, _, users, items = data
         metadata = {k: v for k, v in METADATA.items() if k != "evaluated_on"}
         with pytest.raises(ValueError, match=r"missing \['evaluated_on'\]"):
-            export_recommender(*trained, users, items, popular_items(train), metadata, tmp_path / "m")
+            export(trained, data, tmp_path / "m", metadata=metadata)
 
-    def test_duplicate_item_ids(self, data, trained, tmp_path):
-        train, _, users, items = data
-        doubled = items.assign(item_id=items["item_id"].where(items.index != 1, items["item_id"].iloc[0]))
-        with pytest.raises(ValueError, match="duplicate item_ids"):
-            export_recommender(*trained, users, doubled, popular_items(train), METADATA, tmp_path / "m")
+    def test_duplicate_user_ids(self, data, trained, tmp_path):
+        _, _, users, _ = data
+        doubled = users.assign(user_id=users["user_id"].where(users.index != 1, users["user_id"].iloc[0]))
+        with pytest.raises(ValueError, match="duplicate user_ids"):
+            export(trained, data, tmp_path / "m", user_features=doubled)
+
+    def test_retrieval_is_required_for_a_source_with_ids(self, data, trained, tmp_path):
+        with pytest.raises(ValueError, match="pass retrieval_model and popular_items"):
+            export(trained, data, tmp_path / "m", retrieval_model=None)

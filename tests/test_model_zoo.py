@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf_keras as keras
 from conftest import free_port
 
-from models.features import FeatureVocabularies, feature_arrays
+from models.features import FittedFeatures
 from models.zoo import MODEL_TYPES, build_model, evaluate_model, load_spec, predict_tasks, train_model
 from models.zoo.config import CONFIG_DIR
 from models.zoo.distribution import choose_strategy, mixed_precision_policy, parse_tf_config
@@ -32,6 +32,7 @@ from models.zoo.layers import (
 from models.zoo.multitask import ESMM, MMoE
 from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
 from models.zoo.registry import MODEL_CONFIG_FILE, load_checkpoint, training_labels
+from reclake.feature_spec import load_feature_spec
 from reclake.settings import SyntheticSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +48,14 @@ CONFIG_CLASSES = {
 }
 DAYS = (dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3))
 SETTINGS = SyntheticSettings(events_per_day=4000, n_users=300, n_items=100, seed=7)
-# docs/data-contracts.md, `training_examples`.
-TRAINING_EXAMPLES_COLUMNS = [
-    "event_id", "event_date", "event_ts", "user_id", "item_id", "user_segment", "device", "slot_position",
-    "category", "price", "hour_of_day", "day_of_week", "user_impressions_7d", "user_clicks_7d", "user_ctr_7d",
-    "item_impressions_7d", "item_clicks_7d", "item_ctr_7d", "clicked", "converted",
-]  # fmt: skip
+SPEC = load_feature_spec("synthetic")
+
+
+def feature_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Model inputs of the synthetic spec."""
+    from models.features import feature_arrays as spec_arrays
+
+    return spec_arrays(frame, SPEC)
 # Tiny-data settings on top of the bundled configs. With ~100 steps, FM (whose logit
 # starts near 0, far from the ~4% CTR) and the sparse FTRL model need larger steps.
 TEST_TRAINING = {"epochs": 3, "batch_size": 256}
@@ -85,8 +88,8 @@ def split(examples):
 
 
 @pytest.fixture(scope="module")
-def vocabularies(split) -> FeatureVocabularies:
-    return FeatureVocabularies.from_frame(split[0], min_count=2)
+def fitted(split) -> FittedFeatures:
+    return FittedFeatures.fit(SPEC, split[0])
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +117,9 @@ def trained(split, checkpoint_dir):
         if name not in results:
             if name == EARLY_STOPPED:
                 spec = tiny_spec(name, **EARLY_STOPPING)
-                results[name] = train_model(spec, train, test, checkpoint_dir=checkpoint_dir)
+                results[name] = train_model(spec, train, test, feature_spec=SPEC, checkpoint_dir=checkpoint_dir)
             else:
-                results[name] = train_model(tiny_spec(name), train)
+                results[name] = train_model(tiny_spec(name), train, feature_spec=SPEC)
         return results[name]
 
     return get
@@ -128,6 +131,7 @@ WORKER_CODE = textwrap.dedent(
     from models.zoo import train_model
     from models.zoo.distribution import choose_strategy
     from models.zoo.examples import synthetic_training_examples
+    from reclake.feature_spec import load_feature_spec
     from reclake.settings import SyntheticSettings
     import tensorflow as tf
 
@@ -139,7 +143,7 @@ WORKER_CODE = textwrap.dedent(
         "model": {"num_bins": 4096, "features": ["user_id", "item_id"], "crosses": [["device", "category"]]},
         "training": {"optimizer": "ftrl", "learning_rate": 0.1, "batch_size": 64, "epochs": 2},
     }
-    result = train_model(config, frame)
+    result = train_model(config, frame, feature_spec=load_feature_spec("synthetic"))
     strategy = choose_strategy()
     print(json.dumps({
         "multi_worker": isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
@@ -201,15 +205,15 @@ def worker_cluster(request):
 
 
 class TestSyntheticExamples:
-    def test_frame_has_the_contract_columns_and_the_truth(self, examples):
-        assert list(examples.columns) == TRAINING_EXAMPLES_COLUMNS + ["true_pctr", "true_pcvr"]
+    def test_frame_has_the_spec_columns_and_the_truth(self, examples):
+        assert set(SPEC.model_feature_names) | {"clicked", "converted", "label", "is_positive"} <= set(examples.columns)
+        assert {"true_pctr", "true_pcvr"} <= set(examples.columns)
         assert examples["event_ts"].is_monotonic_increasing
         assert (examples["converted"] <= examples["clicked"]).all()
 
-    @pytest.mark.parametrize("lookback_days", [7, 1])
+    @pytest.mark.parametrize("lookback_days", SPEC.aggregates.windows_days)
     def test_trailing_aggregates_count_earlier_events_in_the_window(self, lookback_days, examples):
-        if lookback_days != 7:
-            examples = synthetic_training_examples(SETTINGS, DAYS, lookback_days=lookback_days)
+        prior, weight = SPEC.aggregates.rate_prior, SPEC.aggregates.rate_prior_weight
         for _, row in examples.sample(25, random_state=0).iterrows():
             for key, prefix in (("user_id", "user"), ("item_id", "item")):
                 same_key = examples[examples[key] == row[key]]
@@ -218,9 +222,10 @@ class TestSyntheticExamples:
                     & (same_key["event_ts"] >= row["event_ts"] - pd.Timedelta(days=lookback_days))
                 ]
                 clicks = before["clicked"].sum()
-                assert row[f"{prefix}_impressions_7d"] == len(before)
-                assert row[f"{prefix}_clicks_7d"] == clicks
-                assert row[f"{prefix}_ctr_7d"] == pytest.approx((clicks + 0.05 * 20) / (len(before) + 20))
+                assert row[f"{prefix}_events_{lookback_days}d"] == len(before)
+                assert row[f"{prefix}_positives_{lookback_days}d"] == clicks
+                rate = row[f"{prefix}_positive_rate_{lookback_days}d"]
+                assert rate == pytest.approx((clicks + prior * weight) / (len(before) + weight))
 
 
 class TestConfigs:
@@ -228,8 +233,8 @@ class TestConfigs:
         assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) == sorted(CONFIG_NAMES)
 
     @pytest.mark.parametrize("name", CONFIG_NAMES)
-    def test_every_config_builds_its_model_and_its_config_round_trips(self, name, vocabularies, batch):
-        model = build_model(name, vocabularies)
+    def test_every_config_builds_its_model_and_its_config_round_trips(self, name, fitted, batch):
+        model = build_model(name, fitted)
         assert type(model) is CONFIG_CLASSES[name]
         outputs = model(batch)
         probabilities = outputs["pctcvr"] if model.multitask else outputs
@@ -249,7 +254,9 @@ class TestConfigs:
 
     def test_dcn_v2_structures(self, trained):
         stacked, parallel = trained("dcn_v2_stacked").model, trained("dcn_v2_parallel").model
-        encoded_width = 7 * 8 + 5  # 7 categorical fields x embedding_dim 8 + 5 numeric features
+        # Synthetic spec: 6 embedded columns + 1 cross, x embedding_dim 8; 13 normalized
+        # columns (price, 12 aggregates) + 2 cyclical ones as (sin, cos).
+        encoded_width = 7 * 8 + 13 + 2 * 2
         # Stacked: the logit reads the MLP's last layer; parallel: cross output ++ MLP output.
         assert stacked.logit.kernel.shape == (32, 1)
         assert parallel.logit.kernel.shape == (encoded_width + 32, 1)
@@ -278,9 +285,9 @@ class TestConfigs:
             ({"type": "fm", "training": {"optimizer_options": {"momentum": 0.9}}}, r"do not fit the adam optimiser"),
         ],
     )
-    def test_bad_configs_name_the_problem(self, config, message, vocabularies):
+    def test_bad_configs_name_the_problem(self, config, message, fitted):
         with pytest.raises(ValueError, match=message):
-            build_model(config, vocabularies)
+            build_model(config, fitted)
 
     def test_unknown_config_name_lists_the_bundled_ones(self):
         with pytest.raises(FileNotFoundError, match=r"no model config named 'xgboost'.*'deepfm'"):
@@ -324,11 +331,21 @@ class TestTraining:
         with pytest.raises(FileNotFoundError, match=r"no checkpoint epoch-099 .*available: \['epoch-001'"):
             load_checkpoint(checkpoint_dir, 99)
 
-    def test_conversion_without_click_is_rejected(self, split, vocabularies):
+    def test_conversion_without_click_is_rejected(self, split, fitted):
         bad = split[0].head(100).copy()
         bad.loc[bad.index[0], ["clicked", "converted"]] = [0, 1]
         with pytest.raises(ValueError, match="converted = 1 on impressions with clicked = 0"):
-            training_labels(bad, load_spec("esmm"))
+            training_labels(bad, load_spec("esmm"), fitted)
+
+    def test_a_multitask_model_needs_click_and_conversion_labels(self):
+        movielens = load_feature_spec("movielens")
+        frame = pd.DataFrame({"user_id": ["1", "1"], "item_id": ["2", "2"], "rating": [4.0, 5.0], "age": [30, 40],
+                              "gender": ["F", "M"], "occupation": ["x", "y"], "zip_code": ["1", "2"], "year": [1990, 1991],
+                              "genres": ["Drama", "Drama"], "hour_of_day": [1, 2], "day_of_week": [0, 1]})  # fmt: skip
+        for name in movielens.aggregate_features:
+            frame[name.name] = 0.0
+        with pytest.raises(ValueError, match="a multi-task model needs the labels \\['clicked', 'converted'\\]"):
+            build_model("esmm", FittedFeatures.fit(movielens, frame))
 
 
 class TestFactorizationMachine:
@@ -358,7 +375,7 @@ class TestMultiTask:
         model, spec = trained("esmm").model, trained("esmm").spec
         unclicked = split[0][split[0]["clicked"] == 0].head(64)
         features = {name: tf.constant(values) for name, values in feature_arrays(unclicked).items()}
-        labels = tf.nest.map_structure(tf.constant, training_labels(unclicked, spec))
+        labels = tf.nest.map_structure(tf.constant, training_labels(unclicked, spec, trained("esmm").model.fitted))
         with tf.GradientTape() as tape:
             loss = model.compute_loss(features, labels, model(features, training=True))
         cvr_variables = model.cvr_tower.trainable_variables + model.cvr_logit.trainable_variables

@@ -1,50 +1,29 @@
-"""Tests for monitoring/: real Evidently drift reports, calibration maths, real GX validation."""
+"""Tests for monitoring/: real Evidently drift reports and calibration maths (GX: test_data_quality.py)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
+import toy_examples
 
 from monitoring.calibration import calibration_table, expected_calibration_error, predicted_to_observed_ratio
-from monitoring.data_quality import validate_training_examples
-from monitoring.drift import RECLAKE_CATEGORICAL_FEATURES, RECLAKE_NUMERICAL_FEATURES, build_drift_report
+from monitoring.drift import build_drift_report, monitored_columns
+from reclake.feature_spec import load_feature_spec
+
+NUMERICAL, CATEGORICAL = monitored_columns(toy_examples.SPEC)
 
 
 def training_examples(n: int, seed: int = 0) -> pd.DataFrame:
-    """A valid `training_examples` frame of `n` rows (contract columns and rules)."""
-    rng = np.random.default_rng(seed)
-    clicked = (rng.random(n) < 0.1).astype("int64")
-    converted = clicked * (rng.random(n) < 0.3).astype("int64")
-    event_ts = pd.Timestamp("2024-03-04") + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s")
-    user_impressions = rng.integers(0, 40, n)
-    item_impressions = rng.integers(0, 200, n)
-    user_clicks = rng.binomial(user_impressions, 0.05)
-    item_clicks = rng.binomial(item_impressions, 0.05)
-    return pd.DataFrame(
-        {
-            "event_id": [f"evt_{i:06d}" for i in range(n)],
-            "event_date": event_ts.normalize(),
-            "event_ts": event_ts,
-            "user_id": [f"user_{i:04d}" for i in rng.integers(0, 50, n)],
-            "item_id": [f"item_{i:04d}" for i in rng.integers(0, 80, n)],
-            "user_segment": rng.choice(["seg_0", "seg_1", "seg_2", "seg_3"], n),
-            "device": rng.choice(["mobile", "desktop", "tablet"], n, p=[0.3, 0.5, 0.2]),
-            "slot_position": rng.integers(1, 11, n),
-            "category": rng.choice([f"cat_{i:02d}" for i in range(5)], n),
-            "price": rng.lognormal(3.0, 0.5, n),
-            "hour_of_day": event_ts.hour.to_numpy(dtype="int64"),
-            "day_of_week": event_ts.dayofweek.to_numpy(dtype="int64"),
-            "user_impressions_7d": user_impressions,
-            "user_clicks_7d": user_clicks,
-            "user_ctr_7d": (user_clicks + 0.05 * 20) / (user_impressions + 20),
-            "item_impressions_7d": item_impressions,
-            "item_clicks_7d": item_clicks,
-            "item_ctr_7d": (item_clicks + 0.05 * 20) / (item_impressions + 20),
-            "clicked": clicked,
-            "converted": converted,
-        }
-    )
+    """A `training_examples` frame of `n` rows of the synthetic spec."""
+    return toy_examples.make_training_examples(n_rows=n, seed=seed)
+
+
+def test_monitored_columns_are_the_rankers_inputs_without_ids():
+    assert "price" in NUMERICAL and "user_positive_rate_7d" in NUMERICAL
+    assert {"user_segment", "device", "slot_position", "hour_of_day"} <= set(CATEGORICAL)
+    assert not {"user_id", "item_id"} & set(NUMERICAL + CATEGORICAL)
+    criteo_numerical, criteo_categorical = monitored_columns(load_feature_spec("criteo"))
+    assert (len(criteo_numerical), len(criteo_categorical)) == (13, 26)
 
 
 # --- drift -----------------------------------------------------------------------------
@@ -59,24 +38,24 @@ def test_drift_report_flags_the_shifted_columns_only(tmp_path):
     html_path = tmp_path / "reports" / "dt=2024-03-04" / "drift_report.html"
 
     summary = build_drift_report(
-        current, reference, RECLAKE_NUMERICAL_FEATURES, RECLAKE_CATEGORICAL_FEATURES, html_path
+        current, reference, NUMERICAL, CATEGORICAL, html_path
     )
 
     assert summary.drifted_columns == ["price", "device"]
-    assert summary.drifted_share == pytest.approx(2 / 10)
+    assert summary.drifted_share == pytest.approx(2 / len(NUMERICAL + CATEGORICAL))
     assert summary.dataset_drift is False
     assert (summary.current_rows, summary.reference_rows) == (400, 400)
-    assert set(summary.column_scores) == set(RECLAKE_NUMERICAL_FEATURES + RECLAKE_CATEGORICAL_FEATURES)
+    assert set(summary.column_scores) == set(NUMERICAL + CATEGORICAL)
     # Below 1,000 rows Evidently uses p-values: tiny for shifted columns, 1 for identical ones.
     assert summary.column_methods["price"] == "K-S p_value"
     assert summary.column_methods["device"] == "chi-square p_value"
     assert summary.column_scores["price"] < 1e-6
     assert summary.column_scores["device"] < 1e-6
-    assert summary.column_scores["user_ctr_7d"] == pytest.approx(1.0)
+    assert summary.column_scores["user_positive_rate_7d"] == pytest.approx(1.0)
     assert summary.column_scores["category"] == pytest.approx(1.0)
 
     html = html_path.read_text(encoding="utf-8")
-    for column in RECLAKE_NUMERICAL_FEATURES + RECLAKE_CATEGORICAL_FEATURES:
+    for column in NUMERICAL + CATEGORICAL:
         assert f'"column_name": "{column}"' in html  # the per-column drift table row
 
 
@@ -86,7 +65,7 @@ def test_drift_share_threshold_sets_dataset_drift(tmp_path):
     current["price"] = current["price"] + 50.0
 
     summary = build_drift_report(
-        current, reference, ["price", "user_ctr_7d"], ["device"], tmp_path / "r.html", drift_share=0.3
+        current, reference, ["price", "user_positive_rate_7d"], ["device"], tmp_path / "r.html", drift_share=0.3
     )
 
     assert summary.drifted_columns == ["price"]
@@ -156,64 +135,3 @@ def test_calibration_rejects_bad_input():
         calibration_table([0, 1], [0.1, 0.2], bins=0)
     with pytest.raises(ValueError, match="no positive labels"):
         predicted_to_observed_ratio([0, 0], [0.1, 0.2])
-
-
-# --- data quality (Great Expectations) -----------------------------------------------------
-
-
-def failed_checks(result) -> set[tuple[str, str | None]]:
-    return {(f["expectation_type"], f["column"]) for f in result.failed}
-
-
-def test_clean_training_examples_pass():
-    result = validate_training_examples(training_examples(300))
-
-    assert result.success is True
-    assert result.failed == []
-    assert result.evaluated == result.statistics["evaluated_expectations"] > 20
-    assert result.statistics["unsuccessful_expectations"] == 0
-
-
-def test_broken_training_examples_name_the_failed_expectations():
-    frame = training_examples(300)
-    frame.loc[1, "event_id"] = frame.loc[0, "event_id"]
-    frame.loc[2, ["clicked", "converted"]] = [2, 0]
-    frame.loc[3, "price"] = -1.5
-
-    result = validate_training_examples(frame)
-
-    assert result.success is False
-    assert failed_checks(result) == {
-        ("expect_column_values_to_be_unique", "event_id"),
-        ("expect_column_values_to_be_in_set", "clicked"),
-        ("expect_column_values_to_be_between", "price"),
-    }
-    by_column = {f["column"]: f for f in result.failed}
-    assert by_column["event_id"]["unexpected_count"] == 2  # both copies of the id
-    assert by_column["clicked"]["unexpected_sample"] == [2]
-    assert by_column["price"]["unexpected_sample"] == [-1.5]
-    assert result.statistics["unsuccessful_expectations"] == 3
-
-
-def test_conversion_without_click_and_missing_column_fail():
-    frame = training_examples(100).drop(columns=["device"])
-    no_click = frame.index[frame["clicked"] == 0][0]
-    frame.loc[no_click, "converted"] = 1
-
-    result = validate_training_examples(frame)
-
-    assert failed_checks(result) == {
-        ("expect_column_pair_values_a_to_be_greater_than_b", "clicked, converted"),
-        ("expect_column_to_exist", "device"),
-        ("expect_column_values_to_not_be_null", "device"),
-        ("expect_column_values_to_be_in_set", "device"),
-    }
-    could_not_run = {f["expectation_type"] for f in result.failed if f["exception"] is not None}
-    assert could_not_run == {"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set"}
-
-
-def test_empty_frame_fails_row_count():
-    result = validate_training_examples(training_examples(10).head(0))
-
-    assert failed_checks(result) == {("expect_table_row_count_to_be_between", None)}
-    assert result.failed[0]["observed_value"] == 0

@@ -16,9 +16,9 @@ from serving_support import running_service
 
 from models.export import export_recommender, load_recommender
 from models.popularity import popular_items
-from models.ranking import RankingConfig
 from models.retrieval import RetrievalConfig
-from models.training import train_ranking, train_retrieval
+from models.training import train_retrieval
+from models.zoo.registry import train_model
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,11 @@ METADATA = {
     "evaluated_on": "2024-01-03",
     "metrics": {"auc": 0.71, "logloss": 0.33},
 }
-PREDICT_ROW = {"user_id": "u0001", "item_id": "i0002", "device": "mobile", "slot_position": 2, "hour_of_day": 13}
+PREDICT_ROW = {
+    "user_id": "u0001", "item_id": "i0002", "device": "mobile", "slot_position": 2, "hour_of_day": 13, "day_of_week": 4,
+}  # fmt: skip
+RANKER = {"type": "dcn_v2", "model": {"embedding_dim": 4, "deep_units": [16]},
+          "training": {"batch_size": 256, "epochs": 1, "early_stopping_patience": None}}  # fmt: skip
 
 
 def _base_env(bento_home: Path) -> dict[str, str]:
@@ -47,10 +51,12 @@ def _base_env(bento_home: Path) -> dict[str, str]:
 def savedmodel(tmp_path_factory) -> Path:
     examples = toy_examples.make_training_examples(n_users=40, n_items=30, n_rows=3000)
     users, items = toy_examples.feature_tables(examples)
-    ranking = train_ranking(examples, RankingConfig(batch_size=256, epochs=1)).model
-    retrieval = train_retrieval(examples, RetrievalConfig(batch_size=128, epochs=1)).model
+    ranking = train_model(RANKER, examples, feature_spec=toy_examples.SPEC).model
+    retrieval = train_retrieval(examples, toy_examples.SPEC, RetrievalConfig(batch_size=128, epochs=1)).model
     path = tmp_path_factory.mktemp("service") / "savedmodel"
-    export_recommender(ranking, retrieval, users, items, popular_items(examples, 20), METADATA, path)
+    export_recommender(
+        ranking, users, items, METADATA, path, retrieval_model=retrieval, popular_items=popular_items(examples, 20)
+    )
     return path
 
 
@@ -66,7 +72,9 @@ def model_tag(savedmodel, bento_home) -> str:
         """
         import json, sys
         from serving.bento_store import save_to_bento_store
-        print(save_to_bento_store(sys.argv[1], metadata=json.loads(sys.argv[2]), labels={"stage": "test"}))
+        print(save_to_bento_store(
+            sys.argv[1], name="reclake_synthetic", metadata=json.loads(sys.argv[2]), labels={"stage": "test"}
+        ))
         """
     )
     result = subprocess.run(
@@ -93,7 +101,8 @@ def _post(server: str, route: str, body) -> requests.Response:
 
 
 def test_recommend_known_user(server):
-    response = _post(server, "/recommend", {"user_id": "u0001", "top_k": 7, "device": "desktop", "hour_of_day": 18})
+    body = {"user_id": "u0001", "k": 7, "context": {"device": "desktop", "slot_position": 1, "hour_of_day": 18}}
+    response = _post(server, "/recommend", body)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["user_id"] == "u0001"
@@ -105,14 +114,15 @@ def test_recommend_known_user(server):
     assert all(0 < score < 1 for score in scores)
 
 
-def test_recommend_defaults_to_ten_items(server):
-    response = _post(server, "/recommend", {"user_id": "u0002"})
+def test_recommend_defaults_to_ten_items_at_the_request_time(server):
+    response = _post(server, "/recommend", {"user_id": "u0002", "context": {"device": "mobile", "slot_position": 1}})
     assert response.status_code == 200, response.text
     assert len(response.json()["items"]) == 10
 
 
 def test_recommend_unknown_user_falls_back_to_popularity(server, savedmodel):
-    response = _post(server, "/recommend", {"user_id": "someone_new", "top_k": 3})
+    context = {"device": "mobile", "slot_position": 1}
+    response = _post(server, "/recommend", {"user_id": "someone_new", "k": 3, "context": context})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["fallback"] == "popularity"
@@ -125,8 +135,8 @@ def test_predict_serves_the_exported_model(server, savedmodel):
     response = _post(server, "/predict", {"rows": rows})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_version"] == "svc-v1"
-    assert body["pctr"] == load_recommender(savedmodel).predict(pd.DataFrame(rows)).tolist()
+    assert body["model_version"] == "svc-v1" and body["score_kind"] == "probability"
+    assert body["scores"] == load_recommender(savedmodel).predict(pd.DataFrame(rows)).tolist()
 
 
 def test_model_info(server, model_tag):
@@ -134,35 +144,50 @@ def test_model_info(server, model_tag):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["bento_model_tag"] == model_tag
-    assert body["model_version"] == "svc-v1"
+    assert body["model_version"] == "svc-v1" and body["source"] == "synthetic"
     assert body["metrics"] == METADATA["metrics"]
     assert body["trained_on"] == METADATA["trained_on"]
-    assert body["candidate_count"] == 30
+    assert body["item_count"] == 30
+    assert body["inputs"]["predict"]["slot_position"] == "int"
 
 
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [
-        ("/recommend", {"top_k": 3}, "user_id"),
-        ("/recommend", {"user_id": "u0001", "top_k": 0}, "top_k"),
-        ("/recommend", {"user_id": "u0001", "top_k": 101}, "top_k"),
-        ("/recommend", {"user_id": "u0001", "top_k": "5"}, "top_k"),
+        ("/recommend", {"k": 3}, "user_id"),
+        ("/recommend", {"user_id": "u0001", "k": 0}, "k"),
+        ("/recommend", {"user_id": "u0001", "k": 1001}, "k"),
+        ("/recommend", {"user_id": "u0001", "k": "5"}, "k"),
         ("/recommend", {"user_id": 17}, "user_id"),
-        ("/recommend", {"user_id": "u0001", "device": "phone"}, "device"),
-        ("/recommend", {"user_id": "u0001", "hour_of_day": 24}, "hour_of_day"),
         ("/recommend", {"user_id": "u0001", "topk": 5}, "topk"),
         ("/predict", {"rows": []}, "rows"),
         ("/predict", {"rows": [PREDICT_ROW] * 1001}, "rows"),
-        ("/predict", {"rows": [{**PREDICT_ROW, "slot_position": 0}]}, "slot_position"),
-        ("/predict", {"rows": [{k: v for k, v in PREDICT_ROW.items() if k != "item_id"}]}, "item_id"),
     ],
 )
-def test_invalid_body_is_a_400_naming_the_field(server, route, body, field):
+def test_invalid_envelope_is_a_400_naming_the_field(server, route, body, field):
     response = _post(server, route, body)
     assert response.status_code == 400, response.text
     error = response.json()
     assert "validation error" in error["error"]
     assert any(field in [str(part) for part in detail["loc"]] for detail in error["detail"]), error
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "message"),
+    [
+        ("/recommend", {"user_id": "u0001", "k": 31, "context": {"device": "mobile", "slot_position": 1}}, "k: at most 30"),
+        ("/recommend", {"user_id": "u0001", "context": {"device": "phone", "slot_position": 1}}, "context: device"),
+        ("/recommend", {"user_id": "u0001", "context": {"device": "mobile"}}, "context: slot_position: Field required"),
+        ("/recommend", {"user_id": "u0001", "context": {"device": "mobile", "slot_position": 1, "hour_of_day": 24}}, "hour_of_day"),
+        ("/predict", {"rows": [PREDICT_ROW, {**PREDICT_ROW, "slot_position": 0}]}, "rows[1]: slot_position"),
+        ("/predict", {"rows": [{k: v for k, v in PREDICT_ROW.items() if k != "item_id"}]}, "rows[0]: item_id: Field required"),
+        ("/predict", {"rows": [{**PREDICT_ROW, "slot_position": "2"}]}, "rows[0]: slot_position: Input should be a valid integer"),
+    ],
+)
+def test_invalid_row_is_a_400_naming_the_row_and_field(server, route, body, message):
+    response = _post(server, route, body)
+    assert response.status_code == 400, response.text
+    assert message in response.text, response.text
 
 
 def test_invalid_json_is_a_400(server):
@@ -175,15 +200,15 @@ def test_service_refuses_an_unpinned_model_tag(bento_home):
     code = textwrap.dedent(
         """
         import os
-        os.environ["RECLAKE_BENTO_MODEL_TAG"] = "reclake_recommender:abc123"
+        os.environ["RECLAKE_BENTO_MODEL_TAG"] = "reclake_synthetic:abc123"
         from serving import service
-        for value in ["", "reclake_recommender", "reclake_recommender:latest", "Not A Tag!"]:
+        for value in ["", "reclake_synthetic", "reclake_synthetic:latest", "Not A Tag!"]:
             os.environ["RECLAKE_BENTO_MODEL_TAG"] = value
             try:
                 service.model_tag_from_env()
             except RuntimeError as error:
                 print("refused:", error)
-        os.environ["RECLAKE_BENTO_MODEL_TAG"] = "reclake_recommender:abc123"
+        os.environ["RECLAKE_BENTO_MODEL_TAG"] = "reclake_synthetic:abc123"
         print("accepted:", service.model_tag_from_env())
         """
     )
@@ -197,4 +222,4 @@ def test_service_refuses_an_unpinned_model_tag(bento_home):
     assert "is not set" in lines[0]
     assert "does not pin a model version" in lines[1] and "does not pin a model version" in lines[2]
     assert "is not a valid bento tag" in lines[3]
-    assert lines[4] == "accepted: reclake_recommender:abc123"
+    assert lines[4] == "accepted: reclake_synthetic:abc123"

@@ -13,8 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reclake.contract import DEVICES
+from reclake.feature_spec import load_feature_spec
 
+SPEC = load_feature_spec("synthetic")
+"""The feature spec these frames follow (the synthetic source's)."""
+DEVICES = SPEC.column("device").values
 SEGMENTS = 4
 CATEGORIES = 8
 _BASE_LOGIT = -2.0
@@ -34,8 +37,9 @@ def make_training_examples(
 ) -> pd.DataFrame:
     """Generate impressions with every ``training_examples`` column plus ``true_pctr``.
 
-    The ``_7d`` aggregates are fixed per user / item (derived from their true propensity)
-    so that ``feature_tables`` can reproduce them exactly for serving.
+    The aggregates (``<entity>_events_<w>d`` etc. for the synthetic spec's windows) are
+    fixed per user / item (derived from their true propensity) so that
+    ``feature_tables`` can reproduce them exactly for serving.
 
     Args:
         n_users: Users ``u0000``...; ``user_segment`` is ``seg_{index % 4}``.
@@ -59,7 +63,7 @@ def make_training_examples(
     u = rng.integers(0, n_users, n_rows)
     i = rng.integers(0, n_items, n_rows)
     device = rng.choice(np.array(DEVICES, dtype=object), n_rows)
-    slot = rng.integers(1, 11, n_rows)
+    slot = rng.integers(1, 6, n_rows)
     day = rng.choice(np.array(days, dtype=object), n_rows)
     seconds = rng.integers(0, 24 * 3600, n_rows)
     event_ts = pd.to_datetime(day) + pd.to_timedelta(seconds, unit="s")
@@ -95,17 +99,19 @@ def make_training_examples(
             "price": item_price[i],
             "hour_of_day": event_ts.hour.astype(np.int64),
             "day_of_week": event_ts.dayofweek.astype(np.int64),
-            "user_impressions_7d": user_impressions[u].astype(np.int64),
-            "user_clicks_7d": np.round(user_impressions[u] * user_ctr[u]).astype(np.int64),
-            "user_ctr_7d": user_ctr[u],
-            "item_impressions_7d": item_impressions[i].astype(np.int64),
-            "item_clicks_7d": np.round(item_impressions[i] * item_ctr[i]).astype(np.int64),
-            "item_ctr_7d": item_ctr[i],
             "clicked": clicked,
             "converted": clicked * (rng.random(n_rows) < 0.1),
+            "label": clicked.astype(np.float64),
+            "is_positive": clicked,
             "true_pctr": true_pctr,
         }
     )
+    for entity, index, impressions, ctr in (("user", u, user_impressions, user_ctr), ("item", i, item_impressions, item_ctr)):
+        for window in SPEC.aggregates.windows_days:
+            events = np.round(impressions[index] * window / 7).astype(np.int64)
+            frame[f"{entity}_events_{window}d"] = events
+            frame[f"{entity}_positives_{window}d"] = np.round(events * ctr[index]).astype(np.int64)
+            frame[f"{entity}_positive_rate_{window}d"] = ctr[index]
     return frame.sort_values("event_ts", kind="stable").reset_index(drop=True)
 
 
@@ -118,10 +124,6 @@ def feature_tables(examples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     Returns:
         ``(user_features, item_features)`` with the contract columns, one row per id.
     """
-    users = examples.groupby("user_id", as_index=False).first()[
-        ["user_id", "user_segment", "user_impressions_7d", "user_clicks_7d", "user_ctr_7d"]
-    ]
-    items = examples.groupby("item_id", as_index=False).first()[
-        ["item_id", "category", "price", "item_impressions_7d", "item_clicks_7d", "item_ctr_7d"]
-    ]
+    users = examples.groupby("user_id", as_index=False).first()[["user_id", *SPEC.lookup_features("user")]]
+    items = examples.groupby("item_id", as_index=False).first()[["item_id", *SPEC.lookup_features("item")]]
     return users, items

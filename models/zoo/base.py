@@ -1,10 +1,11 @@
 """What every zoo model shares: raw-feature input, vocabulary-carrying config, outputs.
 
-A zoo model takes the raw ranking feature columns of ``models.features`` (the dict that
-``features.feature_arrays`` returns) and does its own preprocessing, exactly like
-``models.ranking.DCNRanker``, so a trained model can be exported without Python-side
-feature code. Single-task rankers return one probability ``[B]``; multi-task rankers
-return ``{"pctr", "pcvr", "pctcvr"}``, each ``[B]``.
+A zoo model takes the raw model features of a feature spec (the dict that
+``features.feature_arrays`` returns) and does its own preprocessing
+(``models.encoder.FeatureEncoder``), so a trained model can be exported without
+Python-side feature code. Single-task rankers return one value ``[B]``: a probability
+for a binary label, the (transformed) target for a regression label; multi-task
+rankers return ``{"pctr", "pcvr", "pctcvr"}``, each ``[B]``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import FeatureVocabularies
+from models.features import FittedFeatures
 
 MULTITASK_LABELS: dict[str, str] = {"pctr": "clicked", "pctcvr": "converted"}
 """Multi-task output -> the ``training_examples`` label column its loss is taken against.
@@ -29,12 +30,13 @@ def probability(logit: tf.Tensor) -> tf.Tensor:
 class FeatureModel(keras.Model):
     """Base of the zoo models: raw feature columns in, probabilities out.
 
-    The config of a model is its vocabularies (``FeatureVocabularies.to_dict``) plus the
-    keyword arguments of its constructor, so ``cls.from_config(model.get_config())``
-    rebuilds the same architecture and ``set_weights`` makes it the same model.
+    The config of a model is its fitted features (``FittedFeatures.to_dict``: the spec
+    and its statistics) plus the keyword arguments of its constructor, so
+    ``cls.from_config(model.get_config())`` rebuilds the same architecture and
+    ``set_weights`` makes it the same model.
 
     Args:
-        vocabularies: Vocabularies and numeric moments learned from the training frame.
+        fitted: The feature spec and the statistics fitted on the training frame.
         **kwargs: Passed to ``keras.Model`` (e.g. ``name``).
 
     Attributes:
@@ -44,19 +46,31 @@ class FeatureModel(keras.Model):
 
     multitask: ClassVar[bool] = False
 
-    def __init__(self, vocabularies: FeatureVocabularies, **kwargs: Any) -> None:
+    def __init__(self, fitted: FittedFeatures, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.vocabularies = vocabularies
+        self.fitted = fitted
+
+    @property
+    def regression(self) -> bool:
+        """Whether the model predicts a regression label (e.g. a rating) rather than a probability."""
+        return self.fitted.spec.label.kind == "regression"
+
+    def single_output(self, logit: tf.Tensor) -> tf.Tensor:
+        """A single-task head's ``[B, 1]`` output as ``[B]`` float32: ``sigmoid`` for a
+        binary label, the value itself for a regression label."""
+        if self.regression:
+            return tf.squeeze(tf.cast(logit, tf.float32), axis=1)
+        return probability(logit)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The constructor's keyword arguments (besides ``vocabularies`` and ``name``), JSON-compatible."""
+        """The constructor's keyword arguments (besides ``fitted`` and ``name``), JSON-compatible."""
         raise NotImplementedError(f"{type(self).__name__} must define hyperparameters()")
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "vocabularies": self.vocabularies.to_dict(), **self.hyperparameters()}
+        return {"name": self.name, "fitted": self.fitted.to_dict(), **self.hyperparameters()}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FeatureModel:
         settings = dict(config)
-        vocabularies = FeatureVocabularies.from_dict(settings.pop("vocabularies"))
-        return cls(vocabularies, **settings)
+        fitted = FittedFeatures.from_dict(settings.pop("fitted"))
+        return cls(fitted, **settings)

@@ -28,7 +28,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 """Where ``load_spec("<name>")`` looks for ``<name>.yaml``."""
 
 SPEC_KEYS = ("type", "model", "training")
-LABELS = ("clicked", "converted")
 
 
 def _ftrl(**options: Any) -> keras.optimizers.Optimizer:
@@ -60,9 +59,11 @@ class TrainingConfig:
         early_stopping_patience: Epochs without a lower validation loss before training
             stops (the best epoch's weights are restored); ``None`` trains all
             ``epochs``. Used only when a validation frame is given.
-        vocabulary_min_count: Ids seen fewer times share the out-of-vocabulary embedding.
-        label: Label column of a single-task model: ``clicked`` (pCTR) or ``converted``.
-            Multi-task models always use ``clicked`` and ``converted``.
+        label: Label column of a single-task model; ``None``: the feature spec's label
+            (``clicked`` for CTR sources, ``rating`` for MovieLens). Another binary label
+            of the spec (e.g. ``converted``) trains a model of that label. Multi-task
+            models always use ``clicked`` and ``converted``. Vocabularies and their
+            minimum counts come from the feature spec.
         loss_weights: Multi-task models only: weight of each loss, keyed by output
             (``pctr``, ``pctcvr``); both 1.0 when ``None``.
         mixed_precision: Build the model in ``mixed_float16`` (needs a GPU).
@@ -75,8 +76,7 @@ class TrainingConfig:
     batch_size: int = 512
     epochs: int = 10
     early_stopping_patience: int | None = 2
-    vocabulary_min_count: int = 2
-    label: str = "clicked"
+    label: str | None = None
     loss_weights: Mapping[str, float] | None = None
     mixed_precision: bool = False
     seed: int = 42
@@ -86,15 +86,13 @@ class TrainingConfig:
             raise ValueError(f"training.optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"training.learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("batch_size", "epochs", "vocabulary_min_count"):
+        for name in ("batch_size", "epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError(
                 f"training.early_stopping_patience must be >= 1 or null, got {self.early_stopping_patience}"
             )
-        if self.label not in LABELS:
-            raise ValueError(f"training.label must be one of {list(LABELS)}, got {self.label!r}")
         if self.loss_weights is not None and any(w < 0 for w in self.loss_weights.values()):
             raise ValueError(f"training.loss_weights must be >= 0, got {dict(self.loss_weights)}")
 

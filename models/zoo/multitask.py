@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import FeatureVocabularies
-from models.ranking import RankingFeatureEncoder
+from models.encoder import FeatureEncoder
+from models.features import FittedFeatures
 from models.zoo.base import FeatureModel, probability
 from models.zoo.layers import MLP, PACKAGE, MixtureOfExperts
 
@@ -44,7 +44,7 @@ class ESMM(FeatureModel):
     over the entire impression space; ``pcvr`` is the by-product ``P(convert | click)``.
 
     Args:
-        vocabularies: Vocabularies and numeric moments of the training frame.
+        fitted: The feature spec and the statistics fitted on the training frame.
         embedding_dim: Width of every (shared) categorical embedding.
         ctr_units: Hidden ReLU layer widths of the CTR tower.
         cvr_units: Hidden ReLU layer widths of the CVR tower.
@@ -56,7 +56,7 @@ class ESMM(FeatureModel):
     Example:
 
         ```python
-        model = ESMM(vocabularies, embedding_dim=8, ctr_units=[64, 32], cvr_units=[64, 32])
+        model = ESMM(fitted, embedding_dim=8, ctr_units=[64, 32], cvr_units=[64, 32])
         outputs = model(feature_arrays(frame.head(4)))  # outputs["pctcvr"]: [4]
         ```
 
@@ -69,20 +69,20 @@ class ESMM(FeatureModel):
 
     def __init__(
         self,
-        vocabularies: FeatureVocabularies,
+        fitted: FittedFeatures,
         embedding_dim: int = 8,
         ctr_units: Sequence[int] = (64, 32),
         cvr_units: Sequence[int] = (64, 32),
         dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(vocabularies, **kwargs)
+        super().__init__(fitted, **kwargs)
         _check_common(embedding_dim, dropout)
         self.embedding_dim = int(embedding_dim)
         self.ctr_units = tuple(int(u) for u in ctr_units)
         self.cvr_units = tuple(int(u) for u in cvr_units)
         self.dropout = float(dropout)
-        self.encoder = RankingFeatureEncoder(vocabularies, self.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(fitted, self.embedding_dim, name="encoder")
         self.ctr_tower = MLP(self.ctr_units, dropout=self.dropout, name="ctr_tower")
         self.ctr_logit = keras.layers.Dense(1, name="ctr_logit")
         self.cvr_tower = MLP(self.cvr_units, dropout=self.dropout, name="cvr_tower")
@@ -116,7 +116,7 @@ class MMoE(FeatureModel):
     probability.)
 
     Args:
-        vocabularies: Vocabularies and numeric moments of the training frame.
+        fitted: The feature spec and the statistics fitted on the training frame.
         embedding_dim: Width of every (shared) categorical embedding.
         num_experts: Number of shared experts.
         expert_units: Hidden ReLU layer widths of every expert.
@@ -129,7 +129,7 @@ class MMoE(FeatureModel):
     Example:
 
         ```python
-        model = MMoE(vocabularies, num_experts=4, expert_units=[64], tower_units=[32])
+        model = MMoE(fitted, num_experts=4, expert_units=[64], tower_units=[32])
         ```
 
     References:
@@ -141,7 +141,7 @@ class MMoE(FeatureModel):
 
     def __init__(
         self,
-        vocabularies: FeatureVocabularies,
+        fitted: FittedFeatures,
         embedding_dim: int = 8,
         num_experts: int = 4,
         expert_units: Sequence[int] = (64,),
@@ -149,12 +149,12 @@ class MMoE(FeatureModel):
         dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(vocabularies, **kwargs)
+        super().__init__(fitted, **kwargs)
         _check_common(embedding_dim, dropout)
         self.embedding_dim = int(embedding_dim)
         self.tower_units = tuple(int(u) for u in tower_units)
         self.dropout = float(dropout)
-        self.encoder = RankingFeatureEncoder(vocabularies, self.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(fitted, self.embedding_dim, name="encoder")
         self.experts = MixtureOfExperts(num_experts, expert_units, num_tasks=2, dropout=self.dropout, name="experts")
         self.ctr_tower = MLP(self.tower_units, dropout=self.dropout, name="ctr_tower")
         self.ctr_logit = keras.layers.Dense(1, name="ctr_logit")

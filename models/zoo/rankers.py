@@ -1,10 +1,9 @@
-"""Single-task pCTR rankers: FM, DeepFM, DCN-v2 (stacked / parallel), hashed LR.
+"""Single-task rankers: FM, DeepFM, DCN-v2 (stacked / parallel), hashed LR.
 
-All take the raw ranking features of ``models.features`` and return pCTR ``[B]``, like
-``models.ranking.DCNRanker``, so ``models.ranking.predict_pctr``,
-``models.training.evaluate_ranking`` and ``models.export.export_recommender`` accept
-them unchanged. The embedding models reuse ``models.ranking.RankingFeatureEncoder`` for
-their field embeddings and standardised numeric block.
+All take the raw model features of a feature spec and return one value ``[B]``: pCTR
+for a binary label, the predicted target for a regression label (a rating). The
+embedding models share ``models.encoder.FeatureEncoder`` for their field embeddings and
+numeric block; the pipeline serves any of them through ``models.export``.
 """
 
 from __future__ import annotations
@@ -17,15 +16,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.features import (
-    INTEGER_FEATURES,
-    NUMERIC_FEATURES,
-    RANKING_FEATURES,
-    STRING_FEATURES,
-    FeatureVocabularies,
-)
-from models.ranking import RankingFeatureEncoder, transformed_numeric
-from models.zoo.base import FeatureModel, probability
+from models.encoder import FeatureEncoder, transformed_numeric
+from models.features import FittedFeatures
+from models.zoo.base import FeatureModel
 from models.zoo.layers import MLP, PACKAGE, FactorizationMachine, HashedFeatureCrosses, NumericFieldEmbedding
 
 DCN_STRUCTURES = ("stacked", "parallel")
@@ -57,7 +50,7 @@ class FM(FeatureModel):
     pairwise term uses the ``O(k n)`` identity (``FactorizationMachine``).
 
     Args:
-        vocabularies: Vocabularies and numeric moments of the training frame.
+        fitted: The feature spec and the statistics fitted on the training frame.
         embedding_dim: Width ``k`` of every field vector.
 
     Call input: dict of raw ranking features, ``[B]`` each. Call output: pCTR ``[B]``.
@@ -65,7 +58,7 @@ class FM(FeatureModel):
     Example:
 
         ```python
-        model = FM(FeatureVocabularies.from_frame(train), embedding_dim=8)
+        model = FM(FittedFeatures.fit(spec, train), embedding_dim=8)
         pctr = model(feature_arrays(train.head(4)))  # [4]
         ```
 
@@ -73,14 +66,14 @@ class FM(FeatureModel):
         S. Rendle, "Factorization Machines", ICDM 2010.
     """
 
-    def __init__(self, vocabularies: FeatureVocabularies, embedding_dim: int = 8, **kwargs: Any) -> None:
-        super().__init__(vocabularies, **kwargs)
+    def __init__(self, fitted: FittedFeatures, embedding_dim: int = 8, **kwargs: Any) -> None:
+        super().__init__(fitted, **kwargs)
         self.embedding_dim = _check_embedding_dim(embedding_dim)
-        self.encoder = RankingFeatureEncoder(vocabularies, self.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(fitted, self.embedding_dim, name="encoder")
         self.numeric_fields = NumericFieldEmbedding(self.embedding_dim, name="numeric_fields")
         self.pairwise = FactorizationMachine(name="pairwise")
         # First-order weights: a 1-wide "embedding" per categorical value + the numeric block.
-        self.linear_encoder = RankingFeatureEncoder(vocabularies, 1, name="linear_encoder")
+        self.linear_encoder = FeatureEncoder(fitted, 1, name="linear_encoder")
         self.linear = keras.layers.Dense(1, name="linear")
 
     def fm_parts(self, inputs: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -100,7 +93,7 @@ class FM(FeatureModel):
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         _, _, fm_logit = self.fm_parts(inputs)
-        return probability(fm_logit)
+        return self.single_output(fm_logit)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"embedding_dim": self.embedding_dim}
@@ -115,7 +108,7 @@ class DeepFM(FM):
     pairwise term uses (no separate wide input, no pre-training).
 
     Args:
-        vocabularies: Vocabularies and numeric moments of the training frame.
+        fitted: The feature spec and the statistics fitted on the training frame.
         embedding_dim: Width of every field vector.
         deep_units: Hidden ReLU layer widths of the deep part.
         dropout: Dropout rate after each hidden layer.
@@ -125,7 +118,7 @@ class DeepFM(FM):
     Example:
 
         ```python
-        model = DeepFM(vocabularies, embedding_dim=8, deep_units=[64, 32])
+        model = DeepFM(fitted, embedding_dim=8, deep_units=[64, 32])
         ```
 
     References:
@@ -135,13 +128,13 @@ class DeepFM(FM):
 
     def __init__(
         self,
-        vocabularies: FeatureVocabularies,
+        fitted: FittedFeatures,
         embedding_dim: int = 8,
         deep_units: Sequence[int] = (64, 32),
         dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(vocabularies, embedding_dim, **kwargs)
+        super().__init__(fitted, embedding_dim, **kwargs)
         if not deep_units:
             raise ValueError("DeepFM deep_units must name at least one layer width (without it, use FM)")
         self.deep_units = tuple(int(u) for u in deep_units)
@@ -151,7 +144,7 @@ class DeepFM(FM):
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         _, dense, fm_logit = self.fm_parts(inputs)
-        return probability(fm_logit + self.deep_logit(self.deep(dense, training=training)))
+        return self.single_output(fm_logit + self.deep_logit(self.deep(dense, training=training)))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "deep_units": list(self.deep_units), "dropout": self.dropout}
@@ -168,7 +161,7 @@ class DCNv2(FeatureModel):
     ``Dense(1)`` on top gives the logit.
 
     Args:
-        vocabularies: Vocabularies and numeric moments of the training frame.
+        fitted: The feature spec and the statistics fitted on the training frame.
         embedding_dim: Width of every categorical embedding.
         cross_layers: Number of cross layers (0 allowed for the stacked structure: a
             plain MLP over the embeddings).
@@ -184,7 +177,7 @@ class DCNv2(FeatureModel):
     Example:
 
         ```python
-        model = DCNv2(vocabularies, cross_layers=3, projection_dim=16, structure="parallel")
+        model = DCNv2(fitted, cross_layers=3, projection_dim=16, structure="parallel")
         ```
 
     References:
@@ -194,7 +187,7 @@ class DCNv2(FeatureModel):
 
     def __init__(
         self,
-        vocabularies: FeatureVocabularies,
+        fitted: FittedFeatures,
         embedding_dim: int = 8,
         cross_layers: int = 3,
         projection_dim: int | None = None,
@@ -204,7 +197,7 @@ class DCNv2(FeatureModel):
         dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(vocabularies, **kwargs)
+        super().__init__(fitted, **kwargs)
         if structure not in DCN_STRUCTURES:
             raise ValueError(f"DCNv2 structure must be one of {list(DCN_STRUCTURES)}, got {structure!r}")
         if cross_layers < 0:
@@ -220,7 +213,7 @@ class DCNv2(FeatureModel):
         self.deep_units = tuple(int(u) for u in deep_units)
         self.structure = structure
         self.dropout = _check_dropout(dropout)
-        self.encoder = RankingFeatureEncoder(vocabularies, self.embedding_dim, name="encoder")
+        self.encoder = FeatureEncoder(fitted, self.embedding_dim, name="encoder")
         self.crosses = [
             tfrs.layers.dcn.Cross(projection_dim=self.projection_dim, diag_scale=self.diag_scale, name=f"cross_{i}")
             for i in range(self.cross_layers)
@@ -240,7 +233,7 @@ class DCNv2(FeatureModel):
             hidden = self.deep(self._cross_network(x0), training=training)
         else:
             hidden = tf.concat([self._cross_network(x0), self.deep(x0, training=training)], axis=1)
-        return probability(self.logit(hidden))
+        return self.single_output(self.logit(hidden))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -267,11 +260,11 @@ class HashedLogisticRegression(FeatureModel):
     optimiser (FTRL-Proximal or Adagrad).
 
     Args:
-        vocabularies: Supplies the numeric moments (the string vocabularies are unused:
-            hashing needs none).
+        fitted: Supplies the numeric moments and bucket boundaries (vocabularies are
+            unused: hashing needs none).
         num_bins: Number of hash buckets (weights).
-        features: Ranking features hashed on their own.
-        crosses: Pairs of ranking features hashed as crosses.
+        features: Model features hashed on their own; empty: every model feature.
+        crosses: Pairs of model features hashed as crosses; None: the feature spec's crosses.
         numeric_bucket_width: Bucket width for numeric features, in standard deviations.
 
     Call input: dict of raw ranking features, ``[B]`` each. Call output: pCTR ``[B]``.
@@ -293,19 +286,21 @@ class HashedLogisticRegression(FeatureModel):
 
     def __init__(
         self,
-        vocabularies: FeatureVocabularies,
+        fitted: FittedFeatures,
         num_bins: int = 2**20,
-        features: Sequence[str] = RANKING_FEATURES,
-        crosses: Sequence[Sequence[str]] = (),
+        features: Sequence[str] = (),
+        crosses: Sequence[Sequence[str]] | None = None,
         numeric_bucket_width: float = 0.5,
         **kwargs: Any,
     ) -> None:
-        super().__init__(vocabularies, **kwargs)
-        unknown = sorted({str(n) for n in [*features, *(n for pair in crosses for n in pair)]} - set(RANKING_FEATURES))
+        super().__init__(fitted, **kwargs)
+        known = fitted.spec.model_feature_names
+        features = tuple(features) or known
+        crosses = [list(c.columns) for c in fitted.spec.crosses] if crosses is None else crosses
+        unknown = sorted({str(n) for n in [*features, *(n for pair in crosses for n in pair)]} - set(known))
         if unknown:
-            raise ValueError(
-                f"HashedLogisticRegression: unknown feature(s) {unknown}; choose from {list(RANKING_FEATURES)}"
-            )
+            raise ValueError(f"HashedLogisticRegression: unknown feature(s) {unknown}; choose from {list(known)}")
+        self.columns = {c.name: c for c in fitted.spec.model_features}
         if not 0.0 < numeric_bucket_width <= 2 * NUMERIC_BUCKET_RANGE:
             raise ValueError(
                 f"numeric_bucket_width must be in (0, {2 * NUMERIC_BUCKET_RANGE}] standard deviations, "
@@ -315,12 +310,14 @@ class HashedLogisticRegression(FeatureModel):
         self.hashing = HashedFeatureCrosses(features, crosses, num_bins, name="hashing")
         used = set(self.hashing.input_names)
         self.bucketizers = {
-            feature.name: keras.layers.Discretization(
-                bin_boundaries=self._bucket_boundaries(*vocabularies.moments[feature.name]),
-                name=f"{feature.name}_buckets",
+            name: keras.layers.Discretization(
+                bin_boundaries=self._bucket_boundaries(*fitted.moments[name])
+                if name in fitted.moments
+                else list(fitted.boundaries[name]),
+                name=f"{name}_buckets",
             )
-            for feature in NUMERIC_FEATURES
-            if feature.name in used
+            for name in used
+            if name in fitted.moments or name in fitted.boundaries
         }
         self.bucket_weights = keras.layers.Embedding(
             self.hashing.num_bins, 1, embeddings_initializer="zeros", name="bucket_weights"
@@ -336,19 +333,20 @@ class HashedLogisticRegression(FeatureModel):
         """The hash buckets of every feature and cross: int64 ``[B, len(features) + len(crosses)]``."""
         strings = {}
         for name in self.hashing.input_names:
-            if name in STRING_FEATURES:
+            column = self.columns[name]
+            if column.dtype == "string":
                 strings[name] = tf.convert_to_tensor(inputs[name], dtype=tf.string)
-            elif name in INTEGER_FEATURES:
-                strings[name] = tf.strings.as_string(tf.cast(inputs[name], tf.int64))
-            else:
-                feature = next(f for f in NUMERIC_FEATURES if f.name == name)
-                bucket = self.bucketizers[name](transformed_numeric(feature, inputs[name]))
+            elif name in self.bucketizers:
+                values = transformed_numeric(column, inputs[name]) if name in self.fitted.moments else inputs[name]
+                bucket = self.bucketizers[name](tf.cast(values, tf.float32))
                 strings[name] = tf.strings.as_string(tf.cast(bucket, tf.int64))
+            else:
+                strings[name] = tf.strings.as_string(tf.cast(inputs[name], tf.int64))
         return self.hashing(strings)
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         logit = tf.reduce_sum(self.bucket_weights(self.bucket_ids(inputs)), axis=1) + self.bias  # [B, 1]
-        return probability(logit)
+        return self.single_output(logit)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

@@ -23,14 +23,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import evaluation
-from models.features import RANKING_FEATURES, FeatureVocabularies, feature_arrays, require_columns
-from models.ranking import predict_pctr
-from models.training import TrainingResult, evaluate_ranking
+from models.features import FittedFeatures, feature_arrays, label_array, require_columns
 from models.zoo.base import MULTITASK_LABELS, FeatureModel
 from models.zoo.config import ModelSpec, load_spec
 from models.zoo.distribution import choose_strategy, is_chief, mixed_precision_policy
 from models.zoo.multitask import ESMM, MMoE
 from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
+from reclake.feature_spec import FeatureSpec
 
 MODEL_TYPES: dict[str, type[FeatureModel]] = {
     "fm": FM,
@@ -44,6 +43,32 @@ CHECKPOINT_PATTERN = "epoch-{epoch:03d}"
 """Weights checkpoint name per epoch inside ``checkpoint_dir`` (TensorFlow checkpoint format)."""
 MODEL_CONFIG_FILE = "model_config.json"
 """Written next to the checkpoints: ``{"spec", "model"}`` (the model's ``get_config``)."""
+
+
+TRUE_PCTR_COLUMN = "true_pctr"
+"""Optional column of the generator's true click probability (synthetic data only)."""
+
+
+@dataclass
+class TrainingResult:
+    """A trained model and what happened while training it.
+
+    Attributes:
+        model: The trained Keras model.
+        history: Metric name -> one value per epoch (e.g. ``loss``, ``auc``).
+        examples: Number of training rows used.
+        seconds: Wall-clock training time.
+    """
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    examples: int
+    seconds: float
+
+    @property
+    def examples_per_second(self) -> float:
+        epochs = max((len(v) for v in self.history.values()), default=1)
+        return self.examples * epochs / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -77,12 +102,12 @@ def _check_spec(spec: ModelSpec) -> type[FeatureModel]:
     allowed = [
         name
         for name, p in parameters.items()
-        if name not in ("self", "vocabularies") and p.kind is p.POSITIONAL_OR_KEYWORD
+        if name not in ("self", "fitted") and p.kind is p.POSITIONAL_OR_KEYWORD
     ]
     unknown = sorted(set(spec.model) - set(allowed))
     if unknown:
         raise ValueError(f"{spec.describe()}: 'model' has unknown key(s) {unknown}; {cls.__name__} takes {allowed}")
-    if cls.multitask and spec.training.label != "clicked":
+    if cls.multitask and spec.training.label is not None:
         raise ValueError(
             f"{spec.describe()}: training.label applies to single-task models; {cls.__name__} is multi-task"
         )
@@ -98,32 +123,36 @@ def _check_spec(spec: ModelSpec) -> type[FeatureModel]:
     return cls
 
 
-def build_model(
-    config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec, vocabularies: FeatureVocabularies
-) -> FeatureModel:
-    """Create and compile the model a config describes.
+def build_model(config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec, fitted: FittedFeatures) -> FeatureModel:
+    """Create and compile the model a config describes, for a feature spec.
 
-    Single-task models get binary cross-entropy and an ``auc`` metric; multi-task models
-    one binary cross-entropy per ``base.MULTITASK_LABELS`` output (weighted by
+    Single-task models get binary cross-entropy and an ``auc`` metric for a binary
+    label, mean squared error and an ``rmse`` metric for a regression label; multi-task
+    models one binary cross-entropy per ``base.MULTITASK_LABELS`` output (weighted by
     ``training.loss_weights``) and an ``auc`` metric on each. Call it inside a
     distribution strategy's ``scope()`` to distribute the model.
 
     Args:
         config: A bundled config name (``"fm"``), a YAML path, a config dict or a spec.
-        vocabularies: Vocabularies and moments learned from the training frame.
+        fitted: The feature spec and the statistics fitted on the training frame.
 
     Returns:
-        A compiled, untrained model: raw ranking features in; pCTR ``[B]`` out, or
+        A compiled, untrained model: raw model features in; one value ``[B]`` out, or
         ``{"pctr", "pcvr", "pctcvr"}`` for multi-task models.
 
     Raises:
-        ValueError: on an unknown type or key, or an invalid value.
-        FileNotFoundError: if the config file does not exist.
+        ValueError: on an unknown type or key, an invalid value, or a multi-task model
+            for a source without click and conversion labels.
     """
     spec = load_spec(config)
     cls = _check_spec(spec)
+    if cls.multitask and not set(MULTITASK_LABELS.values()) <= set(fitted.spec.label_columns):
+        raise ValueError(
+            f"{spec.describe()}: a multi-task model needs the labels {sorted(MULTITASK_LABELS.values())}; "
+            f"the {fitted.spec.source} spec has {list(fitted.spec.label_columns)}"
+        )
     try:
-        model = cls(vocabularies, name=spec.type, **spec.model)
+        model = cls(fitted, name=spec.type, **spec.model)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{spec.describe()}: {error}") from error
     optimizer = spec.training.build_optimizer()
@@ -135,6 +164,12 @@ def build_model(
             loss={output: keras.losses.BinaryCrossentropy() for output in MULTITASK_LABELS},
             loss_weights=weights,
             metrics={output: [keras.metrics.AUC(name="auc")] for output in MULTITASK_LABELS},
+        )
+    elif model.regression and (spec.training.label in (None, fitted.spec.label.column)):
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.MeanSquaredError(),
+            metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
         )
     else:
         model.compile(
@@ -150,20 +185,30 @@ def _binary_column(frame: pd.DataFrame, column: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def training_labels(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray | dict[str, np.ndarray]:
-    """The labels a spec's model is fitted on.
+def training_labels(
+    frame: pd.DataFrame, spec: ModelSpec, fitted: FittedFeatures
+) -> np.ndarray | dict[str, np.ndarray]:
+    """The labels a model config is fitted on, for a feature spec.
 
     Returns:
-        ``training.label`` as float32 0/1 for single-task models; for multi-task models
-        output name -> label array (``base.MULTITASK_LABELS``).
+        Single-task models: ``training.label`` (default: the spec's label) as float32,
+        0/1 for binary labels, the clipped / log-transformed target for the spec's
+        regression label. Multi-task models: output name -> 0/1 label array
+        (``base.MULTITASK_LABELS``).
 
     Raises:
-        ValueError: if a label column is missing, holds a value other than 0/1, or (multi-task)
-            a conversion has no click.
+        ValueError: if a label column is missing, is not a label of the spec, holds a bad
+            value, or (multi-task) a conversion has no click.
     """
     if not model_class(spec).multitask:
-        require_columns(frame, [spec.training.label], "labelled frame")
-        return _binary_column(frame, spec.training.label)
+        column = spec.training.label or fitted.spec.label.column
+        if column not in fitted.spec.label_columns:
+            raise ValueError(
+                f"{spec.describe()}: training.label {column!r} is not a label of the {fitted.spec.source} spec "
+                f"{list(fitted.spec.label_columns)}"
+            )
+        labels = label_array(frame, fitted.spec, column)
+        return fitted.training_target(labels) if column == fitted.spec.label.column else labels
     require_columns(frame, list(MULTITASK_LABELS.values()), "labelled frame")
     labels = {output: _binary_column(frame, column) for output, column in MULTITASK_LABELS.items()}
     if (labels["pctcvr"] > labels["pctr"]).any():
@@ -199,20 +244,23 @@ def train_model(
     train: pd.DataFrame,
     validation: pd.DataFrame | None = None,
     *,
+    feature_spec: FeatureSpec,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     strategy: tf.distribute.Strategy | None = None,
     verbose: int = 0,
 ) -> ZooTrainingResult:
-    """Train the model a config describes on ``training_examples`` rows.
+    """Train the model a config describes on ``training_examples`` rows of a source.
 
-    Vocabularies come from ``train``; the model is built in ``strategy``'s scope. With
+    The feature statistics (vocabularies, bucket boundaries, moments) are fitted on
+    ``train`` for ``feature_spec``; the model is built in ``strategy``'s scope. With
     a ``validation`` frame, Keras ``EarlyStopping`` watches the validation loss with
     ``training.early_stopping_patience`` and restores the best epoch's weights.
 
     Args:
         config: A bundled config name (``"deepfm"``), a YAML path, a config dict or a spec.
-        train: Rows with every ranking feature and the label column(s).
+        train: Rows with every model feature of ``feature_spec`` and the label column(s).
         validation: Optional held-out rows of the same shape, for early stopping.
+        feature_spec: The source's feature spec.
         checkpoint_dir: If given, weights are saved after every epoch as
             ``epoch-NNN`` TensorFlow checkpoints, next to ``model_config.json``
             (``{"spec", "model"}``); ``load_checkpoint`` restores one.
@@ -235,19 +283,22 @@ def train_model(
     if validation is not None and validation.empty:
         raise ValueError("the validation frame is empty; pass None to train without early stopping")
     settings = spec.training
-    features = feature_arrays(train, RANKING_FEATURES)
-    labels = training_labels(train, spec)
+    fitted = FittedFeatures.fit(feature_spec, train)
+    features = feature_arrays(train, feature_spec)
+    labels = training_labels(train, spec, fitted)
     keras.utils.set_random_seed(settings.seed)
-    vocabularies = FeatureVocabularies.from_frame(train, min_count=settings.vocabulary_min_count)
     with strategy.scope(), mixed_precision_policy(settings.mixed_precision):
-        model = build_model(spec, vocabularies)
+        model = build_model(spec, fitted)
 
     callbacks: list[keras.callbacks.Callback] = []
     validation_data = None
     early_stopping = None
     if validation is not None:
         validation_data = _dataset(
-            feature_arrays(validation, RANKING_FEATURES), training_labels(validation, spec), settings.batch_size, None
+            feature_arrays(validation, feature_spec),
+            training_labels(validation, spec, fitted),
+            settings.batch_size,
+            None,
         )
         if settings.early_stopping_patience is not None:
             early_stopping = keras.callbacks.EarlyStopping(
@@ -303,23 +354,31 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike[str], epoch: int) -> Featu
     return model
 
 
+def predict_values(model: FeatureModel, features: dict[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
+    """A single-task model's output per row, in label units (a probability, or a
+    regression label with the spec's log transform undone), float32 ``[N]``."""
+    rows = len(next(iter(features.values())))
+    if rows == 0:
+        return np.zeros(0, dtype=np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
+    values = np.concatenate([model(batch, training=False).numpy() for batch in dataset])
+    if model.regression and model.fitted.spec.label.log:
+        values = np.expm1(values)
+    return values.astype(np.float32)
+
+
 def predict_tasks(
     model: FeatureModel, features: dict[str, np.ndarray], batch_size: int = 8192
 ) -> dict[str, np.ndarray]:
     """Score feature arrays with any zoo model.
 
-    Args:
-        model: A single-task or multi-task zoo model.
-        features: ``features.feature_arrays`` output.
-        batch_size: Scoring batch size.
-
     Returns:
         ``{"pctr", "pcvr", "pctcvr"}`` float32 arrays for multi-task models; for
-        single-task models ``{"pctr"}`` (the model's one probability: pCVR for a model
-        trained with ``label: converted``).
+        single-task models ``{"pctr"}`` for a binary label (pCVR for a model trained
+        with ``label: converted``) or ``{"prediction"}`` for a regression label.
     """
     if not model.multitask:
-        return {"pctr": predict_pctr(model, features, batch_size)}
+        return {"prediction" if model.regression else "pctr": predict_values(model, features, batch_size)}
     rows = len(next(iter(features.values())))
     if rows == 0:
         return {output: np.zeros(0, dtype=np.float32) for output in ("pctr", "pcvr", "pctcvr")}
@@ -328,24 +387,53 @@ def predict_tasks(
     return {output: np.concatenate([b[output].numpy() for b in batches]) for output in batches[0]}
 
 
-def evaluate_model(model: FeatureModel, test: pd.DataFrame) -> dict[str, Any]:
+def evaluate_model(model: FeatureModel, test: pd.DataFrame, label: str | None = None) -> dict[str, Any]:
     """Offline metrics of a zoo model on held-out ``training_examples`` rows.
 
-    Single-task models: ``models.training.evaluate_ranking`` (``auc``, ``logloss``,
-    ``examples``, and ``bayes_logloss`` with a ``true_pctr`` column). Multi-task models:
-    ``ctr_auc``, ``ctr_logloss``, ``ctcvr_auc``, ``ctcvr_logloss`` over every row,
-    ``cvr_auc`` over the clicked rows (``None`` if they hold a single class) and
-    ``examples``.
+    Single-task binary models: ``auc``, ``logloss``, ``normalized_entropy``,
+    ``calibration`` (mean prediction over observed rate), ``examples``, and
+    ``bayes_logloss`` when a ``true_pctr`` column is present (synthetic data).
+    Regression models: ``rmse``, ``mae``, ``examples``. Multi-task models: ``ctr_auc``,
+    ``ctr_logloss``, ``ctcvr_auc``, ``ctcvr_logloss`` over every row, ``cvr_auc`` over the
+    clicked rows (``None`` if they hold a single class) and ``examples``.
+
+    Args:
+        model: a trained zoo model.
+        test: held-out rows with the model's features and labels.
+        label: the label a single-task model was trained on; default the spec's label.
 
     Raises:
         ValueError: on an empty frame, missing columns, or a label column of one class.
     """
-    if not model.multitask:
-        return evaluate_ranking(model, test)
     if test.empty:
         raise ValueError("cannot evaluate a model on an empty frame")
+    spec = model.fitted.spec
+    features = feature_arrays(test, spec)
+    if not model.multitask:
+        column = label or spec.label.column
+        labels = label_array(test, spec, column)
+        predictions = predict_values(model, features)
+        if model.regression and column == spec.label.column:
+            return {
+                "rmse": evaluation.rmse(labels, predictions),
+                "mae": evaluation.mae(labels, predictions),
+                "examples": int(len(test)),
+            }
+        metrics: dict[str, Any] = {
+            "auc": evaluation.auc(labels, predictions),
+            "logloss": evaluation.logloss(labels, predictions),
+            "normalized_entropy": evaluation.normalized_entropy(labels, predictions),
+            "calibration": float(predictions.mean() / labels.mean()) if labels.mean() > 0 else None,
+            "examples": int(len(test)),
+        }
+        if TRUE_PCTR_COLUMN in test.columns and column == "clicked":
+            true_pctr = test[TRUE_PCTR_COLUMN]
+            if true_pctr.isna().any():
+                raise ValueError(f"column {TRUE_PCTR_COLUMN!r} has {int(true_pctr.isna().sum())} missing value(s)")
+            metrics["bayes_logloss"] = evaluation.bayes_logloss(labels, true_pctr.to_numpy())
+        return metrics
     require_columns(test, list(MULTITASK_LABELS.values()), "test frame")
-    predictions = predict_tasks(model, feature_arrays(test, RANKING_FEATURES))
+    predictions = predict_tasks(model, features)
     clicked = _binary_column(test, "clicked")
     converted = _binary_column(test, "converted")
     on_clicked = clicked == 1
