@@ -69,23 +69,47 @@
 
 
 {% macro delete_partition_window(column) %}
-    {#- Pre-hook for incremental models partitioned by the date `column`: on an incremental
-        run, deletes the target rows inside the partition window, so the run replaces its
-        window exactly (rows that vanished from a re-delivered day do not linger). Renders
-        nothing on a full build. -#}
+    {#- Pre-hook of the models partitioned by the date `column`: on an incremental run,
+        returns the statement that deletes the target's rows inside the partition window,
+        so that appending the window's rows afterwards replaces those days exactly (rows
+        that vanished from a re-delivered day do not linger). Returns nothing on a full
+        build. -#}
     {%- if is_incremental() -%}
-        delete from {{ this }} where {{ partition_window_filter(column) }}
+        {{ return(adapter.dispatch('delete_partition_window')(column)) }}
     {%- endif -%}
+    {{ return('') }}
 {% endmacro %}
 
+{% macro default__delete_partition_window(column) -%}
+    {{ return('delete from ' ~ this ~ ' where ' ~ partition_window_filter(column)) }}
+{%- endmacro %}
 
-{% macro validated_lookback_days() %}
-    {#- Returns the `lookback_days` var, checked to be a whole number of days >= 1. -#}
-    {%- set days = var('lookback_days') -%}
-    {%- if days is not number or days != days | int or days < 1 -%}
-        {{ exceptions.raise_compiler_error(
-            "var 'lookback_days' must be a whole number of days >= 1, got '" ~ days ~ "'"
-        ) }}
+{% macro spark__delete_partition_window(column) -%}
+    {#- Parquet tables cannot delete rows: drop the window's partitions of `column`
+        instead (the model is `partition_by` that column). `show partitions` lists the
+        days present, so only those are named, whatever the window's width. -#}
+    {%- set window = partition_window() -%}
+    {%- set window_partitions = [] -%}
+    {%- for row in run_query('show partitions ' ~ this) -%}
+        {%- set day = modules.datetime.date.fromisoformat(row[0].split('=', 1)[1]) -%}
+        {%- if ('min_date' not in window or day >= window['min_date'])
+              and ('max_date' not in window or day < window['max_date']) -%}
+            {%- do window_partitions.append("partition (" ~ column ~ " = date'" ~ day.isoformat() ~ "')") -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return('alter table ' ~ this ~ ' drop if exists ' ~ window_partitions | join(', ') if window_partitions else '') }}
+{%- endmacro %}
+
+
+{% macro get_where_subquery(relation) -%}
+    {#- Overrides dbt's: a data test configured with `where: "__partition_window__"`
+        checks only the rows of the run's partition window (by `event_date`), so the
+        tests of incremental tables cost the same whatever their history. Any other
+        `where` is applied as written. -#}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}
+        {%- set where = where | replace('__partition_window__', partition_window_filter('event_date')) -%}
+        {{ return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') }}
     {%- endif -%}
-    {{ return(days | int) }}
-{% endmacro %}
+    {{ return(relation) }}
+{%- endmacro %}

@@ -3,23 +3,9 @@
   ANSI-style and serve DuckDB (and Postgres); Spark gets its own.
 -#}
 
-{% macro epoch_seconds(ts) %}
-    {#- Returns the bigint whole seconds since 1970-01-01 00:00:00 of the timestamp `ts`. -#}
-    {{ return(adapter.dispatch('epoch_seconds')(ts)) }}
-{% endmacro %}
-
-{% macro default__epoch_seconds(ts) -%}
-    cast(floor(extract(epoch from {{ ts }})) as bigint)
-{%- endmacro %}
-
-{% macro spark__epoch_seconds(ts) -%}
-    unix_seconds(cast({{ ts }} as timestamp))
-{%- endmacro %}
-
-
 {% macro epoch_microseconds(ts) %}
     {#- Returns the bigint microseconds since 1970-01-01 00:00:00 of the timestamp `ts`
-        (exact, so it can order events that share a second). -#}
+        (exact, so it orders events that share a second). -#}
     {{ return(adapter.dispatch('epoch_microseconds')(ts)) }}
 {% endmacro %}
 
@@ -37,15 +23,33 @@
 
 
 {% macro day_of_week_monday_zero(ts) %}
-    {#- Returns the int day of week of the timestamp `ts`, Monday = 0 .. Sunday = 6. -#}
+    {#- Returns the day of week of the timestamp `ts`, Monday = 0 .. Sunday = 6. -#}
     {{ return(adapter.dispatch('day_of_week_monday_zero')(ts)) }}
 {% endmacro %}
 
 {% macro default__day_of_week_monday_zero(ts) -%}
     {#- extract(dow) counts Sunday = 0 .. Saturday = 6 -#}
-    cast(mod(cast(extract(dow from {{ ts }}) as int) + 6, 7) as int)
+    mod(cast(extract(dow from {{ ts }}) as int) + 6, 7)
 {%- endmacro %}
 
 {% macro spark__day_of_week_monday_zero(ts) -%}
     weekday({{ ts }})
 {%- endmacro %}
+
+
+{% macro days_in_microseconds(days) %}
+    {#- Returns the integer number of microseconds in `days` days: the width of a range
+        frame over `epoch_microseconds`. -#}
+    {{ return(days * 86400 * 1000000) }}
+{% endmacro %}
+
+
+{% macro integer_series(count, column) %}
+    {#- Returns a select of the integers 1 .. `count` as the column `column`, one per row
+        (plain `union all`, so every engine runs it). -#}
+    {%- set rows = [] -%}
+    {%- for number in range(1, count + 1) -%}
+        {%- do rows.append('select ' ~ number ~ ' as ' ~ column) -%}
+    {%- endfor -%}
+    {{ return(rows | join('\n        union all ')) }}
+{% endmacro %}

@@ -1,26 +1,20 @@
--- One row per impression of the partition window with point-in-time features: the user's
--- and the item's impressions, clicks and smoothed CTR over the `lookback_days` before the
--- impression. The frames end one microsecond before the impression, so neither its own
--- label nor any event at the same timestamp or later is counted. History comes from
--- fct_impressions, read from `lookback_days` before the window start; only the window's
--- rows are written (an incremental run first deletes them, see the pre-hook).
+-- One row per event of the partition window with its point-in-time features. For each
+-- entity the source has ids for and each window of `windows_days`, the entity's events,
+-- positives and smoothed positive rate over [event_ts - window, event_ts): the frames are
+-- numeric ranges over epoch microseconds ending `1 preceding`, so no event counts itself
+-- nor anything at its own timestamp or later. `user_history` lists the user's newest
+-- positive items before the event within the longest window. History comes from
+-- fct_events, read from the longest window before the partition window; only the
+-- window's rows are written.
 
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        pre_hook="{{ delete_partition_window('event_date') }}"
-    )
-}}
+{{ config(**partition_window_config()) }}
 
-{%- set lookback_days = validated_lookback_days() -%}
-{%- set lookback_microseconds = lookback_days * 86400 * 1000000 %}
+{%- set spec = feature_spec() %}
+{%- set horizon_microseconds = days_in_microseconds(spec['horizon_days']) %}
 
 with
 
-impressions_with_history as (
+events_with_history as (
 
     select
         event_id,
@@ -28,73 +22,145 @@ impressions_with_history as (
         event_ts,
         user_id,
         item_id,
-        user_segment,
-        device,
-        slot_position,
-        category,
-        price,
+        {%- for column in spec['feature_columns'] %}
+        {{ column['name'] }},
+        {%- endfor %}
         hour_of_day,
         day_of_week,
-        clicked,
-        converted,
+        {%- for name in spec['label_columns'] %}
+        {{ name }},
+        {%- endfor %}
+        label,
+        is_positive,
         {{ epoch_microseconds('event_ts') }} as event_epoch_us
 
-    from {{ ref('fct_impressions') }}
-    where {{ partition_window_filter('event_date', lookback_days=lookback_days) }}
+    from {{ ref('fct_events') }}
+    where {{ partition_window_filter('event_date', lookback_days=spec['horizon_days']) }}
 
 ),
 
 trailing_counts as (
 
     select
-        impressions_with_history.*,
-        count(*) over user_history as user_impressions_7d,
-        coalesce(sum(clicked) over user_history, 0) as user_clicks_7d,
-        count(*) over item_history as item_impressions_7d,
-        coalesce(sum(clicked) over item_history, 0) as item_clicks_7d
-
-    from impressions_with_history
-    window
-        user_history as (
+        events_with_history.*
+        {%- for entity in spec['entities'] %}
+        {%- for days in spec['windows_days'] %},
+        count(*) over {{ entity }}_{{ days }}d as {{ entity }}_events_{{ days }}d,
+        coalesce(sum(is_positive) over {{ entity }}_{{ days }}d, 0) as {{ entity }}_positives_{{ days }}d
+        {%- endfor %}
+        {%- endfor %}
+        {%- if spec['has_history'] %},
+        -- the user's positives strictly before the event since the start of the history read
+        coalesce(sum(is_positive) over (
             partition by user_id
             order by event_epoch_us
-            range between {{ lookback_microseconds }} preceding and 1 preceding
-        ),
-        item_history as (
-            partition by item_id
+            range between unbounded preceding and 1 preceding
+        ), 0) as user_positives_before
+        {%- endif %}
+
+    from events_with_history
+    {%- if spec['entities'] %}
+    window
+        {%- for entity in spec['entities'] %}
+        {%- for days in spec['windows_days'] %}
+        {{ entity }}_{{ days }}d as (
+            partition by {{ entity }}_id
             order by event_epoch_us
-            range between {{ lookback_microseconds }} preceding and 1 preceding
-        )
+            range between {{ days_in_microseconds(days) }} preceding and 1 preceding
+        ){% if not loop.last %},{% endif %}
+        {%- endfor %}{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    {%- endif %}
 
 ),
 
-window_rows as (
+window_events as (
 
     select * from trailing_counts
     where {{ partition_window_filter('event_date') }}
 
-)
+){% if spec['has_history'] %},
+
+numbered_positives as (
+
+    -- every positive of the history read, numbered per user oldest first: an event's
+    -- `user_positives_before` newest positives are numbers 1 .. user_positives_before
+    select
+        user_id,
+        item_id,
+        event_epoch_us,
+        row_number() over (
+            partition by user_id
+            order by event_epoch_us, event_id
+        ) as positive_number
+
+    from events_with_history
+    where is_positive = 1
+
+),
+
+history_slots as (
+
+    -- slot 1 is the newest positive before the event, slot history_length the oldest kept
+    select
+        window_events.event_id,
+        window_events.user_id,
+        window_events.event_epoch_us,
+        slots.history_slot,
+        window_events.user_positives_before - slots.history_slot + 1 as positive_number
+
+    from window_events
+    inner join ({{ integer_series(spec['history_length'], 'history_slot') }}) as slots
+        on slots.history_slot <= window_events.user_positives_before
+
+),
+
+histories as (
+
+    select
+        history_slots.event_id,
+        {{ ordered_string_list('numbered_positives.item_id', 'history_slots.history_slot') }} as user_history
+
+    from history_slots
+    inner join numbered_positives
+        on history_slots.user_id = numbered_positives.user_id
+        and history_slots.positive_number = numbered_positives.positive_number
+    where numbered_positives.event_epoch_us >= history_slots.event_epoch_us - {{ horizon_microseconds }}
+    group by history_slots.event_id
+
+){% endif %}
 
 select
-    event_id,
-    event_date,
-    event_ts,
-    user_id,
-    item_id,
-    user_segment,
-    device,
-    slot_position,
-    category,
-    price,
-    hour_of_day,
-    day_of_week,
-    cast(user_impressions_7d as bigint) as user_impressions_7d,
-    cast(user_clicks_7d as bigint) as user_clicks_7d,
-    {{ smoothed_ctr('user_clicks_7d', 'user_impressions_7d') }} as user_ctr_7d,
-    cast(item_impressions_7d as bigint) as item_impressions_7d,
-    cast(item_clicks_7d as bigint) as item_clicks_7d,
-    {{ smoothed_ctr('item_clicks_7d', 'item_impressions_7d') }} as item_ctr_7d,
-    clicked,
-    converted
+    window_events.event_id,
+    window_events.event_date,
+    window_events.event_ts,
+    window_events.user_id,
+    window_events.item_id,
+    {%- for column in spec['feature_columns'] %}
+    window_events.{{ column['name'] }},
+    {%- endfor %}
+    window_events.hour_of_day,
+    window_events.day_of_week,
+    {%- for name in spec['label_columns'] %}
+    window_events.{{ name }},
+    {%- endfor %}
+    window_events.label,
+    window_events.is_positive
+    {%- for entity in spec['entities'] %}
+    {%- for days in spec['windows_days'] %}
+    {%- set events = 'window_events.' ~ entity ~ '_events_' ~ days ~ 'd' %}
+    {%- set positives = 'window_events.' ~ entity ~ '_positives_' ~ days ~ 'd' %},
+    cast({{ events }} as bigint) as {{ entity }}_events_{{ days }}d,
+    cast({{ positives }} as bigint) as {{ entity }}_positives_{{ days }}d,
+    {{ positive_rate(positives, events) }} as {{ entity }}_positive_rate_{{ days }}d
+    {%- endfor %}
+    {%- endfor %}
+    {%- if spec['has_history'] %},
+    coalesce(histories.user_history, {{ empty_string_list() }}) as user_history
+    {%- endif %}
 
-from window_rows
+from window_events
+{%- if spec['has_history'] %}
+left join histories
+    on window_events.event_id = histories.event_id
+{%- endif %}

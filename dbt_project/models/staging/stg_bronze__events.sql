@@ -1,7 +1,9 @@
--- One row per bronze impression inside the partition window, typed per the data contract,
--- plus the time parts the features use. The `dt` filter runs on the hive path, so only the
--- window's day folders are read; marts that need history before the window read it from
--- fct_impressions, which holds every loaded day.
+-- One row per bronze event of the partition window, typed per the data contract, plus the
+-- parts of event_ts the features use, the label and whether the event is a positive
+-- interaction. The `dt` filter runs on the hive path, so only the window's day folders
+-- are read; models that need history before the window read it from fct_events.
+
+{%- set spec = feature_spec() %}
 
 with
 
@@ -12,38 +14,27 @@ source as (
 
 ),
 
-renamed as (
+typed as (
 
     select
-        cast(event_id as string) as event_id,
-        cast(event_ts as timestamp) as event_ts,
-        cast(user_id as string) as user_id,
-        cast(item_id as string) as item_id,
-        cast(user_segment as string) as user_segment,
-        cast(device as string) as device,
-        cast(slot_position as bigint) as slot_position,
-        cast(category as string) as category,
-        cast(price as double) as price,
-        cast(bid_price as double) as bid_price,
-        cast(market_price as double) as market_price,
-        cast(clicked as bigint) as clicked,
-        cast(converted as bigint) as converted,
+        {%- for name, sql_type in canonical_columns().items() %}
+        cast({{ name }} as {{ sql_type }}) as {{ name }},
+        {%- endfor %}
+        {%- for column in spec['extra_columns'] %}
+        cast({{ column['name'] }} as {{ column['sql_type'] }}) as {{ column['name'] }},
+        {%- endfor %}
         cast(dt as date) as event_date
 
     from source
 
-),
-
-with_time_parts as (
-
-    select
-        renamed.*,
-        {{ epoch_seconds('renamed.event_ts') }} as event_epoch,
-        cast(extract(hour from renamed.event_ts) as int) as hour_of_day,
-        {{ day_of_week_monday_zero('renamed.event_ts') }} as day_of_week
-
-    from renamed
-
 )
 
-select * from with_time_parts
+select
+    typed.*,
+    cast(extract(hour from typed.event_ts) as bigint) as hour_of_day,
+    cast({{ day_of_week_monday_zero('typed.event_ts') }} as bigint) as day_of_week,
+    cast(typed.{{ spec['label_column'] }} as double) as label,
+    cast(case when typed.{{ spec['label_column'] }} >= {{ spec['positive_threshold'] }} then 1 else 0 end as int)
+        as is_positive
+
+from typed

@@ -1,0 +1,7 @@
+-- One row per user and day of the partition window: the day's events and positives, first
+-- and last event, and the user columns of the spec as of the day's last event. The compact
+-- history dim_users is recomputed from; built by window like fct_events.
+
+{{ config(**partition_window_config()) }}
+
+{{ entity_daily_activity('user') }}
