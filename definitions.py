@@ -15,8 +15,8 @@ import dagster as dg  # noqa: E402
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from assets import features, ingest, models, monitoring, quality, serving  # noqa: E402
-from automation.jobs import ingest_to_serve_job, main_job  # noqa: E402
+from assets import features, ingest, models, monitoring, quality, serving, splits, zoo  # noqa: E402
+from automation.jobs import ingest_to_serve_job, main_job, zoo_job  # noqa: E402
 from automation.schedules import daily_ingest_schedule  # noqa: E402
 from automation.sensors import landing_sensor  # noqa: E402
 from reclake.settings import Settings, load_settings  # noqa: E402
@@ -32,9 +32,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     for name, value in settings.child_process_environment().items():
         os.environ[name] = value
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingest, features, quality, models, serving, monitoring]),
+        assets=dg.load_assets_from_modules([ingest, features, quality, splits, models, serving, monitoring, zoo]),
         asset_checks=dg.load_asset_checks_from_modules([quality]),
-        jobs=[main_job, ingest_to_serve_job],
+        jobs=[main_job, ingest_to_serve_job, zoo_job],
         schedules=[daily_ingest_schedule],
         sensors=[landing_sensor],
         resources=build_resources(settings),

@@ -13,9 +13,6 @@ from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 
-# A run over a long history (a backfill) reports drift on its newest days only.
-DRIFT_DAYS_PER_RUN = 14
-
 
 @dg.asset(
     partitions_def=daily_partitions,
@@ -37,19 +34,23 @@ def drift_report(
 
     The reference is the ``drift_reference_days`` days before the partition (fewer for
     the first days). The very first day has no reference: it is recorded with
-    ``status: no reference`` and no report. Reports are HTML files in the lake under
+    ``status: no reference`` and no report. A trailing aggregate whose window is longer
+    than the history before the reference starts still grows by construction, so it is
+    left out of that day's report (the metadata lists the aggregates compared). A run over a long history (a backfill) reports its
+    newest ``drift_days_per_run`` days. Reports are HTML files in the lake under
     ``reports/drift/dt=YYYY-MM-DD/drift_report.html``.
     """
     store = lake.get_lake()
-    numerical, categorical = monitored_columns(pipeline.feature_spec())
+    spec = pipeline.feature_spec()
+    first_loaded = warehouse.event_dates("training_examples")[0]
     days = partition_days(context)
-    reported = set(days[-DRIFT_DAYS_PER_RUN:])
+    reported = set(days[-pipeline.drift_days_per_run :])
     for day in days:
         if day not in reported:
             yield dg.AssetMaterialization(
                 asset_key=context.asset_key,
                 partition=day.isoformat(),
-                metadata={"status": f"skipped: only the newest {DRIFT_DAYS_PER_RUN} days of a run are reported"},
+                metadata={"status": f"skipped: a run reports its newest {pipeline.drift_days_per_run} days"},
             )
             continue
         first_reference = day - dt.timedelta(days=pipeline.drift_reference_days)
@@ -65,12 +66,12 @@ def drift_report(
                 metadata={"status": status, "current_rows": len(current)},
             )
             continue
+        history_days = (min(dates[dates < day]) - first_loaded).days
+        numerical, categorical = monitored_columns(spec, history_days=history_days)
         url = store.drift_report_file(day)
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "drift_report.html"
-            summary = build_drift_report(
-                current, reference, numerical, categorical, local
-            )
+            summary = build_drift_report(current, reference, numerical, categorical, local)
             store.upload_file(str(local), url)
         context.log.info(f"{day}: drifted columns {summary.drifted_columns}")
         yield dg.AssetMaterialization(
@@ -86,5 +87,8 @@ def drift_report(
                 "reference_days": f"{min(dates[dates < day])} .. {day - dt.timedelta(days=1)}",
                 "current_rows": summary.current_rows,
                 "reference_rows": summary.reference_rows,
+                "aggregates_compared": dg.MetadataValue.json(
+                    [c for c in numerical + categorical if c in {a.name for a in spec.aggregate_features}]
+                ),
             },
         )

@@ -9,9 +9,11 @@ spec (``FeatureSpec.request_features``):
 
 - ``predict(<ids>, <context columns>) -> score``: the ranker's output, a probability
   for a binary label (pCTR) or the predicted label (e.g. a rating) for a regression one;
+  multi-task rankers (ESMM, MMoE) add ``pctr``, ``pcvr`` and ``pctcvr``;
 - ``rank(<every model feature>) -> score``: scores full rows as they are in
   ``training_examples`` (point-in-time features included), no lookups;
-- ``retrieve(user_id, k) -> item_ids, scores`` (two-tower dot products), ids only;
+- ``retrieve(user_id, k) -> item_ids, scores`` (two-tower dot products), with a
+  retrieval model only;
 - ``recommend(user_id, k, <context columns>) -> item_ids, scores, known_user``: retrieve
   ``max(k, MIN_RERANK_CANDIDATES)`` candidates, score them with the ranker, rank the
   user's already seen items last with ``SEEN_SCORE``, return the best ``k``. ``k`` is
@@ -154,9 +156,14 @@ class RecommenderModule(tf.Module):
                 default_value=0,
             )
 
-    def _score(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
-        score = tf.cast(self.ranking_model(features, training=False), tf.float32)
-        return tf.math.expm1(score) if self.log_label else score
+    def _outputs(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``score``; multi-task rankers add ``pctr``, ``pcvr``, ``pctcvr`` (score = pCTR)."""
+        outputs = self.ranking_model(features, training=False)
+        if isinstance(outputs, dict):
+            tasks = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+            return {"score": tasks["pctr"], **tasks}
+        score = tf.cast(outputs, tf.float32)
+        return {"score": tf.math.expm1(score) if self.log_label else score}
 
     def _with_lookups(self, request: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         features = dict(request)
@@ -167,11 +174,11 @@ class RecommenderModule(tf.Module):
         return features
 
     def predict(self, request: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {"score": self._score(self._with_lookups(request))}
+        return self._outputs(self._with_lookups(request))
 
     def rank(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Scores full feature rows (point-in-time features included), no lookups."""
-        return {"score": self._score(features)}
+        return self._outputs(features)
 
     def _retrieve(self, user_id: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         user_features, _ = self.users.lookup(user_id)
@@ -191,7 +198,7 @@ class RecommenderModule(tf.Module):
         flat_items = tf.reshape(candidates, [-1])
         flat = {name: tf.repeat(values, width) for name, values in request.items()}
         flat["item_id"] = flat_items
-        scores = self._score(self._with_lookups(flat))
+        scores = self._outputs(self._with_lookups(flat))["score"]
         seen = self.seen.lookup(tf.strings.join([flat["user_id"], flat_items], separator=_PAIR_SEPARATOR)) > 0
         scores = tf.where(seen, tf.constant(SEEN_SCORE, tf.float32), scores)
         best, order = tf.math.top_k(tf.reshape(scores, [batch, width]), k=tf.minimum(k, width))
@@ -216,11 +223,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"metadata value {value!r} of type {type(value).__name__} is not JSON-serialisable")
 
 
-def signature_inputs(spec: FeatureSpec) -> dict[str, dict[str, str]]:
+def signature_inputs(spec: FeatureSpec, with_retrieval: bool) -> dict[str, dict[str, str]]:
     """The documented input spec: signature -> input name -> dtype (``string``, ``int``, ``float``)."""
     request = {c.name: c.dtype for c in _request_columns(spec)}
     inputs = {"predict": request, "rank": {c.name: c.dtype for c in spec.model_features}}
-    if spec.has_ids:
+    if with_retrieval:
         inputs["retrieve"] = {"user_id": "string", "k": "int"}
         inputs["recommend"] = {"user_id": "string", "k": "int", **{c.name: c.dtype for c in _context_columns(spec)}}
     return inputs
@@ -248,8 +255,8 @@ def export_recommender(
         metadata: ``model_version``, ``trained_on`` ([first_day, last_day]),
             ``evaluated_on`` (day) and ``metrics`` (dict); JSON-serialisable.
         path: Local directory to create; must not exist or be empty.
-        retrieval_model: The trained two-tower model; required when the spec has user
-            and item ids.
+        retrieval_model: The trained two-tower model (sources with user and item ids);
+            without one the SavedModel has no ``retrieve`` / ``recommend``.
         popular_items: ``[(item_id, score), ...]`` best first: the fallback for unknown
             users; required with retrieval.
         seen_items: ``user_id, item_id`` pairs the user already consumed (the training
@@ -259,8 +266,8 @@ def export_recommender(
         ``path`` as a string.
 
     Raises:
-        ValueError: a missing table, column or metadata key, duplicate ids, or no
-            retrieval model / popularity list for a source with ids.
+        ValueError: a missing table, column or metadata key, duplicate ids, retrieval for
+            a source without ids, or retrieval without a popularity list.
         FileExistsError: if ``path`` exists and is not empty.
     """
     fitted: FittedFeatures = ranking_model.fitted
@@ -280,9 +287,11 @@ def export_recommender(
 
     query_tower = index = None
     item_count = 0
-    if spec.has_ids:
-        if retrieval_model is None or not popular_items:
-            raise ValueError(f"the {spec.source} spec has user and item ids: pass retrieval_model and popular_items")
+    if retrieval_model is not None and not spec.has_ids:
+        raise ValueError(f"the {spec.source} spec has no user and item ids: it cannot have a retrieval model")
+    if retrieval_model is not None:
+        if not popular_items:
+            raise ValueError("pass popular_items with a retrieval model: unknown users get them")
         candidate_names = retrieval_model.candidate_tower.feature_names
         candidates = item_features.drop_duplicates("item_id")
         item_count = len(candidates)
@@ -300,7 +309,7 @@ def export_recommender(
         "predict": tf.function(module.predict, input_signature=[input_signature(_request_columns(spec))]),
         "rank": tf.function(module.rank, input_signature=[input_signature(spec.model_features)]),
     }
-    if spec.has_ids:
+    if retrieval_model is not None:
         recommend_inputs = input_signature([spec.id_features[0], *_context_columns(spec)])
         signatures["retrieve"] = tf.function(module.retrieve, input_signature=[tf.TensorSpec([None], tf.string, name="user_id"), k_spec])
         signatures["recommend"] = tf.function(module.recommend, input_signature=[recommend_inputs, k_spec])
@@ -317,7 +326,8 @@ def export_recommender(
         "source": spec.source,
         "label": {"column": spec.label.column, "kind": spec.label.kind},
         "feature_spec": spec.to_dict(),
-        "inputs": signature_inputs(spec),
+        "inputs": signature_inputs(spec, with_retrieval=retrieval_model is not None),
+        "outputs": ["score", "pctr", "pcvr", "pctcvr"] if getattr(ranking_model, "multitask", False) else ["score"],
         "popular_items": [[str(item_id), float(score)] for item_id, score in popular_items],
         "item_count": item_count,
     }
@@ -422,7 +432,7 @@ class Recommender:
                 or a context column missing.
         """
         if not self.can_recommend:
-            raise ValueError(f"the {self.spec.source} model has no retrieval (the source has no user and item ids)")
+            raise ValueError(f"the {self.spec.source} model has no retrieval (no user and item ids, or exported without)")
         if len(user_ids) == 0:
             raise ValueError("user_ids is empty")
         if not 1 <= k <= self.item_count:
@@ -450,16 +460,21 @@ class Recommender:
         outputs = self._signatures["retrieve"](user_id=tf.constant([str(u) for u in user_ids]), k=tf.constant(k, tf.int32))
         return outputs["item_ids"].numpy().astype(str), outputs["scores"].numpy()
 
+    def predict_outputs(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Every output of ``predict`` for request rows (ids and context columns of the
+        spec): ``score``, plus ``pctr``, ``pcvr``, ``pctcvr`` for multi-task rankers."""
+        if rows.empty:
+            raise ValueError("rows is empty")
+        outputs = self._signatures["predict"](**self._tensors(rows, _request_columns(self.spec)))
+        return {name: value.numpy() for name, value in outputs.items()}
+
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """The ranker's score for request rows (ids and context columns of the spec).
 
         Returns:
             float32 ``[len(rows)]``: pCTR for a binary label, the predicted label otherwise.
         """
-        if rows.empty:
-            raise ValueError("rows is empty")
-        outputs = self._signatures["predict"](**self._tensors(rows, _request_columns(self.spec)))
-        return outputs["score"].numpy()
+        return self.predict_outputs(rows)["score"]
 
     def rank(self, examples: pd.DataFrame) -> np.ndarray:
         """The ranker's score for ``training_examples`` rows, using their own

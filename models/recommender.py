@@ -65,7 +65,7 @@ WITHIN_DAY_TEST_SHARE = 0.2
 WITHIN_DAY_VALIDATION_SHARE = 0.1
 
 
-def temporal_split(
+def split_training_window(
     examples: pd.DataFrame, days: Sequence[dt.date]
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
     """(train, validation, test), split in time.
@@ -88,6 +88,63 @@ def temporal_split(
         return rest, None, test
     train, validation = split_by_day(rest, [days[-2].isoformat()])
     return train, validation, test
+
+
+@dataclass
+class TrainedRanker:
+    """One zoo ranker trained on a window's temporal split and scored on its test part.
+
+    Attributes:
+        result: the trained model, its per-epoch history, rows, seconds, config, best epoch.
+        metrics: ``models.zoo.registry.evaluate_model`` on the test part (None values dropped).
+        train, validation, test: the rows of each part of the split.
+        trained_on: (first, last) training day; evaluated_on: the held-out day.
+    """
+
+    result: ZooTrainingResult
+    metrics: dict[str, float]
+    train: pd.DataFrame
+    validation: pd.DataFrame | None
+    test: pd.DataFrame
+    trained_on: tuple[dt.date, dt.date]
+    evaluated_on: dt.date
+
+
+def train_ranker(
+    examples: pd.DataFrame,
+    spec: FeatureSpec,
+    days: Sequence[dt.date],
+    config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec = DEFAULT_RANKER,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+) -> TrainedRanker:
+    """Train a zoo config on the window's temporal split (early stopping on the validation
+    day) and evaluate it on the held-out day.
+
+    Args:
+        examples: ``training_examples`` rows of ``days``.
+        spec: the source's feature spec.
+        days: the window's days, oldest first (one day is split inside the day).
+        config: the zoo model config.
+        checkpoint_dir: where per-epoch checkpoints go; None: none.
+
+    Raises:
+        ValueError: no days, a part of the split is empty, or the config does not fit the
+            source (e.g. a multi-task model without conversion labels).
+    """
+    if not days:
+        raise ValueError("no days of training_examples to train on")
+    train, validation, test = split_training_window(examples, days)
+    result = train_model(config, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir)
+    metrics = {name: float(value) for name, value in evaluate_model(result.model, test).items() if value is not None}
+    return TrainedRanker(
+        result=result,
+        metrics=metrics,
+        train=train,
+        validation=validation,
+        test=test,
+        trained_on=(days[0], days[-2] if len(days) > 1 else days[0]),
+        evaluated_on=days[-1],
+    )
 
 
 def train_recommender(
@@ -115,11 +172,10 @@ def train_recommender(
     Raises:
         ValueError: no days, or a part of the split is empty.
     """
-    if not days:
-        raise ValueError("no days of training_examples to train on")
-    train, validation, test = temporal_split(examples, days)
-    ranking = train_model(ranker, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir)
-    metrics = {f"ranking_{name}": float(value) for name, value in evaluate_model(ranking.model, test).items() if value is not None}
+    ranker_run = train_ranker(examples, spec, days, ranker, checkpoint_dir)
+    train, validation, test = ranker_run.train, ranker_run.validation, ranker_run.test
+    ranking = ranker_run.result
+    metrics = {f"ranking_{name}": value for name, value in ranker_run.metrics.items()}
     retrieval = None
     popular: list[tuple[str, float]] = []
     seen = pd.DataFrame({"user_id": [], "item_id": []})
@@ -138,8 +194,8 @@ def train_recommender(
         train=train,
         validation=validation,
         test=test,
-        trained_on=(days[0], days[-2] if len(days) > 1 else days[0]),
-        evaluated_on=days[-1],
+        trained_on=ranker_run.trained_on,
+        evaluated_on=ranker_run.evaluated_on,
         popular_items=popular,
         seen_items=seen,
     )

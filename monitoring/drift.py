@@ -27,13 +27,20 @@ from reclake.feature_spec import FeatureSpec
 _CATEGORICAL_TRANSFORMS = ("embedding", "hashing", "cyclical")
 
 
-def monitored_columns(spec: FeatureSpec) -> tuple[list[str], list[str]]:
+def monitored_columns(spec: FeatureSpec, history_days: int | None = None) -> tuple[list[str], list[str]]:
     """(numerical, categorical) ``training_examples`` columns monitored for drift: the
     ranker's inputs per the feature spec, without the ids (whose distributions shift every
     day by design). Normalized and bucketized columns are numerical; embedded, hashed and
-    cyclical ones categorical."""
+    cyclical ones categorical.
+
+    Args:
+        spec: the source's feature spec.
+        history_days: days of history before the reference window starts; aggregates
+            over a longer window are left out (while history is still filling a window,
+            its counts grow by construction). None: every aggregate.
+    """
     numerical, categorical = [], []
-    for column in spec.columns + spec.aggregate_features:
+    for column in spec.columns + spec.aggregate_features_within(history_days):
         (categorical if column.transform in _CATEGORICAL_TRANSFORMS else numerical).append(column.name)
     return numerical, categorical
 

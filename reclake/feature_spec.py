@@ -197,9 +197,15 @@ class FeatureSpec:
     @property
     def aggregate_features(self) -> tuple[FeatureColumn, ...]:
         """Aggregates the ranker uses: log-normalized counts and normalized rates."""
+        return self.aggregate_features_within(None)
+
+    def aggregate_features_within(self, max_window_days: int | None) -> tuple[FeatureColumn, ...]:
+        """The ranker's aggregates over windows of at most ``max_window_days`` (None: all)."""
         features: list[FeatureColumn] = []
         for entity in self.entities:
             for window in self.aggregates.windows_days:
+                if max_window_days is not None and window > max_window_days:
+                    continue
                 features.append(FeatureColumn(f"{entity}_events_{window}d", entity, "float", "normalize", log=True))
                 features.append(FeatureColumn(f"{entity}_positive_rate_{window}d", entity, "float", "normalize"))
         return tuple(features)

@@ -87,6 +87,10 @@ class Lake:
     def drift_report_file(self, day: dt.date) -> str:
         return self.url("reports", "drift", f"dt={day.isoformat()}", "drift_report.html")
 
+    def split_file(self, protocol: str) -> str:
+        """``event_id, part`` of the training window under one split protocol."""
+        return self.url("splits", f"{protocol}.parquet")
+
     def data_docs_dir(self) -> str:
         """Where a copy of the Great Expectations Data Docs site goes (lakes on object storage)."""
         return self.url("reports", "data_docs")

@@ -74,6 +74,8 @@ class Settings:
         training_window_days: how many newest days train a model (the newest of them is
             held out for evaluation).
         drift_reference_days: how many days before a partition form its drift reference.
+        drift_days_per_run: how many of a run's newest days get a drift report (a
+            backfill over a long history reports its newest days only).
         quarantine_max_share: largest share of quarantined rows a day may have before the
             blocking check on ``raw_events`` fails.
         synthetic: the synthetic generator's knobs.
@@ -92,6 +94,7 @@ class Settings:
     partitions_end: str | None = None
     training_window_days: int = 7
     drift_reference_days: int = 7
+    drift_days_per_run: int = 14
     quarantine_max_share: float = 0.01
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
@@ -175,6 +178,7 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_PARTITIONS_END": (None, "partitions_end"),
     "RECLAKE_TRAINING_WINDOW_DAYS": (None, "training_window_days"),
     "RECLAKE_DRIFT_REFERENCE_DAYS": (None, "drift_reference_days"),
+    "RECLAKE_DRIFT_DAYS_PER_RUN": (None, "drift_days_per_run"),
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
     "RECLAKE_SYNTHETIC_START_DATE": ("synthetic", "start_date"),
     "RECLAKE_SYNTHETIC_DAYS": ("synthetic", "days"),

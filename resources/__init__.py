@@ -46,6 +46,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             ranker_config=settings.ranker_config,
             training_window_days=settings.training_window_days,
             drift_reference_days=settings.drift_reference_days,
+            drift_days_per_run=settings.drift_days_per_run,
             quarantine_max_share=settings.quarantine_max_share,
         ),
         "synthetic": SyntheticSourceResource.from_settings(settings.synthetic),

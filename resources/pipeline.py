@@ -24,6 +24,8 @@ class PipelineResource(dg.ConfigurableResource):
             or a YAML path).
         training_window_days: newest days used per model; the newest is held out.
         drift_reference_days: days before a partition that form its drift reference.
+        drift_days_per_run: how many of a run's newest days get a drift report (a
+            backfill over a long history reports its newest days only).
         quarantine_max_share: the blocking check on ``raw_events`` fails above this share.
     """
 
@@ -36,6 +38,7 @@ class PipelineResource(dg.ConfigurableResource):
     ranker_config: str = "dcn_v2_stacked"
     training_window_days: int
     drift_reference_days: int
+    drift_days_per_run: int = 14
     quarantine_max_share: float
 
 

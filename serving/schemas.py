@@ -64,6 +64,9 @@ class PredictResponse(BaseModel):
 
     scores: list[float]
     score_kind: str
+    tasks: dict[str, list[float]] | None = Field(
+        default=None, description="Multi-task rankers (ESMM, MMoE): pctr, pcvr and pctcvr per row."
+    )
     model_version: str
 
 

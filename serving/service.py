@@ -123,9 +123,12 @@ class RecommenderService:
             rows = self.predict_rows.validate(request.rows, "rows")
         except ValueError as error:
             raise InvalidArgument(str(error)) from None
+        outputs = self.recommender.predict_outputs(pd.DataFrame(rows))
+        tasks = {name: values.tolist() for name, values in outputs.items() if name != "score"}
         return PredictResponse(
-            scores=[float(p) for p in self.recommender.predict(pd.DataFrame(rows))],
+            scores=outputs["score"].tolist(),
             score_kind=self.score_kind,
+            tasks=tasks or None,
             model_version=self.recommender.model_version,
         )
 

@@ -43,6 +43,9 @@ from sources.formats.textfiles import file_stem
 
 # Sources whose path is a folder holding one release (read as a whole).
 _FOLDER_SOURCES = ("movielens",)
+# Sources whose folders hold side files read with the main ones (iPinYou's clk. and conv.
+# logs are joined to their imp. log): only files with this prefix are imported.
+_MAIN_FILE_PREFIX = {"ipinyou": "imp."}
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ def source_files(source: str, path: str) -> list[str]:
     """The files (or release folder) of a source at ``path``, in order.
 
     A folder is one release for MovieLens; for the other sources every file directly
-    inside it is read, sorted by name (``day_0.gz``, ``day_1.gz``, ...).
+    inside it is read, sorted by name (``day_0.gz``, ``day_1.gz``, ...); for iPinYou the
+    ``imp.*`` logs (each joined with its sibling ``clk.*`` / ``conv.*`` log).
 
     Raises:
         ValueError: an unknown source.
@@ -111,7 +115,12 @@ def source_files(source: str, path: str) -> list[str]:
     if source in _FOLDER_SOURCES or not fs.isdir(root):
         return [path]
     prefix = "" if "://" not in path else path.split("://", 1)[0] + "://"
-    files = sorted(prefix + f for f in fs.ls(root, detail=False) if fs.isfile(f) and not posixpath.basename(f).startswith("."))
+    wanted = _MAIN_FILE_PREFIX.get(source, "")
+    files = sorted(
+        prefix + f
+        for f in fs.ls(root, detail=False)
+        if fs.isfile(f) and not posixpath.basename(f).startswith(".") and posixpath.basename(f).startswith(wanted)
+    )
     if not files:
         raise FileNotFoundError(f"source {source!r}: folder {path} holds no files")
     return files

@@ -246,6 +246,18 @@ def test_a_source_without_ids_exports_predict_and_rank_only(tmp_path):
         loaded.recommend(["u1"], 3, rows.head(1))
 
 
+def test_a_multitask_ranker_exports_pctr_pcvr_and_pctcvr(data, tmp_path):
+    train, test, users, items = data
+    esmm = {"type": "esmm", "model": {"embedding_dim": 4, "ctr_units": [16], "cvr_units": [16]},
+            "training": {"batch_size": 256, "epochs": 1, "early_stopping_patience": None}}  # fmt: skip
+    model = train_model(esmm, train, feature_spec=SPEC).model
+    loaded = load_recommender(export_recommender(model, users, items, METADATA, tmp_path / "esmm"))
+    outputs = loaded.predict_outputs(test.head(30)[list(SPEC.request_features)])
+    assert set(outputs) == {"score", "pctr", "pcvr", "pctcvr"} == set(loaded.metadata["outputs"])
+    np.testing.assert_allclose(outputs["pctcvr"], outputs["pctr"] * outputs["pcvr"], rtol=1e-6)
+    np.testing.assert_array_equal(outputs["score"], outputs["pctr"])
+
+
 class TestExportErrors:
     def test_non_empty_directory(self, data, trained, tmp_path):
         (tmp_path / "stale.txt").write_text("old")
@@ -263,6 +275,10 @@ class TestExportErrors:
         with pytest.raises(ValueError, match="duplicate user_ids"):
             export(trained, data, tmp_path / "m", user_features=doubled)
 
-    def test_retrieval_is_required_for_a_source_with_ids(self, data, trained, tmp_path):
-        with pytest.raises(ValueError, match="pass retrieval_model and popular_items"):
-            export(trained, data, tmp_path / "m", retrieval_model=None)
+    def test_retrieval_needs_the_popularity_fallback(self, data, trained, tmp_path):
+        with pytest.raises(ValueError, match="pass popular_items with a retrieval model"):
+            export(trained, data, tmp_path / "m", popular_items=[])
+
+    def test_without_retrieval_a_ranker_exports_predict_and_rank_only(self, data, trained, tmp_path):
+        loaded = load_recommender(export(trained, data, tmp_path / "m", retrieval_model=None, popular_items=[]))
+        assert set(loaded.metadata["inputs"]) == {"predict", "rank"} and not loaded.can_recommend

@@ -15,7 +15,7 @@ from models import evaluation
 from models.encoder import FeatureEncoder
 from models.features import FittedFeatures, feature_arrays, history_array, label_array, string_vocabulary
 from models.popularity import popular_items
-from models.recommender import temporal_split
+from models.recommender import split_training_window
 from models.retrieval import RetrievalConfig
 from models.training import evaluate_retrieval, split_by_day, train_retrieval
 from models.zoo.registry import evaluate_model, predict_values, train_model
@@ -188,14 +188,14 @@ def test_split_by_day(examples):
         split_by_day(examples, ["2030-01-01"])
 
 
-def test_temporal_split_by_days_or_inside_a_single_day(examples):
+def test_training_window_splits_by_days_or_inside_a_single_day(examples):
     days = [pd.Timestamp(d).date() for d in DAYS]
-    train, validation, test = temporal_split(examples, days)
+    train, validation, test = split_training_window(examples, days)
     assert [sorted({str(d) for d in part["event_date"]}) for part in (train, validation, test)] == [
         [DAYS[0]], [DAYS[1]], [DAYS[2]]
     ]
     one_day = examples[examples["event_date"].astype(str) == DAYS[0]]
-    train, validation, test = temporal_split(one_day, days[:1])
+    train, validation, test = split_training_window(one_day, days[:1])
     assert len(train) + len(validation) + len(test) == len(one_day)
     assert train["event_ts"].max() <= validation["event_ts"].min() <= validation["event_ts"].max() <= test["event_ts"].min()
     assert len(test) == len(one_day) - int(len(one_day) * 0.8)
@@ -295,3 +295,19 @@ class TestRetrieval:
 
         with pytest.raises(ValueError, match="'criteo' has no user and item ids"):
             train_retrieval(examples, load_feature_spec("criteo"))
+
+
+def test_every_protocol_splits_the_window_reproducibly(examples):
+    from models.splits import make_splits
+
+    days = [pd.Timestamp(d).date() for d in DAYS]
+    splits = make_splits(examples, SPEC, days)
+    assert set(splits) == {"temporal", "random_80_20", "leave_one_out", "per_user_8_1_1"}
+    for protocol, assignment in splits.items():
+        assert assignment["event_id"].is_unique, protocol
+        assert set(assignment["event_id"]) == set(examples["event_id"]), protocol
+    assert splits["random_80_20"]["part"].value_counts().to_dict() == {"train": 7200, "test": 1800}
+    newest = examples.sort_values("event_ts").groupby("user_id")["event_id"].last()
+    loo = splits["leave_one_out"].set_index("event_id")["part"]
+    assert (loo.loc[newest.to_numpy()] == "test").all()
+    pd.testing.assert_frame_equal(make_splits(examples, SPEC, days)["per_user_8_1_1"], splits["per_user_8_1_1"])

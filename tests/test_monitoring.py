@@ -135,3 +135,11 @@ def test_calibration_rejects_bad_input():
         calibration_table([0, 1], [0.1, 0.2], bins=0)
     with pytest.raises(ValueError, match="no positive labels"):
         predicted_to_observed_ratio([0, 0], [0.1, 0.2])
+
+
+def test_aggregates_are_monitored_once_history_fills_their_window():
+    spec = toy_examples.SPEC
+    assert not {a.name for a in spec.aggregate_features} & set(sum(monitored_columns(spec, history_days=0), []))
+    week = set(sum(monitored_columns(spec, history_days=7), []))
+    assert {"user_events_1d", "item_positive_rate_7d"} <= week and "user_events_30d" not in week
+    assert "user_events_30d" in NUMERICAL

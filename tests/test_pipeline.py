@@ -2,9 +2,9 @@
 
 One run of ``reclake_main_job`` over three days in a temporary lake: the generator,
 pandera validation, a real ``dbt build`` on DuckDB (its tests as asset checks), the
-Great Expectations check, real TensorFlow training and export, the BentoML model
-store and an Evidently report; then a real ``bentoml serve`` of the pinned model
-answers over HTTP.
+Great Expectations suites per mart and their Data Docs, the dataset splits, real
+TensorFlow training and export, the BentoML model store and an Evidently report; then a
+real ``bentoml serve`` of the pinned model answers over HTTP.
 """
 
 import json
@@ -41,23 +41,27 @@ def test_summary_is_written_and_names_every_output(main_run):
     assert summary["partitions"] == DAYS
     assert Path(summary["savedmodel_path"], "saved_model.pb").is_file()
     assert Path(summary["drift_report_path"]).read_text().lstrip().lower().startswith("<!doctype html")
-    assert summary["bento_model_tag"].startswith("reclake_recommender:")
+    assert summary["bento_model_tag"].startswith("reclake_synthetic:")
     assert settings.current_model_tag_file.read_text().strip() == summary["bento_model_tag"]
 
 
 def test_every_asset_and_partition_is_materialized(main_run):
     _, instance, _, _, _ = main_run
-    for key in ("landing_logs", "raw_events", "fct_impressions", "training_examples", "drift_report"):
+    for key in ("landing_logs", "raw_events", "fct_events", "training_examples", "drift_report"):
         assert instance.get_materialized_partitions(dg.AssetKey(key)) == set(DAYS), key
-    for key in ("recommender_model", "bento_model", "dim_users", "dim_items", "user_features", "item_features"):
+    for key in (
+        "recommender_model", "bento_model", "dim_users", "dim_items", "user_features", "item_features",
+        "dataset_splits", "data_docs",
+    ):  # fmt: skip
         assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
 
 
 def test_quality_checks_ran_and_passed(main_run):
     _, _, summary, _, outcomes = main_run
     assert outcomes["raw_events/quarantine_share_within_threshold"] is True
-    assert outcomes["training_examples/training_examples_expectations"] is True
-    dbt_tests = [name for name in outcomes if name.startswith(("fct_impressions/", "training_examples/unique"))]
+    for mart in ("fct_events", "training_examples", "user_features", "item_features"):
+        assert outcomes[f"{mart}/{mart}_expectations"] is True, mart
+    dbt_tests = [name for name in outcomes if name.startswith(("fct_events/", "training_examples/unique"))]
     assert len(dbt_tests) >= 3, sorted(outcomes)
     assert summary["checks"]["failed"] == []
 
@@ -65,7 +69,7 @@ def test_quality_checks_ran_and_passed(main_run):
 def test_warehouse_holds_every_impression_once(main_run):
     settings, *_ = main_run
     with duckdb.connect(settings.warehouse_path, read_only=True) as con:
-        rows, distinct = con.execute("select count(*), count(distinct event_id) from fct_impressions").fetchone()
+        rows, distinct = con.execute("select count(*), count(distinct event_id) from fct_events").fetchone()
         per_day = dict(con.execute("select cast(event_date as varchar), count(*) from training_examples group by 1").fetchall())
     assert rows == distinct == 3 * settings.synthetic.events_per_day
     assert per_day == {day: settings.synthetic.events_per_day for day in DAYS}
@@ -105,17 +109,22 @@ def test_retraining_scores_the_champion_and_registers_a_challenger(main_run):
 def test_bentoml_serves_the_pinned_model_over_http(main_run, session_state_dir):
     settings, _, summary, _, _ = main_run
     with duckdb.connect(settings.warehouse_path, read_only=True) as con:
-        known_user = con.execute("select user_id from user_features order by user_impressions_7d desc limit 1").fetchone()[0]
+        known_user = con.execute("select user_id from user_features order by user_events_7d desc limit 1").fetchone()[0]
+    context = {"device": "mobile", "slot_position": 1}
     with running_service(summary["bento_model_tag"], Path(settings.bentoml_home)) as base_url:
-        known = requests.post(f"{base_url}/recommend", json={"user_id": known_user, "top_k": 5}, timeout=30)
+        known = requests.post(
+            f"{base_url}/recommend", json={"user_id": known_user, "k": 5, "context": context}, timeout=30
+        )
         assert known.status_code == 200, known.text
         body = known.json()
         assert body["fallback"] is None and body["model_version"] == summary["model_version"]
         scores = [item["score"] for item in body["items"]]
         assert len(scores) == 5 and scores == sorted(scores, reverse=True)
 
-        unknown = requests.post(f"{base_url}/recommend", json={"user_id": "nobody", "top_k": 3}, timeout=30)
+        unknown = requests.post(
+            f"{base_url}/recommend", json={"user_id": "nobody", "k": 3, "context": context}, timeout=30
+        )
         assert unknown.status_code == 200 and unknown.json()["fallback"] == "popularity"
 
-        bad = requests.post(f"{base_url}/recommend", json={"user_id": known_user, "top_k": 0}, timeout=30)
+        bad = requests.post(f"{base_url}/recommend", json={"user_id": known_user, "k": 0}, timeout=30)
         assert 400 <= bad.status_code < 500

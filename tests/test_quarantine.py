@@ -27,7 +27,7 @@ def corrupted_run(tmp_path_factory, session_state_dir):
     landed = dg.materialize(
         [defs.get_assets_def("landing_logs")],
         partition_key=DAY,
-        resources={"lake": defs.resources["lake"], "synthetic": defs.resources["synthetic"]},
+        resources={k: defs.resources[k] for k in ("lake", "synthetic", "pipeline")},
         instance=instance,
     )
     assert landed.success
@@ -60,7 +60,7 @@ def test_bad_rows_are_quarantined_with_file_line_field_and_reason(corrupted_run)
 
 def test_good_rows_are_kept_and_counts_reconcile(corrupted_run):
     _, instance, _, lake = corrupted_run
-    bronze = lake.read_parquet(lake.bronze_file(pd.Timestamp(DAY).date()))
+    bronze = lake.read_parquet(lake.bronze_file("synthetic", pd.Timestamp(DAY).date()))
     assert len(bronze) == ROWS - 3
     assert bronze["event_id"].is_unique and (bronze["price"] >= 0).all()
     metadata = instance.get_latest_materialization_event(dg.AssetKey("raw_events")).asset_materialization.metadata
@@ -77,5 +77,5 @@ def test_blocking_check_fails_and_nothing_downstream_is_built(corrupted_run):
     quarantine_check = [e for e in evaluations if e.check_name == "quarantine_share_within_threshold"]
     assert len(quarantine_check) == 1 and quarantine_check[0].passed is False
     assert not result.success
-    for key in ("fct_impressions", "training_examples", "recommender_model", "bento_model", "drift_report"):
+    for key in ("fct_events", "training_examples", "recommender_model", "bento_model", "drift_report"):
         assert instance.get_latest_materialization_event(dg.AssetKey(key)) is None, key

@@ -74,6 +74,6 @@ def test_dbt_reads_bronze_from_s3_into_the_warehouse(s3_run):
         counts = dict(con.execute(
             "select cast(event_date as varchar), count(*) from training_examples group by 1"
         ).fetchall())
-        facts = con.execute("select count(*), count(distinct event_id) from fct_impressions").fetchone()
+        facts = con.execute("select count(*), count(distinct event_id) from fct_events").fetchone()
     assert counts == {day: 500 for day in DAYS}
     assert facts == (1000, 1000)

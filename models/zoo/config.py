@@ -178,6 +178,11 @@ def spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> Mode
     return ModelSpec(type=config["type"], model=sections["model"], training=training, source=source)
 
 
+def bundled_configs() -> list[str]:
+    """Names of the bundled model configs (``models/configs/<name>.yaml``), sorted."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
 def config_path(name: str) -> Path:
     """The path of the bundled config ``models/configs/<name>.yaml``.
 
@@ -186,8 +191,7 @@ def config_path(name: str) -> Path:
     """
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no model config named {name!r} in {CONFIG_DIR}; available: {available}")
+        raise FileNotFoundError(f"no model config named {name!r} in {CONFIG_DIR}; available: {bundled_configs()}")
     return path
 
 

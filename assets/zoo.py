@@ -1,0 +1,99 @@
+"""The model zoo as assets: every bundled ranker config trained and compared on the source."""
+
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+
+from models.zoo.config import bundled_configs
+from resources.lake import LakeResource
+from resources.pipeline import PipelineResource
+from resources.warehouse import WarehouseResource
+from sources.truth import load_truth
+
+zoo_configs = dg.StaticPartitionsDefinition(bundled_configs())
+
+
+@dg.asset(
+    partitions_def=zoo_configs,
+    group_name="model_zoo",
+    deps=[dg.AssetKey("training_examples"), dg.AssetKey("user_features"), dg.AssetKey("item_features")],
+    kinds={"tensorflow"},
+    pool="duckdb_warehouse",
+)
+def zoo_model(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource, pipeline: PipelineResource
+) -> dg.MaterializeResult:
+    """One bundled model config (the partition: ``models/configs/<name>.yaml``) trained
+    on the source's newest ``training_window_days`` with the pipeline's temporal split:
+    early stopping on the validation day, a checkpoint per epoch, metrics on the held-out
+    day, a training-curve plot, and an exported SavedModel (``predict`` / ``rank``;
+    ``pctr`` / ``pcvr`` / ``pctcvr`` for the multi-task models).
+
+    Materialize every partition to compare the zoo on the same rows; the served model
+    stays the one ``recommender_model`` trains (``ranker_config`` picks its ranker).
+    Multi-task configs need click and conversion labels: on other sources the partition
+    records why it was not trained.
+    """
+    from models.curves import training_curve_html
+    from models.export import export_recommender
+    from models.recommender import train_ranker
+    from models.zoo.config import load_spec
+    from models.zoo.registry import MODEL_TYPES, TRUE_PCTR_COLUMN
+
+    name = context.partition_key
+    spec = pipeline.feature_spec()
+    if MODEL_TYPES[load_spec(name).type].multitask and not {"clicked", "converted"} <= set(spec.label_columns):
+        reason = f"not applicable: {name} needs click and conversion labels; the {spec.source} spec has {list(spec.label_columns)}"
+        context.log.info(reason)
+        return dg.MaterializeResult(metadata={"status": reason, "source": spec.source})
+    days = warehouse.event_dates("training_examples")[-pipeline.training_window_days :]
+    if not days:
+        raise dg.Failure("training_examples holds no days yet: materialize the feature tables first")
+    examples = warehouse.read_days("training_examples", days[0], days[-1])
+    store = lake.get_lake()
+    truth = load_truth(store, pipeline.source, [days[-1]]) if pipeline.is_synthetic else None
+    if truth is not None:
+        truth = truth[["event_id", "true_pctr"]].rename(columns={"true_pctr": TRUE_PCTR_COLUMN})
+        examples = examples.merge(truth, on="event_id", how="left")
+    version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
+    folder = store.url("models", "zoo", name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp)
+        trained = train_ranker(examples, spec, days, name, checkpoint_dir=local / "checkpoints")
+        result = trained.result
+        training_curve_html(result.history, f"{name} on {spec.source}, {version}", local / "training_curve.html")
+        export_recommender(
+            result.model,
+            warehouse.query("select * from user_features") if spec.user_id else None,
+            warehouse.query("select * from item_features") if spec.item_id else None,
+            {
+                "model_version": f"{name}-{version}",
+                "trained_on": [d.isoformat() for d in trained.trained_on],
+                "evaluated_on": trained.evaluated_on.isoformat(),
+                "metrics": trained.metrics,
+            },
+            local / "savedmodel",
+        )
+        store.upload_dir(str(local), folder)
+    epochs = len(result.history["loss"])
+    context.log.info(f"{name}: {trained.metrics}")
+    link = dg.MetadataValue.path if store.is_local else dg.MetadataValue.url
+    return dg.MaterializeResult(
+        metadata={
+            "source": spec.source,
+            "model_type": result.spec.type,
+            "model_version": version,
+            "trained_on": f"{trained.trained_on[0]} .. {trained.trained_on[1]}",
+            "evaluated_on": trained.evaluated_on.isoformat(),
+            "metrics": dg.MetadataValue.json(trained.metrics),
+            **trained.metrics,
+            "epochs": epochs,
+            "best_epoch": result.best_epoch or epochs,
+            "train_seconds": round(result.seconds, 1),
+            "examples_per_second": round(result.examples_per_second),
+            "training_curve": link(f"{folder}/training_curve.html"),
+            "checkpoints": link(f"{folder}/checkpoints"),
+            "savedmodel_path": link(f"{folder}/savedmodel"),
+        }
+    )

@@ -1,0 +1,78 @@
+"""Documented, reproducible train / validation / test splits of ``training_examples``.
+
+``make_splits`` assigns every row of a training window to a part under each protocol
+the source supports, as ``event_id -> part`` tables (``train``, ``validation``,
+``test``), so any model, notebook or benchmark can use exactly the same split:
+
+- ``temporal``: whole days: the newest day tests, the day before validates, the rest
+  trains (a single-day window is cut by time inside the day); what the pipeline's
+  recommender uses (``models.recommender.split_training_window``).
+- ``random_80_20``: the TensorFlow Recommenders tutorials' protocol: a seeded
+  TensorFlow shuffle, the first 80% train, the rest test (``protocols.tfrs_random_split``
+  on the window in time order).
+- ``leave_one_out``: per user, the newest interaction tests and the one before
+  validates (RecBole ``LS: valid_and_test``); sources with user and item ids only.
+- ``per_user_8_1_1``: per user, a random 8:1:1 split (RecBole ``RO`` + ``RS``); sources
+  with user and item ids only.
+
+The interaction protocols see every row of the window as an interaction, with the
+spec's label as its rating.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import pandas as pd
+
+from models import protocols
+from models.features import require_columns
+from models.recommender import split_training_window
+from reclake.feature_spec import FeatureSpec
+
+PARTS = ("train", "validation", "test")
+RANDOM_SEED = 42
+PER_USER_SEED = 2020
+PROTOCOLS = ("temporal", "random_80_20", "leave_one_out", "per_user_8_1_1")
+
+
+def _assignment(parts: Sequence[pd.DataFrame | None]) -> pd.DataFrame:
+    frames = [
+        pd.DataFrame({"event_id": part["event_id"].to_numpy(), "part": name})
+        for name, part in zip(PARTS if len(parts) == 3 else ("train", "test"), parts, strict=True)
+        if part is not None
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def make_splits(examples: pd.DataFrame, spec: FeatureSpec, days: Sequence[dt.date]) -> dict[str, pd.DataFrame]:
+    """Every protocol's split of a training window.
+
+    Args:
+        examples: ``training_examples`` rows of ``days`` (``event_id``, ``event_ts``,
+            ``event_date``, the label, and the ids when the source has them).
+        spec: the source's feature spec.
+        days: the window's days, oldest first.
+
+    Returns:
+        Protocol name -> ``event_id, part`` with one row per example of the window (for
+        ``leave_one_out``, users with a single interaction only train).
+
+    Raises:
+        ValueError: a missing column, or a window too small to split.
+    """
+    require_columns(examples, ["event_id", "event_ts", "event_date", spec.label.column], "training window")
+    ordered = examples.sort_values(["event_ts", "event_id"], kind="stable").reset_index(drop=True)
+    splits = {"temporal": _assignment(split_training_window(ordered, days))}
+    interactions = ordered.assign(rating=ordered[spec.label.column], timestamp=ordered["event_ts"])
+    if not spec.has_ids:
+        interactions = interactions.assign(user_id="", item_id="")
+    train_size = int(round(0.8 * len(interactions)))
+    splits["random_80_20"] = _assignment(
+        protocols.tfrs_random_split(interactions, seed=RANDOM_SEED, train_size=train_size, tfds_order=False)
+    )
+    if spec.has_ids:
+        splits["leave_one_out"] = _assignment(protocols.leave_one_out(interactions))
+        splits["per_user_8_1_1"] = _assignment(protocols.per_user_random_split(interactions, seed=PER_USER_SEED))
+    return splits
