@@ -16,6 +16,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from assets import features, ingest, models, monitoring, quality, serving, splits, zoo  # noqa: E402
+from assets.partitions import daily_partitions, settings_partitions  # noqa: E402
 from automation.jobs import ingest_to_serve_job, main_job, zoo_job  # noqa: E402
 from automation.schedules import daily_ingest_schedule  # noqa: E402
 from automation.sensors import landing_sensor  # noqa: E402
@@ -28,7 +29,22 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     Child processes (dbt, BentoML) read the lake, warehouse and model store locations
     from the environment, so they are exported here, where the settings are resolved.
+
+    The daily partitions are fixed when the asset modules are imported, from the
+    process's settings (a code location serves one source's calendar): ``settings`` must
+    have the same ``partitions_start`` and ``partitions_end``. To run another source,
+    start a process with its config (``RECLAKE_CONFIG=configs/<source>.yaml``).
+
+    Raises:
+        ValueError: ``settings`` asks for other partitions than the process has.
     """
+    if settings_partitions(settings) != (daily_partitions.start, daily_partitions.end):
+        raise ValueError(
+            f"settings ask for daily partitions {settings.partitions_start} .. {settings.partitions_end or 'open'}, "
+            f"but this process defined them from its environment as {daily_partitions.start:%Y-%m-%d} .. "
+            f"{daily_partitions.end or 'open'}: set RECLAKE_CONFIG (or RECLAKE_PARTITIONS_START/_END) before "
+            "importing the definitions, one source per process"
+        )
     for name, value in settings.child_process_environment().items():
         os.environ[name] = value
     return dg.Definitions(

@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -15,8 +16,20 @@ from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT / "dbt_project")
-# `dagster dev` re-parses on every load; elsewhere parse once, when no manifest exists yet.
-if dbt_project.preparer.using_dagster_dev() or not dbt_project.manifest_path.exists():
+
+
+def _manifest_is_stale() -> bool:
+    """Whether the parsed manifest is missing or older than a file of the dbt project."""
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    project = Path(dbt_project.project_dir)
+    sources = [project / "dbt_project.yml", *(p for d in ("models", "macros", "tests") for p in (project / d).rglob("*"))]
+    return max(p.stat().st_mtime for p in sources if p.is_file()) > manifest.stat().st_mtime
+
+
+# `dagster dev` re-parses on every load; elsewhere parse when the project changed.
+if dbt_project.preparer.using_dagster_dev() or _manifest_is_stale():
     DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
         ["parse", "--quiet"], target_path=dbt_project.target_path
     ).wait()

@@ -4,16 +4,21 @@ import datetime as dt
 
 import dagster as dg
 
-from reclake.settings import load_settings
+from reclake.settings import Settings, load_settings
 
-_settings = load_settings()
-# Historical sources end: their last partition is partitions_end (end_date is exclusive).
-_end = (
-    None
-    if _settings.partitions_end is None
-    else (dt.date.fromisoformat(_settings.partitions_end) + dt.timedelta(days=1)).isoformat()
-)
-daily_partitions = dg.DailyPartitionsDefinition(start_date=_settings.partitions_start, end_date=_end)
+
+def settings_partitions(settings: Settings) -> tuple[dt.datetime, dt.datetime | None]:
+    """(start, end) of the daily partitions ``settings`` describe; end is exclusive, None
+    when open-ended (historical sources end the day after ``partitions_end``)."""
+    start = dt.datetime.fromisoformat(settings.partitions_start).replace(tzinfo=dt.UTC)
+    if settings.partitions_end is None:
+        return start, None
+    end = dt.datetime.fromisoformat(settings.partitions_end).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+    return start, end
+
+
+_start, _end = settings_partitions(load_settings())
+daily_partitions = dg.DailyPartitionsDefinition(start_date=_start.strftime("%Y-%m-%d"), end_date=_end and _end.strftime("%Y-%m-%d"))
 
 # Backfills of many days run as one run: one dbt invocation, one pass over the files.
 single_run_backfill = dg.BackfillPolicy.single_run()

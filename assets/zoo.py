@@ -17,7 +17,11 @@ zoo_configs = dg.StaticPartitionsDefinition(bundled_configs())
 @dg.asset(
     partitions_def=zoo_configs,
     group_name="model_zoo",
-    deps=[dg.AssetKey("training_examples"), dg.AssetKey("user_features"), dg.AssetKey("item_features")],
+    # A config trains on the newest window of every loaded day.
+    deps=[
+        dg.AssetDep(name, partition_mapping=dg.AllPartitionMapping())
+        for name in ("training_examples", "user_features", "item_features")
+    ],
     kinds={"tensorflow"},
     pool="duckdb_warehouse",
 )

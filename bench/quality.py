@@ -13,6 +13,15 @@ Reads ``u.data`` (tab-separated ``user, item, rating, unix seconds``; 100,000 ra
   hyper-parameters chosen on the validation part; at test time the train and
   validation items are masked, as RecBole does.
 
+Models: the matrix baselines of ``models.baselines`` (random, popularity, EASE, BPR-MF,
+an EASE + BPR-MF blend, biased and Bayesian MF) and the TensorFlow models trained on the
+interaction frames: the two-tower retriever without and with the log-Q correction and
+with a pooled history of the user's 50 latest items (``models.retrieval``), SASRec
+(``models.sequence``), the joint retrieval + rating model (``models.joint``) and an
+EASE + joint blend. The TensorFlow models' epoch count is chosen on validation: one run
+on the tuning rows is scored after every epoch, then the model is refitted on the final
+training rows with the best epoch count.
+
 Every rating is an interaction (implicit protocol); each user's masked items are removed
 and all 1,682 items are ranked (``evaluation.ranking_metrics``). Per model the line holds
 ``hr@10``, ``hr@100``, ``recall@10`` (RecBole's: hits / |test items|), ``ndcg@10``,
@@ -22,7 +31,9 @@ ratings (rating models only, else null), ``train_s`` (fitting on the final train
 set) and ``examples_per_s`` (training interactions / ``train_s``); tuned models add
 ``selected`` (the chosen hyper-parameters) and ``tuning_s``.
 
-Usage: ``python bench/quality.py --data-dir ../shared/data/ml-100k``
+Usage: ``python bench/quality.py --data-dir ../shared/data/ml-100k`` (about 11 minutes on
+2 CPU cores, 9 of them for the TensorFlow models; each one's test line also goes to stderr
+as soon as it is measured).
 """
 
 import argparse
@@ -55,13 +66,60 @@ from models.baselines import (  # noqa: E402
     Recommender,
     ScoreBlend,
 )
+from models.joint import JointConfig, fit_joint  # noqa: E402
+from models.retrieval import RetrievalConfig, fit_two_tower  # noqa: E402
+from models.sequence import SASRecConfig, fit_sasrec  # noqa: E402
 
 EASE_L2_GRID = (100.0, 200.0, 300.0, 400.0, 600.0, 1000.0)
 BLEND_BPR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 """Weight of BPR-MF in the EASE + BPR-MF blend (EASE gets 1 - weight)."""
+BLEND_JOINT_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8)
+"""Weight of the joint model in the EASE + joint blend (EASE gets 1 - weight)."""
 KS = (10, 100)
 VALIDATION_SHARE = 0.2
 VALIDATION_SEED = 0
+
+TWO_TOWER = RetrievalConfig(embedding_dim=32, learning_rate=0.1, batch_size=512, vocabulary_min_count=1)
+LOG_Q = RetrievalConfig(**{**TWO_TOWER.__dict__, "sampling_bias_correction": True})
+LOG_Q_HISTORY = RetrievalConfig(**{**LOG_Q.__dict__, "history_length": 50})
+SASREC = SASRecConfig(max_length=50, embedding_dim=64, num_blocks=2, dropout=0.2, num_negatives=256, learning_rate=2e-3)
+JOINT = JointConfig(embedding_dim=32, rating_units=(256, 128), batch_size=256)
+
+
+@dataclass(frozen=True)
+class FrameModelSpec:
+    """A TensorFlow model of the bench, trained on interaction frames.
+
+    Attributes:
+        fit: ``fit(frame, epochs, on_epoch_end) -> model`` with ``score_all`` (and
+            ``predict_ratings`` for rating models).
+        max_epochs: Epochs of the validation run that chooses the epoch count.
+        rating_model: Whether the model predicts ratings (the line reports its RMSE).
+    """
+
+    fit: Callable[[pd.DataFrame, int, Callable[[int, Any], None] | None], Any]
+    max_epochs: int
+    rating_model: bool = False
+
+
+def _with_epochs(config: Any, epochs: int) -> Any:
+    return type(config)(**{**config.__dict__, "epochs": epochs})
+
+
+FRAME_MODELS: dict[str, FrameModelSpec] = {
+    "two_tower": FrameModelSpec(lambda f, e, hook: fit_two_tower(f, _with_epochs(TWO_TOWER, e), on_epoch_end=hook), 6),
+    "two_tower_logq": FrameModelSpec(lambda f, e, hook: fit_two_tower(f, _with_epochs(LOG_Q, e), on_epoch_end=hook), 6),
+    # Random splits spread the held-out rows over each user's timeline, so a training
+    # row's history is the profile queries carry (the latest items but its own).
+    "two_tower_logq_history": FrameModelSpec(
+        lambda f, e, hook: fit_two_tower(
+            f, _with_epochs(LOG_Q_HISTORY, e), training_history="latest_other", on_epoch_end=hook
+        ),
+        6,
+    ),
+    "sasrec": FrameModelSpec(lambda f, e, hook: fit_sasrec(f, _with_epochs(SASREC, e), on_epoch_end=hook), 8),
+    "joint": FrameModelSpec(lambda f, e, hook: fit_joint(f, _with_epochs(JOINT, e), on_epoch_end=hook), 6, True),
+}
 
 
 def read_movielens_100k(data_dir: Path) -> pd.DataFrame:
@@ -134,6 +192,28 @@ def recbole_protocol(ratings: pd.DataFrame) -> Protocol:
     )
 
 
+class FrameModel:
+    """A model fitted on interaction frames, seen through the baselines' protocol.
+
+    ``score_users`` / ``predict`` take this bench's user and item indices and call the
+    model's ``score_all`` / ``predict_ratings`` with the raw ids; the full score matrix is
+    computed once, so later training of the model does not change it.
+    """
+
+    def __init__(self, model: Any, index: InteractionIndex) -> None:
+        self.model = model
+        self.index = index
+        self._scores: np.ndarray | None = None
+
+    def score_users(self, user_indices: Any) -> np.ndarray:
+        if self._scores is None:
+            self._scores = self.model.score_all(self.index.user_ids, self.index.item_ids)
+        return self._scores[np.asarray(user_indices)]
+
+    def predict(self, user_indices: Any, item_indices: Any) -> np.ndarray:
+        return self.model.predict_ratings(self.index.user_ids[user_indices], self.index.item_ids[item_indices])
+
+
 class Evaluator:
     """Fits models on one protocol and measures them on its validation or test rows."""
 
@@ -187,6 +267,73 @@ class Evaluator:
             scored[key] = self.ranking(model, protocol.tune_train, protocol.tune_validation)[protocol.selection_metric]
         return max(scored, key=scored.get), time.perf_counter() - started
 
+    def select_epochs(self, spec: FrameModelSpec) -> tuple[int, FrameModel, float]:
+        """Train on ``tune_train`` for ``spec.max_epochs``, scoring ``tune_validation`` after each epoch.
+
+        Returns:
+            ``(best epoch, the model's scores at that epoch, seconds spent)``.
+        """
+        protocol = self.protocol
+        scored: dict[int, tuple[float, FrameModel]] = {}
+
+        def score(epoch: int, model: Any) -> None:
+            frozen = FrameModel(model, self.index)
+            metrics = self.ranking(frozen, protocol.tune_train, protocol.tune_validation)
+            scored[epoch] = (metrics[protocol.selection_metric], frozen)
+
+        started = time.perf_counter()
+        spec.fit(protocol.tune_train, spec.max_epochs, score)
+        best = max(scored, key=lambda epoch: scored[epoch][0])
+        return best, scored[best][1], time.perf_counter() - started
+
+
+def run_frame_models(evaluator: Evaluator, tune_ease: EASE, ease: EASE, ease_s: float) -> dict[str, Any]:
+    """Tune, fit and evaluate ``FRAME_MODELS`` and the EASE + joint blend on one protocol.
+
+    Args:
+        evaluator: The protocol's evaluator.
+        tune_ease: EASE fitted on the tuning rows (for the blend weight).
+        ease: EASE fitted on the final training rows.
+        ease_s: Seconds ``ease`` took to fit.
+
+    Returns:
+        Model name -> report.
+    """
+    protocol = evaluator.protocol
+    results: dict[str, Any] = {}
+    final: dict[str, FrameModel] = {}
+    at_best_epoch: dict[str, FrameModel] = {}
+    for name, spec in FRAME_MODELS.items():
+        best_epoch, at_best_epoch[name], tuning_s = evaluator.select_epochs(spec)
+        started = time.perf_counter()
+        final[name] = FrameModel(spec.fit(protocol.train, best_epoch, None), evaluator.index)
+        train_s = time.perf_counter() - started
+        results[name] = {
+            **evaluator.report(final[name], train_s, spec.rating_model),
+            "selected": {"epochs": best_epoch},
+            "tuning_s": round(tuning_s, 2),
+        }
+        print(f"{protocol.name} {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    validation_scores = {
+        weight: evaluator.ranking(
+            ScoreBlend([tune_ease, at_best_epoch["joint"]], [1 - weight, weight]),
+            protocol.tune_train,
+            protocol.tune_validation,
+        )[protocol.selection_metric]
+        for weight in BLEND_JOINT_WEIGHTS
+    }
+    best_weight = max(validation_scores, key=validation_scores.get)
+    blend_tuning_s = time.perf_counter() - started
+    blend = ScoreBlend([ease, final["joint"]], [1 - best_weight, best_weight])
+    results["ease_joint_blend"] = {
+        **evaluator.report(blend, ease_s + results["joint"]["train_s"], False),
+        "selected": {"joint_weight": best_weight},
+        "tuning_s": round(blend_tuning_s, 2),
+    }
+    return results
+
 
 def run_protocol(protocol: Protocol, index: InteractionIndex) -> dict[str, Any]:
     """Tune, fit and evaluate every model on one protocol; returns the output line."""
@@ -234,6 +381,8 @@ def run_protocol(protocol: Protocol, index: InteractionIndex) -> dict[str, Any]:
 
     for name, model in (("biased_mf", BiasedMF()), ("bayesian_mf", BayesianMF())):
         results[name] = evaluator.report(model, evaluator.fit(model, protocol.train, True), True)
+
+    results.update(run_frame_models(evaluator, tune_ease, ease, ease_s))
 
     return {
         "protocol": protocol.name,

@@ -32,4 +32,11 @@ def test_jobs_schedules_and_sensors_resolve(tmp_path, session_state_dir):
     assert defs.get_schedule_def("ingest_to_serve_job_schedule").cron_schedule == "0 2 * * *"
     assert defs.get_sensor_def("landing_sensor").job_name == "ingest_to_serve_job"
     groups = {spec.group_name for spec in defs.resolve_all_asset_specs()}
-    assert groups == {"landing", "bronze", "features", "models", "serving", "monitoring"}
+    assert groups == {
+        "landing", "bronze", "features", "quality", "datasets", "models", "serving", "monitoring", "model_zoo",
+    }  # fmt: skip
+    # The zoo is partitioned by model config, not by day: its own job, outside the daily ones.
+    zoo = defs.resolve_job_def("model_zoo_job")
+    assert {n.name for n in zoo.nodes_in_topological_order} == {"zoo_model"}
+    assert "zoo_model" not in {n.name for n in main.nodes_in_topological_order}
+    assert set(defs.get_assets_def("zoo_model").partitions_def.get_partition_keys()) >= {"deepfm", "esmm", "hashed_lr"}

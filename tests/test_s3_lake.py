@@ -65,7 +65,7 @@ def test_lake_files_live_in_the_bucket(s3_run):
         assert fs.ls(f"{BUCKET}/lake/landing/synthetic/dt={day}") == [
             f"{BUCKET}/lake/landing/synthetic/dt={day}/events-00000.jsonl.gz"
         ]
-        assert fs.exists(f"{BUCKET}/lake/bronze/events/dt={day}/part-0.parquet")
+        assert fs.exists(f"{BUCKET}/lake/bronze/synthetic/dt={day}/part-0.parquet")
 
 
 def test_dbt_reads_bronze_from_s3_into_the_warehouse(s3_run):

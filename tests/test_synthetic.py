@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reclake.settings import SyntheticSettings
 from reclake.feature_spec import load_feature_spec
+from reclake.settings import SyntheticSettings
 from sources.bronze_schema import bronze_columns, validate_events
 from sources.synthetic import SyntheticWorld, generate_day, to_jsonl_gz
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -49,6 +50,19 @@ class FeatureModel(keras.Model):
     def __init__(self, fitted: FittedFeatures, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fitted = fitted
+        # Added to a single-task head's output: the training target's mean (regression)
+        # or base-rate logit (binary). With the output layers' kernels starting at zero,
+        # training starts from the prior instead of from noise around 0.
+        self.output_offset = self.add_weight(name="output_offset", shape=(), initializer="zeros", trainable=False)
+
+    def set_output_offset(self, targets: Any) -> None:
+        """Start a single-task head at the prior of ``targets``: their mean for a
+        regression label, the logit of their rate for a binary one."""
+        mean = float(np.mean(targets))
+        if not self.regression:
+            rate = min(max(mean, 1e-4), 1 - 1e-4)
+            mean = float(np.log(rate / (1 - rate)))
+        self.output_offset.assign(mean)
 
     @property
     def regression(self) -> bool:
@@ -58,8 +72,9 @@ class FeatureModel(keras.Model):
     def single_output(self, logit: tf.Tensor) -> tf.Tensor:
         """A single-task head's ``[B, 1]`` output as ``[B]`` float32: ``sigmoid`` for a
         binary label, the value itself for a regression label."""
+        logit = tf.cast(logit, tf.float32) + self.output_offset
         if self.regression:
-            return tf.squeeze(tf.cast(logit, tf.float32), axis=1)
+            return tf.squeeze(logit, axis=1)
         return probability(logit)
 
     def hyperparameters(self) -> dict[str, Any]:

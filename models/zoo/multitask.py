@@ -84,9 +84,9 @@ class ESMM(FeatureModel):
         self.dropout = float(dropout)
         self.encoder = FeatureEncoder(fitted, self.embedding_dim, name="encoder")
         self.ctr_tower = MLP(self.ctr_units, dropout=self.dropout, name="ctr_tower")
-        self.ctr_logit = keras.layers.Dense(1, name="ctr_logit")
+        self.ctr_logit = keras.layers.Dense(1, kernel_initializer="zeros", name="ctr_logit")
         self.cvr_tower = MLP(self.cvr_units, dropout=self.dropout, name="cvr_tower")
-        self.cvr_logit = keras.layers.Dense(1, name="cvr_logit")
+        self.cvr_logit = keras.layers.Dense(1, kernel_initializer="zeros", name="cvr_logit")
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> dict[str, tf.Tensor]:
         x = self.encoder(inputs)
@@ -157,9 +157,9 @@ class MMoE(FeatureModel):
         self.encoder = FeatureEncoder(fitted, self.embedding_dim, name="encoder")
         self.experts = MixtureOfExperts(num_experts, expert_units, num_tasks=2, dropout=self.dropout, name="experts")
         self.ctr_tower = MLP(self.tower_units, dropout=self.dropout, name="ctr_tower")
-        self.ctr_logit = keras.layers.Dense(1, name="ctr_logit")
+        self.ctr_logit = keras.layers.Dense(1, kernel_initializer="zeros", name="ctr_logit")
         self.cvr_tower = MLP(self.tower_units, dropout=self.dropout, name="cvr_tower")
-        self.cvr_logit = keras.layers.Dense(1, name="cvr_logit")
+        self.cvr_logit = keras.layers.Dense(1, kernel_initializer="zeros", name="cvr_logit")
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> dict[str, tf.Tensor]:
         ctr_input, cvr_input = self.experts(self.encoder(inputs), training=training)

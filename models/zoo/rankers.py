@@ -74,7 +74,7 @@ class FM(FeatureModel):
         self.pairwise = FactorizationMachine(name="pairwise")
         # First-order weights: a 1-wide "embedding" per categorical value + the numeric block.
         self.linear_encoder = FeatureEncoder(fitted, 1, name="linear_encoder")
-        self.linear = keras.layers.Dense(1, name="linear")
+        self.linear = keras.layers.Dense(1, kernel_initializer="zeros", name="linear")
 
     def fm_parts(self, inputs: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Shared pieces of FM and DeepFM.
@@ -140,7 +140,7 @@ class DeepFM(FM):
         self.deep_units = tuple(int(u) for u in deep_units)
         self.dropout = _check_dropout(dropout)
         self.deep = MLP(self.deep_units, dropout=self.dropout, name="deep")
-        self.deep_logit = keras.layers.Dense(1, name="deep_logit")
+        self.deep_logit = keras.layers.Dense(1, kernel_initializer="zeros", name="deep_logit")
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         _, dense, fm_logit = self.fm_parts(inputs)
@@ -219,7 +219,7 @@ class DCNv2(FeatureModel):
             for i in range(self.cross_layers)
         ]
         self.deep = MLP(self.deep_units, dropout=self.dropout, name="deep")
-        self.logit = keras.layers.Dense(1, name="logit")
+        self.logit = keras.layers.Dense(1, kernel_initializer="zeros", name="logit")
 
     def _cross_network(self, x0: tf.Tensor) -> tf.Tensor:
         x = x0

@@ -289,6 +289,8 @@ def train_model(
     keras.utils.set_random_seed(settings.seed)
     with strategy.scope(), mixed_precision_policy(settings.mixed_precision):
         model = build_model(spec, fitted)
+        if not model.multitask:
+            model.set_output_offset(labels)
 
     callbacks: list[keras.callbacks.Callback] = []
     validation_data = None

@@ -18,7 +18,12 @@ typed as (
 
     select
         {%- for name, sql_type in canonical_columns().items() %}
+        {%- if name in ('user_id', 'item_id') and not var('has_' ~ name) %}
+        {#- The spec has no such id (e.g. iPinYou's sparse user ids): not an entity here. #}
+        cast(null as {{ sql_type }}) as {{ name }},
+        {%- else %}
         cast({{ name }} as {{ sql_type }}) as {{ name }},
+        {%- endif %}
         {%- endfor %}
         {%- for column in spec['extra_columns'] %}
         cast({{ column['name'] }} as {{ column['sql_type'] }}) as {{ column['name'] }},
