@@ -72,7 +72,16 @@ def train_retrieval(train: pd.DataFrame, spec: FeatureSpec, config: RetrievalCon
         name: string_vocabulary(name, values, config.vocabulary_min_count) for name, values in features.items()
     }
     keras.utils.set_random_seed(config.seed)
-    model = build_retrieval_model(vocabularies, config, query_features=query, candidate_features=candidate)
+    items, counts = np.unique(features["item_id"], return_counts=True)
+    model = build_retrieval_model(
+        vocabularies,
+        config,
+        query_features=query,
+        candidate_features=candidate,
+        # In-batch negatives are drawn by popularity: the log-Q correction needs each
+        # candidate's share of the training positives.
+        candidate_counts=dict(zip(items.tolist(), counts.tolist(), strict=True)) if config.sampling_bias_correction else None,
+    )
     rows = len(positives)
     dataset = (
         tf.data.Dataset.from_tensor_slices(features)

@@ -311,3 +311,12 @@ def test_every_protocol_splits_the_window_reproducibly(examples):
     loo = splits["leave_one_out"].set_index("event_id")["part"]
     assert (loo.loc[newest.to_numpy()] == "test").all()
     pd.testing.assert_frame_equal(make_splits(examples, SPEC, days)["per_user_8_1_1"], splits["per_user_8_1_1"])
+
+
+def test_retrieval_with_the_log_q_correction_trains_and_retrieves(split, examples):
+    train, test = split
+    config = RetrievalConfig(batch_size=128, epochs=3, sampling_bias_correction=True)
+    result = train_retrieval(train, SPEC, config)
+    assert result.history["epoch_loss"][-1] < result.history["epoch_loss"][0]
+    _, items = toy_examples.feature_tables(examples)
+    assert evaluate_retrieval(result.model, test, items, SPEC, k=10)["recall_at_k"] > 0.3
