@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STATE_DIR ?= $(or $(RECLAKE_STATE_DIR),$(CURDIR)/.reclake)
 PORT ?= 3001
 UI_PORT ?= 3000
+TEST_WORKERS ?= 2
 
 # tensorflow-recommenders needs Keras 2 in every process (run workers, pytest, BentoML).
 export TF_USE_LEGACY_KERAS := 1
@@ -35,9 +36,9 @@ $(INSTALLED): pyproject.toml
 run: install
 	$(BIN)/python -m automation.main_run
 
-## test: the whole test suite (what CI runs)
+## test: the whole test suite (what CI runs), on TEST_WORKERS processes
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 ## ui: the Dagster UI on UI_PORT, with the runs `make run` recorded
 ui: install

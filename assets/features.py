@@ -1,6 +1,9 @@
 """Feature tables: the dbt project (staging, facts, dimensions, training mart) as assets."""
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,11 +31,21 @@ def _manifest_is_stale() -> bool:
     return max(p.stat().st_mtime for p in sources if p.is_file()) > manifest.stat().st_mtime
 
 
+def _parse_manifest() -> None:
+    """``dbt parse`` into a private folder, then move the manifest into place atomically,
+    so processes importing this module at the same time never read a half-written one."""
+    dbt_project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix="parse-", dir=dbt_project.manifest_path.parent))
+    DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
+        ["parse", "--quiet"], target_path=private
+    ).wait()
+    os.replace(private / "manifest.json", dbt_project.manifest_path)
+    shutil.rmtree(private, ignore_errors=True)
+
+
 # `dagster dev` re-parses on every load; elsewhere parse when the project changed.
 if dbt_project.preparer.using_dagster_dev() or _manifest_is_stale():
-    DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
-        ["parse", "--quiet"], target_path=dbt_project.target_path
-    ).wait()
+    _parse_manifest()
 
 
 class ReclakeDbtTranslator(DagsterDbtTranslator):

@@ -12,6 +12,8 @@ from resources.warehouse import WarehouseResource
 from sources.truth import load_truth
 
 zoo_configs = dg.StaticPartitionsDefinition(bundled_configs())
+# Held-out rows the ONNX export is checked on (largest |ONNX - TensorFlow| in metadata).
+ONNX_PARITY_ROWS = 1000
 
 
 @dg.asset(
@@ -31,8 +33,9 @@ def zoo_model(
     """One bundled model config (the partition: ``models/configs/<name>.yaml``) trained
     on the source's newest ``training_window_days`` with the pipeline's temporal split:
     early stopping on the validation day, a checkpoint per epoch, metrics on the held-out
-    day, a training-curve plot, and an exported SavedModel (``predict`` / ``rank``;
-    ``pctr`` / ``pcvr`` / ``pctcvr`` for the multi-task models).
+    day, a training-curve plot, an exported SavedModel (``predict`` / ``rank``;
+    ``pctr`` / ``pcvr`` / ``pctcvr`` for the multi-task models) and, for single-task
+    rankers, an ONNX export (``ranker.onnx``) checked against TensorFlow on held-out rows.
 
     Materialize every partition to compare the zoo on the same rows; the served model
     stays the one ``recommender_model`` trains (``ranker_config`` picks its ranker).
@@ -41,6 +44,8 @@ def zoo_model(
     """
     from models.curves import training_curve_html
     from models.export import export_recommender
+    from models.features import feature_arrays
+    from models.onnx_export import export_onnx
     from models.recommender import train_ranker
     from models.zoo.config import load_spec
     from models.zoo.registry import MODEL_TYPES, TRUE_PCTR_COLUMN
@@ -79,6 +84,13 @@ def zoo_model(
             },
             local / "savedmodel",
         )
+        onnx_metadata = {}
+        if not result.model.multitask:
+            rows = feature_arrays(trained.test.head(ONNX_PARITY_ROWS), spec)
+            onnx_ranker = export_onnx(result.model, rows)
+            onnx_ranker.save(local / "ranker.onnx")
+            difference = float(abs(onnx_ranker.predict(rows) - result.model(rows, training=False).numpy()).max())
+            onnx_metadata = {"onnx_max_abs_diff": difference, "onnx_hashed_inputs": len(onnx_ranker.hashed_inputs)}
         store.upload_dir(str(local), folder)
     epochs = len(result.history["loss"])
     context.log.info(f"{name}: {trained.metrics}")
@@ -99,5 +111,6 @@ def zoo_model(
             "training_curve": link(f"{folder}/training_curve.html"),
             "checkpoints": link(f"{folder}/checkpoints"),
             "savedmodel_path": link(f"{folder}/savedmodel"),
+            **({"onnx_path": link(f"{folder}/ranker.onnx"), **onnx_metadata} if onnx_metadata else {}),
         }
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,8 @@ from reclake.feature_spec import FeatureColumn, FeatureSpec
 if TYPE_CHECKING:
     import great_expectations as gx
     from great_expectations.data_context import AbstractDataContext
+
+logger = logging.getLogger(__name__)
 
 EVENT_MARTS: tuple[str, ...] = ("fct_events", "training_examples")
 """Marts with one row per event, validated a partition window (``event_date`` range) at a time."""
@@ -549,10 +552,13 @@ class DataDocsSite:
         with self._context() as context:
             outcome = _run_suite(context, frame, mart, suite, parameters, run_name)
             identifier = _result_identifier(context, outcome)
-            context.build_data_docs(
-                site_names=[_SITE_NAME],
-                resource_identifiers=[identifier, identifier.expectation_suite_identifier],
-            )
+            try:
+                context.build_data_docs(
+                    site_names=[_SITE_NAME],
+                    resource_identifiers=[identifier, identifier.expectation_suite_identifier],
+                )
+            except Exception as error:  # a rendering bug must not hide the validation result
+                logger.warning("Data Docs page of %s not built: %s", suite.name, error)
             return outcome, self._page(context, identifier)
 
     def build(self) -> Path:
@@ -613,9 +619,10 @@ class DataDocsSite:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _page(self, context: AbstractDataContext, identifier: Any) -> str:
+    def _page(self, context: AbstractDataContext, identifier: Any) -> str | None:
+        """Local path of a stored result's page; None when GX could not render it."""
         url = context.get_docs_sites_urls(resource_identifier=identifier, site_name=_SITE_NAME)[0]["site_url"]
-        return url.removeprefix("file://")
+        return None if url is None else url.removeprefix("file://")
 
 
 def build_data_docs(root: str | os.PathLike[str]) -> Path:

@@ -1,4 +1,5 @@
-"""Every real source runs end to end through the main job with its documented config.
+"""Every real source runs end to end through the main job with its documented config:
+what the ``test_real_sources_*`` modules share (two modules, so two test workers split them).
 
 Each case runs ``python -m automation.main_run`` (what ``make run`` runs) in its own
 process with ``RECLAKE_CONFIG=configs/<source>.yaml`` (state in a temporary folder; a
@@ -25,8 +26,6 @@ from conftest import PROJECT_ROOT, SHARED_DATA
 from raw_formats import write_amazon_reviews, write_ipinyou_logs
 
 from reclake.settings import load_settings
-
-pytestmark = pytest.mark.integration
 
 GENERATED_DAYS = [dt.date(2024, 5, 1) + dt.timedelta(days=i) for i in range(4)]
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
@@ -58,8 +57,9 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("source", list(CASES))
-def test_source_runs_end_to_end(source, tmp_path, session_state_dir):
+def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) -> None:
+    """Run ``make run``'s entry point for ``source`` in a process of its own and check
+    what it produced (see the module docstring)."""
     if CASES[source] is not None and not SHARED_DATA.is_dir():
         pytest.skip(f"real data samples not found at {SHARED_DATA} (../shared/data from the repo root)")
     environ = {
