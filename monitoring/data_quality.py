@@ -27,6 +27,7 @@ import fcntl
 import logging
 import math
 import os
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -433,7 +434,8 @@ def validate_mart(
             _LAST_DAY: pd.Timestamp(last),
             _WINDOW_END: pd.Timestamp(last + dt.timedelta(days=1)),
         }
-        run_name = first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+        # Not "a..b": GX parses run names as times, and dateutil reads "-03-20" as a UTC offset.
+        run_name = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
     suite = mart_suite(mart, spec)
     if site is None:
         gx = _import_gx()
@@ -622,7 +624,7 @@ class DataDocsSite:
     def _page(self, context: AbstractDataContext, identifier: Any) -> str | None:
         """Local path of a stored result's page; None when GX could not render it."""
         url = context.get_docs_sites_urls(resource_identifier=identifier, site_name=_SITE_NAME)[0]["site_url"]
-        return None if url is None else url.removeprefix("file://")
+        return None if url is None else urllib.parse.unquote(url.removeprefix("file://"))
 
 
 def build_data_docs(root: str | os.PathLike[str]) -> Path:

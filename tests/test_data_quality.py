@@ -351,3 +351,13 @@ def test_data_docs_site_records_validations_and_builds_html(tmp_path):
     assert events_history.latest_evaluated - events_history.latest_successful == 1
     assert events_history.latest_page == failed.docs_page
     assert site.histories(source="criteo") == []
+
+
+def test_a_multi_day_window_gets_its_page_too(tmp_path):
+    """GX parses run names as times: a window's name must not read as a broken UTC offset."""
+    spec = spec_of("synthetic")
+    site = DataDocsSite(tmp_path / "data_docs")
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    result = validate_mart(mart_frame("fct_events", spec), "fct_events", spec, days=days, site=site)
+    assert result.success and result.docs_page is not None
+    assert f"{days[0].isoformat()} to {days[-1].isoformat()}" in open(result.docs_page).read()
