@@ -10,7 +10,7 @@ from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
-from sources.truth import load_truth
+from sources.truth import with_true_pctr
 
 
 @dataclass(frozen=True)
@@ -56,17 +56,12 @@ def recommender_model(
     from models.export import export_recommender
     from models.promotion import decide_promotion
     from models.recommender import promotion_metric, train_recommender
-    from models.zoo.registry import TRUE_PCTR_COLUMN
 
     spec = pipeline.feature_spec()
-    days = warehouse.event_dates("training_examples")[-pipeline.training_window_days :]
-    if not days:
-        raise dg.Failure("training_examples holds no days yet: materialize the feature tables first")
-    examples = warehouse.read_days("training_examples", days[0], days[-1])
+    days, examples = warehouse.training_window(pipeline.training_window_days)
     store = lake.get_lake()
-    truth = load_truth(store, pipeline.source, [days[-1]]) if pipeline.is_synthetic else None
-    if truth is not None:
-        examples = examples.merge(truth[["event_id", "true_pctr"]].rename(columns={"true_pctr": TRUE_PCTR_COLUMN}), on="event_id", how="left")
+    # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
+    examples = with_true_pctr(examples, store, pipeline.source, days[-1])
     user_features = warehouse.query("select * from user_features") if spec.user_id else None
     item_features = warehouse.query("select * from item_features") if spec.item_id else None
 

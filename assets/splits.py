@@ -26,10 +26,7 @@ def dataset_splits(
     benchmark can train and test on exactly the same rows.
     """
     spec = pipeline.feature_spec()
-    days = warehouse.event_dates("training_examples")[-pipeline.training_window_days :]
-    if not days:
-        raise dg.Failure("training_examples holds no days yet: materialize the feature tables first")
-    examples = warehouse.read_days("training_examples", days[0], days[-1])
+    days, examples = warehouse.training_window(pipeline.training_window_days)
     store = lake.get_lake()
     counts = {}
     for protocol, assignment in make_splits(examples, spec, days).items():

@@ -9,7 +9,7 @@ from models.zoo.config import bundled_configs
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
-from sources.truth import load_truth
+from sources.truth import with_true_pctr
 
 zoo_configs = dg.StaticPartitionsDefinition(bundled_configs())
 # Held-out rows the ONNX export is checked on (largest |ONNX - TensorFlow| in metadata).
@@ -48,7 +48,7 @@ def zoo_model(
     from models.onnx_export import export_onnx
     from models.recommender import train_ranker
     from models.zoo.config import load_spec
-    from models.zoo.registry import MODEL_TYPES, TRUE_PCTR_COLUMN
+    from models.zoo.registry import MODEL_TYPES
 
     name = context.partition_key
     spec = pipeline.feature_spec()
@@ -56,15 +56,10 @@ def zoo_model(
         reason = f"not applicable: {name} needs click and conversion labels; the {spec.source} spec has {list(spec.label_columns)}"
         context.log.info(reason)
         return dg.MaterializeResult(metadata={"status": reason, "source": spec.source})
-    days = warehouse.event_dates("training_examples")[-pipeline.training_window_days :]
-    if not days:
-        raise dg.Failure("training_examples holds no days yet: materialize the feature tables first")
-    examples = warehouse.read_days("training_examples", days[0], days[-1])
+    days, examples = warehouse.training_window(pipeline.training_window_days)
     store = lake.get_lake()
-    truth = load_truth(store, pipeline.source, [days[-1]]) if pipeline.is_synthetic else None
-    if truth is not None:
-        truth = truth[["event_id", "true_pctr"]].rename(columns={"true_pctr": TRUE_PCTR_COLUMN})
-        examples = examples.merge(truth, on="event_id", how="left")
+    # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
+    examples = with_true_pctr(examples, store, pipeline.source, days[-1])
     version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
     folder = store.url("models", "zoo", name, version)
     with tempfile.TemporaryDirectory() as tmp:

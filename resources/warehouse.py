@@ -48,6 +48,17 @@ class WarehouseResource(dg.ConfigurableResource):
             [first_day, last_day],
         )
 
+    def training_window(self, window_days: int) -> tuple[list[dt.date], pd.DataFrame]:
+        """The newest ``window_days`` days of ``training_examples`` and their rows.
+
+        Raises:
+            ValueError: when ``training_examples`` holds no days yet.
+        """
+        days = self.event_dates("training_examples")[-window_days:]
+        if not days:
+            raise ValueError("training_examples holds no days yet: materialize the feature tables first")
+        return days, self.read_days("training_examples", days[0], days[-1])
+
     def event_dates(self, table: str) -> list[dt.date]:
         """The distinct ``event_date`` values in a mart, oldest first."""
         if not table.isidentifier():

@@ -21,3 +21,12 @@ def load_truth(lake: Lake, source: str, days: Iterable[dt.date]) -> pd.DataFrame
     if not present:
         return None
     return pd.concat([lake.read_parquet(url) for url in present], ignore_index=True)
+
+
+def with_true_pctr(examples: pd.DataFrame, lake: Lake, source: str, day: dt.date) -> pd.DataFrame:
+    """``examples`` with a ``true_pctr`` column from ``day``'s truth (null on other days);
+    unchanged when the source has no truth."""
+    truth = load_truth(lake, source, [day])
+    if truth is None:
+        return examples
+    return examples.merge(truth[["event_id", "true_pctr"]], on="event_id", how="left")
