@@ -23,6 +23,9 @@ import pandas as pd
 
 from reclake.feature_spec import FeatureSpec
 
+# Columns constant within a daily partition: a day against the days before it always
+# "drifts" on them, so they are not monitored.
+_CONSTANT_WITHIN_A_DAY = ("day_of_week",)
 # Transforms whose column the ranker treats as a category (compared as distributions of values).
 _CATEGORICAL_TRANSFORMS = ("embedding", "hashing", "cyclical")
 
@@ -30,8 +33,8 @@ _CATEGORICAL_TRANSFORMS = ("embedding", "hashing", "cyclical")
 def monitored_columns(spec: FeatureSpec, history_days: int | None = None) -> tuple[list[str], list[str]]:
     """(numerical, categorical) ``training_examples`` columns monitored for drift: the
     ranker's inputs per the feature spec, without the ids (whose distributions shift every
-    day by design). Normalized and bucketized columns are numerical; embedded, hashed and
-    cyclical ones categorical.
+    day by design) and without ``day_of_week`` (one value per daily partition). Normalized
+    and bucketized columns are numerical; embedded, hashed and cyclical ones categorical.
 
     Args:
         spec: the source's feature spec.
@@ -41,6 +44,8 @@ def monitored_columns(spec: FeatureSpec, history_days: int | None = None) -> tup
     """
     numerical, categorical = [], []
     for column in spec.columns + spec.aggregate_features_within(history_days):
+        if column.name in _CONSTANT_WITHIN_A_DAY:
+            continue
         (categorical if column.transform in _CATEGORICAL_TRANSFORMS else numerical).append(column.name)
     return numerical, categorical
 

@@ -22,6 +22,7 @@ def test_monitored_columns_are_the_rankers_inputs_without_ids():
     assert "price" in NUMERICAL and "user_positive_rate_7d" in NUMERICAL
     assert {"user_segment", "device", "slot_position", "hour_of_day"} <= set(CATEGORICAL)
     assert not {"user_id", "item_id"} & set(NUMERICAL + CATEGORICAL)
+    assert "day_of_week" not in CATEGORICAL  # one value per daily partition: always "drifts"
     criteo_numerical, criteo_categorical = monitored_columns(load_feature_spec("criteo"))
     assert (len(criteo_numerical), len(criteo_categorical)) == (13, 26)
 
