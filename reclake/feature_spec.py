@@ -134,7 +134,8 @@ class AggregateSpec:
     ``<entity>_events_<w>d``, ``<entity>_positives_<w>d`` and the smoothed
     ``<entity>_positive_rate_<w>d`` = (positives + prior * weight) / (events + weight),
     over the events strictly before each event. ``user_history`` holds the user's last
-    ``history_length`` positive items before the event (newest first, padded with '').
+    ``history_length`` positive items before the event within the longest window (newest
+    first, not padded: ``models.features.history_array`` pads with ``""``).
     """
 
     windows_days: tuple[int, ...] = (1, 7, 30)
