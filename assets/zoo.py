@@ -47,12 +47,13 @@ def zoo_model(
     from models.features import feature_arrays
     from models.onnx_export import export_onnx
     from models.recommender import train_ranker
+    from models.zoo.base import MULTITASK_LABELS
     from models.zoo.config import load_spec
     from models.zoo.registry import MODEL_TYPES
 
     name = context.partition_key
     spec = pipeline.feature_spec()
-    if MODEL_TYPES[load_spec(name).type].multitask and not {"clicked", "converted"} <= set(spec.label_columns):
+    if MODEL_TYPES[load_spec(name).type].multitask and not set(MULTITASK_LABELS.values()) <= set(spec.label_columns):
         reason = f"not applicable: {name} needs click and conversion labels; the {spec.source} spec has {list(spec.label_columns)}"
         context.log.info(reason)
         return dg.MaterializeResult(metadata={"status": reason, "source": spec.source})
@@ -84,8 +85,10 @@ def zoo_model(
             rows = feature_arrays(trained.test.head(ONNX_PARITY_ROWS), spec)
             onnx_ranker = export_onnx(result.model, rows)
             onnx_ranker.save(local / "ranker.onnx")
-            difference = float(abs(onnx_ranker.predict(rows) - result.model(rows, training=False).numpy()).max())
-            onnx_metadata = {"onnx_max_abs_diff": difference, "onnx_hashed_inputs": len(onnx_ranker.hashed_inputs)}
+            onnx_metadata = {
+                "onnx_max_abs_diff": onnx_ranker.max_abs_difference,
+                "onnx_hashed_inputs": len(onnx_ranker.hashed_inputs),
+            }
         store.upload_dir(str(local), folder)
     epochs = len(result.history["loss"])
     context.log.info(f"{name}: {trained.metrics}")

@@ -213,6 +213,8 @@ class OnnxRanker:
         model: The ONNX model (raw inputs and hashed inputs in, ``prediction [B]`` out).
         raw_inputs: Feature columns the ONNX graph reads as they are.
         hashed_inputs: ONNX inputs holding int64 hash buckets computed in TensorFlow.
+        max_abs_difference: largest ``|ONNX - TensorFlow|`` on the rows the export was
+            checked on.
     """
 
     model: onnx.ModelProto
@@ -222,6 +224,7 @@ class OnnxRanker:
     _hashing: Callable[..., list[tf.Tensor]] | None = field(repr=False)
     _hashing_inputs: tuple[str, ...] = field(repr=False)
     _session: onnxruntime.InferenceSession = field(init=False, repr=False)
+    max_abs_difference: float = field(init=False, default=float("nan"))
 
     def __post_init__(self) -> None:
         self._session = onnxruntime.InferenceSession(self.model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -300,6 +303,7 @@ def export_onnx(
     )
     exported = OnnxRanker(proto, raw_inputs, hashed_inputs, signature, hashing, hashing_inputs)
     difference = float(np.max(np.abs(exported.predict(cast) - model(cast, training=False).numpy())))
+    exported.max_abs_difference = difference
     if difference > tolerance:
         raise ValueError(f"ONNX predictions differ from TensorFlow's by up to {difference:.3g} (> {tolerance})")
     return exported
