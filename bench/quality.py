@@ -14,22 +14,26 @@ Reads ``u.data`` (tab-separated ``user, item, rating, unix seconds``; 100,000 ra
   validation items are masked, as RecBole does.
 
 Models: the matrix baselines of ``models.baselines`` (random, popularity, EASE, BPR-MF,
-an EASE + BPR-MF blend, biased and Bayesian MF) and the TensorFlow models trained on the
-interaction frames: the two-tower retriever without and with the log-Q correction and
-with a pooled history of the user's 50 latest items (``models.retrieval``), SASRec
-(``models.sequence``), the joint retrieval + rating model (``models.joint``) and an
-EASE + joint blend. The TensorFlow models' epoch count is chosen on validation: one run
-on the tuning rows is scored after every epoch, then the model is refitted on the final
-training rows with the best epoch count.
+an EASE + BPR-MF blend, biased and Bayesian MF), EASE over a recency-weighted profile at
+the request's time (``models.recency``; TFRS split only, where every test rating is a
+request at its own time) and the TensorFlow models trained on the interaction frames:
+the two-tower retriever without and with the log-Q correction and with a pooled history
+of the user's 50 latest items (``models.retrieval``), SASRec (``models.sequence``), the
+joint retrieval + rating model (``models.joint``) and an EASE + joint blend. The
+TensorFlow models' epoch count is chosen on validation: one run on the tuning rows is
+scored after every epoch, then the model is refitted on the final training rows with the
+best epoch count.
 
 Every rating is an interaction (implicit protocol); each user's masked items are removed
 and all 1,682 items are ranked (``evaluation.ranking_metrics``). Per model the line holds
-``hr@10``, ``hr@100``, ``recall@10`` (RecBole's: hits / |test items|), ``ndcg@10``,
-``mrr@10``, ``micro_recall@10`` and ``micro_recall@100`` (share of test interactions
-ranked in their user's top K: TFRS's top-K categorical accuracy), ``rmse`` on the test
-ratings (rating models only, else null), ``train_s`` (fitting on the final training
-set) and ``examples_per_s`` (training interactions / ``train_s``); tuned models add
-``selected`` (the chosen hyper-parameters) and ``tuning_s``.
+``hr@10`` and ``hr@100`` (share of test interactions whose item ranks in its user's top
+K: TFRS's top-K categorical accuracy, the quantity the targets are set on),
+``user_hr@10`` / ``user_hr@100`` (share of users with at least one hit), ``recall@10``
+(RecBole's: hits / |test items|, per user), ``ndcg@10`` and ``mrr@10`` (per user; null
+for the request-time model), ``rmse`` on the test ratings (rating models only, else
+null), ``train_s`` (fitting on the final training set) and ``examples_per_s`` (training
+interactions / ``train_s``); tuned models add ``selected`` (the chosen
+hyper-parameters) and ``tuning_s``.
 
 Usage: ``python bench/quality.py --data-dir ../shared/data/ml-100k`` (about 11 minutes on
 2 CPU cores, 9 of them for the TensorFlow models; each one's test line also goes to stderr
@@ -67,6 +71,7 @@ from models.baselines import (  # noqa: E402
     ScoreBlend,
 )
 from models.joint import JointConfig, fit_joint  # noqa: E402
+from models.recency import RecencyEASE, RecencyEASEConfig  # noqa: E402
 from models.retrieval import RetrievalConfig, fit_two_tower  # noqa: E402
 from models.sequence import SASRecConfig, fit_sasrec  # noqa: E402
 
@@ -76,6 +81,11 @@ BLEND_BPR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 BLEND_JOINT_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8)
 """Weight of the joint model in the EASE + joint blend (EASE gets 1 - weight)."""
 KS = (10, 100)
+REPORTED_RANKING_KEYS = [f"{name}@{k}" for name in ("hr", "user_hr") for k in KS] + ["recall@10", "ndcg@10", "mrr@10"]
+RECENCY_DECAY_GRID = (60.0, 300.0, 900.0, 3600.0)
+"""``RecencyEASE.decay_seconds`` candidates (seconds)."""
+RECENCY_BASELINE_GRID = (0.01, 0.05, 0.2)
+"""``RecencyEASE.baseline_weight`` candidates."""
 VALIDATION_SHARE = 0.2
 VALIDATION_SEED = 0
 
@@ -153,6 +163,8 @@ class Protocol:
         test_masked: Rows whose items are masked per user at test time.
         test: Held-out rows.
         selection_metric: ``ranking_metrics`` key maximised on validation.
+        timed_requests: Whether each held-out row is a request at its own time (the
+            TFRS split: one request per test rating), so request-time models are measured.
     """
 
     name: str
@@ -162,6 +174,7 @@ class Protocol:
     test_masked: pd.DataFrame
     test: pd.DataFrame
     selection_metric: str
+    timed_requests: bool = False
 
 
 def tfrs_protocol(ratings: pd.DataFrame) -> Protocol:
@@ -175,7 +188,8 @@ def tfrs_protocol(ratings: pd.DataFrame) -> Protocol:
         train=train,
         test_masked=train,
         test=test,
-        selection_metric="micro_recall@10",
+        selection_metric="hr@10",
+        timed_requests=True,
     )
 
 
@@ -244,13 +258,30 @@ class Evaluator:
                 self.index.user_indices(protocol.test["user_id"]), self.index.item_indices(protocol.test["item_id"])
             )
             rmse = round(evaluation.rmse(protocol.test["rating"].to_numpy(), predicted), 4)
-        keys = [f"{name}@{k}" for name in ("hr", "micro_recall") for k in KS] + ["recall@10", "ndcg@10", "mrr@10"]
+        return self.line(metrics, train_s, rmse)
+
+    def line(self, metrics: dict[str, Any], train_s: float, rmse: float | None = None) -> dict[str, Any]:
+        """A model's output entry: the reported ranking keys (null where ``metrics`` lacks one), RMSE, speed."""
         return {
-            **{key: round(float(metrics[key]), 4) for key in keys},
+            **{key: None if key not in metrics else round(float(metrics[key]), 4) for key in REPORTED_RANKING_KEYS},
             "rmse": rmse,
             "train_s": round(train_s, 2),
-            "examples_per_s": round(len(protocol.train) / train_s) if train_s > 0 else None,
+            "examples_per_s": round(len(self.protocol.train) / train_s) if train_s > 0 else None,
         }
+
+    def request_ranking(self, model: RecencyEASE, masked: pd.DataFrame, held_out: pd.DataFrame) -> dict[str, float]:
+        """``hr@K`` of a request-time model: each held-out row is a request at its own timestamp.
+
+        The row's user gets a full ranking as of that time (their ``masked`` items
+        removed) and the row's item is the one relevant item; ``hr@K`` is the share of
+        rows whose item ranks in the top K, the same quantity ``ranking_metrics`` pools
+        for per-user models. User-level metrics have no per-request meaning and are left out.
+        """
+        users = self.index.user_indices(held_out["user_id"])
+        scores = model.score_requests(users, held_out["timestamp"].to_numpy())
+        targets = [[item] for item in self.index.item_indices(held_out["item_id"])]
+        metrics = evaluation.ranking_metrics(scores, self.index.matrix(masked)[users], targets, KS)
+        return {f"hr@{k}": metrics[f"hr@{k}"] for k in KS}
 
     def select(self, candidates: dict[Any, Callable[[], Recommender]]) -> tuple[Any, float]:
         """Fit each candidate on ``tune_train``, score it on ``tune_validation``.
@@ -335,6 +366,34 @@ def run_frame_models(evaluator: Evaluator, tune_ease: EASE, ease: EASE, ease_s: 
     return results
 
 
+def run_recency_ease(evaluator: Evaluator, l2: float) -> dict[str, Any]:
+    """Tune ``RecencyEASE``'s decay and baseline weight on validation requests, then measure it on test.
+
+    EASE's weights use ``l2`` (already chosen for EASE); the profile weighting is chosen
+    on the tuning rows, then the model is refitted on the final training rows.
+    """
+    protocol = evaluator.protocol
+    started = time.perf_counter()
+    tuned = RecencyEASE(RecencyEASEConfig(l2=l2)).fit(protocol.tune_train, evaluator.index)
+    scored = {
+        (decay, baseline): evaluator.request_ranking(
+            tuned.set_config(decay, baseline), protocol.tune_train, protocol.tune_validation
+        )[protocol.selection_metric]
+        for decay in RECENCY_DECAY_GRID
+        for baseline in RECENCY_BASELINE_GRID
+    }
+    decay, baseline = max(scored, key=scored.get)
+    tuning_s = time.perf_counter() - started
+    started = time.perf_counter()
+    model = RecencyEASE(RecencyEASEConfig(l2, decay, baseline)).fit(protocol.train, evaluator.index)
+    train_s = time.perf_counter() - started
+    return {
+        **evaluator.line(evaluator.request_ranking(model, protocol.test_masked, protocol.test), train_s),
+        "selected": {"l2": l2, "decay_seconds": decay, "baseline_weight": baseline},
+        "tuning_s": round(tuning_s, 2),
+    }
+
+
 def run_protocol(protocol: Protocol, index: InteractionIndex) -> dict[str, Any]:
     """Tune, fit and evaluate every model on one protocol; returns the output line."""
     evaluator = Evaluator(protocol, index)
@@ -351,6 +410,9 @@ def run_protocol(protocol: Protocol, index: InteractionIndex) -> dict[str, Any]:
         "selected": {"l2": best_l2},
         "tuning_s": round(ease_tuning_s, 2),
     }
+
+    if protocol.timed_requests:
+        results["ease_recency"] = run_recency_ease(evaluator, best_l2)
 
     bpr = BPRMF()
     bpr_s = evaluator.fit(bpr, protocol.train, False)

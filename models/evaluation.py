@@ -251,21 +251,22 @@ def ranking_metrics(
     index; items set in ``train_mask`` are removed from the ranking first (they can never
     be hits, even if they are also test items). Users with no test item are skipped. With
     ``T`` a user's (deduplicated) test items and ``hits@K`` how many of them rank in the
-    top K, the metrics averaged over users (macro) are:
+    top K, the metrics are:
 
-    - ``hr@K``: share of users with ``hits@K >= 1``.
+    - ``hr@K`` (hit ratio), pooled over all test interactions: ``sum of hits@K / sum of |T|``,
+      the share of test (user, item) pairs whose item ranks in its user's top K. With one
+      test item per user (leave-one-out) it is the classic HR@K; on a split with one test
+      row per (user, item) it is TensorFlow Recommenders' ``FactorizedTopK``
+      ``top_K_categorical_accuracy`` (computed there without masking training items).
+
+    and, averaged over users (macro):
+
+    - ``user_hr@K``: share of users with ``hits@K >= 1``.
     - ``recall@K``: ``hits@K / |T|`` (RecBole's definition: the denominator is ``|T|``,
       not ``min(K, |T|)``, so a user with more than K test items cannot reach 1).
     - ``ndcg@K``: binary-relevance DCG ``sum over hits at rank r (1-based) of 1 / log2(r + 1)``
       divided by the ideal DCG of ``min(K, |T|)`` hits at ranks ``1..min(K, |T|)``.
     - ``mrr@K``: ``1 / rank`` of the first hit within the top K, 0 if none.
-
-    and, pooled over all test interactions (micro):
-
-    - ``micro_recall@K``: ``sum of hits@K / sum of |T|``, the share of test (user, item)
-      pairs whose item ranks in its user's top K. On a split with one test row per
-      (user, item) this is TensorFlow Recommenders' ``FactorizedTopK``
-      ``top_K_categorical_accuracy`` (computed there without masking training items).
 
     Args:
         scores: ``[n_users, n_items]`` finite scores, higher is better.
@@ -277,7 +278,7 @@ def ranking_metrics(
         ks: Cut-offs, each between 1 and ``n_items``.
 
     Returns:
-        ``{"hr@K", "recall@K", "ndcg@K", "mrr@K", "micro_recall@K"}`` for every K in
+        ``{"hr@K", "user_hr@K", "recall@K", "ndcg@K", "mrr@K"}`` for every K in
         ``ks`` (floats), plus ``"users"``: the number of users evaluated.
 
     Raises:
@@ -303,7 +304,7 @@ def ranking_metrics(
     depth = cutoffs[-1]
     discounts = 1.0 / np.log2(np.arange(2, depth + 2))
     ideal_dcg = np.cumsum(discounts)
-    totals = {f"{name}@{k}": 0.0 for k in cutoffs for name in ("hr", "recall", "ndcg", "mrr", "micro_recall")}
+    totals = {f"{name}@{k}": 0.0 for k in cutoffs for name in ("hr", "user_hr", "recall", "ndcg", "mrr")}
     test_interactions = 0
     block_users = max(1, RANKING_BLOCK_CELLS // n_items)
     for start in range(0, evaluated.size, block_users):
@@ -324,13 +325,13 @@ def ranking_metrics(
         test_interactions += int(sizes.sum())
         for k in cutoffs:
             found = hit_counts[:, k - 1]
-            totals[f"hr@{k}"] += float((found > 0).sum())
+            totals[f"hr@{k}"] += float(found.sum())
+            totals[f"user_hr@{k}"] += float((found > 0).sum())
             totals[f"recall@{k}"] += float((found / sizes).sum())
             totals[f"ndcg@{k}"] += float((dcg[:, k - 1] / ideal_dcg[np.minimum(sizes, k) - 1]).sum())
             totals[f"mrr@{k}"] += float(np.where(first_hit < k, 1.0 / (first_hit + 1), 0.0).sum())
-            totals[f"micro_recall@{k}"] += float(found.sum())
     metrics: dict[str, float | int] = {
-        name: total / (test_interactions if name.startswith("micro_") else evaluated.size)
+        name: total / (test_interactions if name.startswith("hr@") else evaluated.size)
         for name, total in totals.items()
     }
     metrics["users"] = int(evaluated.size)

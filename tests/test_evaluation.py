@@ -178,33 +178,34 @@ class TestRankingMetrics:
 
     def test_hand_computed_top_2(self):
         metrics = ranking_metrics(self.SCORES, self.MASK, self.TEST, ks=(2,))
-        # User 0 top 2 = [0, 2]: one hit at rank 2 -> HR 1, recall 1/2, MRR 1/2,
+        # User 0 top 2 = [0, 2]: one hit at rank 2 -> user HR 1, recall 1/2, MRR 1/2,
         #   DCG 1/log2(3) = 0.630930, ideal DCG (min(2, 2) hits) 1 + 0.630930 -> NDCG 0.386853.
         # User 1 top 2 = [1, 2]: no hit -> all 0.
         assert metrics["users"] == 2
-        assert metrics["hr@2"] == pytest.approx(0.5)
+        assert metrics["user_hr@2"] == pytest.approx(0.5)
         assert metrics["recall@2"] == pytest.approx(0.25)
         assert metrics["mrr@2"] == pytest.approx(0.25)
         assert metrics["ndcg@2"] == pytest.approx(0.386853 / 2, rel=1e-5)
-        # Micro: 1 hit over 3 test interactions.
-        assert metrics["micro_recall@2"] == pytest.approx(1 / 3)
+        # Pooled hit ratio: 1 hit over 3 test interactions.
+        assert metrics["hr@2"] == pytest.approx(1 / 3)
 
     def test_hand_computed_deeper_cut_offs(self):
         metrics = ranking_metrics(self.SCORES, self.MASK, self.TEST, ks=(4, 5))
         # K=4. User 0 top 4 = [0, 2, 3, 4]: hits at ranks 2 and 4 -> recall 1, MRR 1/2,
         #   DCG 1/log2(3) + 1/log2(5) = 0.630930 + 0.430677 = 1.061606, ideal 1.630930 -> 0.650919.
         # User 1 top 4 = [1, 2, 3, 4]: no hit.
-        assert metrics["hr@4"] == pytest.approx(0.5)
+        assert metrics["user_hr@4"] == pytest.approx(0.5)
+        assert metrics["hr@4"] == pytest.approx(2 / 3)
         assert metrics["recall@4"] == pytest.approx(0.5)
         assert metrics["ndcg@4"] == pytest.approx(0.650919 / 2, rel=1e-5)
         assert metrics["mrr@4"] == pytest.approx(0.25)
         # K=5. User 0 unchanged (the masked item 1 cannot hit). User 1 finds item 0 at rank 5:
         #   recall 1, MRR 1/5, DCG 1/log2(6) = 0.386853 over ideal 1.
-        assert metrics["hr@5"] == pytest.approx(1.0)
+        assert metrics["user_hr@5"] == pytest.approx(1.0)
         assert metrics["recall@5"] == pytest.approx(1.0)
         assert metrics["mrr@5"] == pytest.approx((0.5 + 0.2) / 2)
         assert metrics["ndcg@5"] == pytest.approx((0.650919 + 0.386853) / 2, rel=1e-5)
-        assert metrics["micro_recall@5"] == pytest.approx(1.0)
+        assert metrics["hr@5"] == pytest.approx(1.0)
 
     def test_recall_divides_by_all_test_items(self):
         # Three test items, K = 1: the single hit gives recall 1/3 (RecBole), not 1/min(1, 3) = 1,

@@ -60,7 +60,7 @@ def retrieval_recall(model, split, k: int = 5) -> float:
         if user in row:
             seen[row[user], int(item[1:])] = True
     held_out = [[int(i[1:]) for i in test.loc[test["user_id"] == user, "item_id"]] for user in users]
-    return evaluation.ranking_metrics(scores, seen, held_out, ks=(k,))[f"micro_recall@{k}"]
+    return evaluation.ranking_metrics(scores, seen, held_out, ks=(k,))[f"hr@{k}"]
 
 
 @pytest.fixture(scope="module")

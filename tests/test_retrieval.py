@@ -50,7 +50,7 @@ def held_out_recall(retriever, train: pd.DataFrame, test: pd.DataFrame, k: int =
     for row, user in enumerate(users):
         seen[row, [position[i] for i in train.loc[train["user_id"] == user, "item_id"]]] = True
     test_items = [[position[i] for i in test.loc[test["user_id"] == user, "item_id"]] for user in users]
-    return evaluation.ranking_metrics(scores, seen, test_items, ks=(k,))[f"micro_recall@{k}"]
+    return evaluation.ranking_metrics(scores, seen, test_items, ks=(k,))[f"hr@{k}"]
 
 
 class TestTowerFeatures:
