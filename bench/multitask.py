@@ -43,12 +43,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from models import evaluation  # noqa: E402
-from models.features import RANKING_FEATURES, feature_arrays  # noqa: E402
+from models.features import feature_arrays  # noqa: E402
 from models.zoo import load_spec, predict_tasks, train_model  # noqa: E402
 from models.zoo.examples import synthetic_training_examples  # noqa: E402
+from reclake.feature_spec import load_feature_spec  # noqa: E402
 from reclake.settings import SyntheticSettings  # noqa: E402
 
 PROBABILITY_EPSILON = 1e-7
+SPEC = load_feature_spec("synthetic")
+"""The synthetic source's feature spec: the features and labels every contender trains on."""
 
 
 def expected_logloss(true_probability: np.ndarray, predicted: np.ndarray) -> float:
@@ -90,28 +93,29 @@ def single_tower_config(esmm_spec, label: str) -> dict:
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    settings = SyntheticSettings(
-        events_per_day=args.events_per_day, n_users=args.users, n_items=args.items, seed=seed
-    )
+    settings = SyntheticSettings(events_per_day=args.events_per_day, n_users=args.users, n_items=args.items, seed=seed)
     start = dt.date.fromisoformat(settings.start_date)
     days = [start + dt.timedelta(days=i) for i in range(args.days)]
     examples = synthetic_training_examples(settings, days)
     train = examples[examples["event_date"] < days[-2]]
     validation = examples[examples["event_date"] == days[-2]]
     test = examples[examples["event_date"] == days[-1]]
-    features = feature_arrays(test, RANKING_FEATURES)
+    features = feature_arrays(test, SPEC)
 
     results = {}
     for name in ("esmm", "mmoe"):
-        predictions = predict_tasks(train_model(with_epochs(name, args.epochs), train, validation).model, features)
+        predictions = predict_tasks(
+            train_model(with_epochs(name, args.epochs), train, validation, feature_spec=SPEC).model, features
+        )
         results[name] = cvr_metrics(test, predictions["pctcvr"], predictions["pcvr"])
 
     esmm_spec = with_epochs("esmm", args.epochs)
-    ctr_model = train_model(single_tower_config(esmm_spec, "clicked"), train, validation).model
+    ctr_model = train_model(single_tower_config(esmm_spec, "clicked"), train, validation, feature_spec=SPEC).model
     cvr_model = train_model(
         single_tower_config(esmm_spec, "converted"),
         train[train["clicked"] == 1],
         validation[validation["clicked"] == 1],
+        feature_spec=SPEC,
     ).model
     pctr = predict_tasks(ctr_model, features)["pctr"]
     pcvr = predict_tasks(cvr_model, features)["pctr"]  # the single output: pCVR for label `converted`

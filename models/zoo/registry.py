@@ -178,13 +178,6 @@ def build_model(config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec, 
     return model
 
 
-def _binary_column(frame: pd.DataFrame, column: str) -> np.ndarray:
-    values = frame[column].to_numpy()
-    if pd.isna(values).any() or not np.isin(values, (0, 1)).all():
-        raise ValueError(f"label column {column!r} must hold only 0 and 1")
-    return values.astype(np.float32)
-
-
 def training_labels(
     frame: pd.DataFrame, spec: ModelSpec, fitted: FittedFeatures
 ) -> np.ndarray | dict[str, np.ndarray]:
@@ -210,7 +203,7 @@ def training_labels(
         labels = label_array(frame, fitted.spec, column)
         return fitted.training_target(labels) if column == fitted.spec.label.column else labels
     require_columns(frame, list(MULTITASK_LABELS.values()), "labelled frame")
-    labels = {output: _binary_column(frame, column) for output, column in MULTITASK_LABELS.items()}
+    labels = {output: label_array(frame, fitted.spec, column) for output, column in MULTITASK_LABELS.items()}
     if (labels["pctcvr"] > labels["pctr"]).any():
         raise ValueError("labelled frame has converted = 1 on impressions with clicked = 0")
     return labels
@@ -436,8 +429,7 @@ def evaluate_model(model: FeatureModel, test: pd.DataFrame, label: str | None = 
         return metrics
     require_columns(test, list(MULTITASK_LABELS.values()), "test frame")
     predictions = predict_tasks(model, features)
-    clicked = _binary_column(test, "clicked")
-    converted = _binary_column(test, "converted")
+    clicked, converted = (label_array(test, spec, column) for column in MULTITASK_LABELS.values())
     on_clicked = clicked == 1
     cvr_auc = None
     if 0 < converted[on_clicked].sum() < on_clicked.sum():
