@@ -35,8 +35,8 @@ null), ``train_s`` (fitting on the final training set) and ``examples_per_s`` (t
 interactions / ``train_s``); tuned models add ``selected`` (the chosen
 hyper-parameters) and ``tuning_s``.
 
-Usage: ``python bench/quality.py --data-dir ../shared/data/ml-100k`` (about 11 minutes on
-2 CPU cores, 9 of them for the TensorFlow models; each one's test line also goes to stderr
+Usage: ``python bench/quality.py --data-dir ../shared/data/ml-100k`` (9 to 11 minutes on
+2 CPU cores, most of it for the TensorFlow models; each one's test line also goes to stderr
 as soon as it is measured).
 """
 
