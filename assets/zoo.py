@@ -1,7 +1,8 @@
-"""The model zoo as assets: every bundled ranker config trained and compared on the source."""
+"""The model zoo as assets: every bundled model config trained and compared on the source."""
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -31,17 +32,69 @@ def zoo_model(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource, pipeline: PipelineResource
 ) -> dg.MaterializeResult:
     """One bundled model config (the partition: ``models/configs/<name>.yaml``) trained
-    on the source's newest ``training_window_days`` with the pipeline's temporal split:
-    early stopping on the validation day, a checkpoint per epoch, metrics on the held-out
-    day, a training-curve plot, an exported SavedModel (``predict`` / ``rank``;
-    ``pctr`` / ``pcvr`` / ``pctcvr`` for the multi-task models) and, for single-task
-    rankers, an ONNX export (``ranker.onnx``) checked against TensorFlow on held-out rows.
+    on the source's newest ``training_window_days`` with the pipeline's temporal split
+    (train days, a validation day, the newest day held out), in one of two families:
+
+    - a *ranker* (FM, DeepFM, DCN-v2, hashed LR, ESMM, MMoE): early stopping on the
+      validation loss, a checkpoint per epoch, metrics on the held-out day's rows, a
+      training-curve plot, an exported SavedModel (``predict`` / ``rank``; ``pctr`` /
+      ``pcvr`` / ``pctcvr`` for the multi-task models) and, for single-task rankers, an
+      ONNX export (``ranker.onnx``) checked against TensorFlow on held-out rows;
+    - a *retriever* (popularity, EASE, BPR-MF, two-tower, SASRec, joint): the epoch
+      count of the TensorFlow models chosen on the validation day's ranking, then a fit
+      on the train and validation days (a checkpoint per epoch), full-catalogue top-K
+      metrics on the held-out day, a training-curve plot and a SavedModel with a
+      ``retrieve`` signature, checked against the in-memory model (``topk_agreement``).
 
     Materialize every partition to compare the zoo on the same rows; the served model
     stays the one ``recommender_model`` trains (``ranker_config`` picks its ranker).
-    Multi-task configs need click and conversion labels: on other sources the partition
-    records why it was not trained.
+    Multi-task rankers need click and conversion labels, retrievers user and item ids:
+    on other sources the partition records why it was not trained.
     """
+    from models.zoo.config import RETRIEVER, load_spec
+
+    name = context.partition_key
+    if load_spec(name).family == RETRIEVER:
+        return _retriever_partition(context, name, warehouse, lake, pipeline)
+    return _ranker_partition(context, name, warehouse, lake, pipeline)
+
+
+def _not_applicable(context: dg.AssetExecutionContext, reason: str, source: str) -> dg.MaterializeResult:
+    context.log.info(reason)
+    return dg.MaterializeResult(metadata={"status": reason, "source": source})
+
+
+def _export_metadata(name: str, version: str, trained: Any) -> dict[str, Any]:
+    """What the exported SavedModel records about its training (``reclake_model.json``)."""
+    return {
+        "model_version": f"{name}-{version}",
+        "trained_on": [d.isoformat() for d in trained.trained_on],
+        "evaluated_on": trained.evaluated_on.isoformat(),
+        "metrics": trained.metrics,
+    }
+
+
+def _version_metadata(source: str, model_spec: Any, version: str, trained: Any) -> dict[str, Any]:
+    """The materialization metadata every partition shows: what was trained, on what, how well."""
+    return {
+        "source": source,
+        "model_type": model_spec.type,
+        "model_family": model_spec.family,
+        "model_version": version,
+        "trained_on": f"{trained.trained_on[0]} .. {trained.trained_on[1]}",
+        "evaluated_on": trained.evaluated_on.isoformat(),
+        "metrics": dg.MetadataValue.json(trained.metrics),
+        **trained.metrics,
+    }
+
+
+def _ranker_partition(
+    context: dg.AssetExecutionContext,
+    name: str,
+    warehouse: WarehouseResource,
+    lake: LakeResource,
+    pipeline: PipelineResource,
+) -> dg.MaterializeResult:
     from models.curves import training_curve_html
     from models.export import export_recommender
     from models.features import feature_arrays
@@ -51,12 +104,10 @@ def zoo_model(
     from models.zoo.config import load_spec
     from models.zoo.registry import MODEL_TYPES
 
-    name = context.partition_key
     spec = pipeline.feature_spec()
     if MODEL_TYPES[load_spec(name).type].multitask and not set(MULTITASK_LABELS.values()) <= set(spec.label_columns):
         reason = f"not applicable: {name} needs click and conversion labels; the {spec.source} spec has {list(spec.label_columns)}"
-        context.log.info(reason)
-        return dg.MaterializeResult(metadata={"status": reason, "source": spec.source})
+        return _not_applicable(context, reason, spec.source)
     days, examples = warehouse.training_window(pipeline.training_window_days)
     store = lake.get_lake()
     # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
@@ -72,12 +123,7 @@ def zoo_model(
             result.model,
             warehouse.query("select * from user_features") if spec.user_id else None,
             warehouse.query("select * from item_features") if spec.item_id else None,
-            {
-                "model_version": f"{name}-{version}",
-                "trained_on": [d.isoformat() for d in trained.trained_on],
-                "evaluated_on": trained.evaluated_on.isoformat(),
-                "metrics": trained.metrics,
-            },
+            _export_metadata(name, version, trained),
             local / "savedmodel",
         )
         onnx_metadata = {}
@@ -95,13 +141,7 @@ def zoo_model(
     link = dg.MetadataValue.path if store.is_local else dg.MetadataValue.url
     return dg.MaterializeResult(
         metadata={
-            "source": spec.source,
-            "model_type": result.spec.type,
-            "model_version": version,
-            "trained_on": f"{trained.trained_on[0]} .. {trained.trained_on[1]}",
-            "evaluated_on": trained.evaluated_on.isoformat(),
-            "metrics": dg.MetadataValue.json(trained.metrics),
-            **trained.metrics,
+            **_version_metadata(spec.source, result.spec, version, trained),
             "epochs": epochs,
             "best_epoch": result.best_epoch or epochs,
             "train_seconds": round(result.seconds, 1),
@@ -110,5 +150,59 @@ def zoo_model(
             "checkpoints": link(f"{folder}/checkpoints"),
             "savedmodel_path": link(f"{folder}/savedmodel"),
             **({"onnx_path": link(f"{folder}/ranker.onnx"), **onnx_metadata} if onnx_metadata else {}),
+        }
+    )
+
+
+def _retriever_partition(
+    context: dg.AssetExecutionContext,
+    name: str,
+    warehouse: WarehouseResource,
+    lake: LakeResource,
+    pipeline: PipelineResource,
+) -> dg.MaterializeResult:
+    from models.curves import training_curve_html
+    from models.retrieval_export import export_retriever
+    from models.retrieval_zoo import train_retriever
+
+    spec = pipeline.feature_spec()
+    if not spec.has_ids:
+        reason = f"not applicable: {name} ranks items for users; the {spec.source} spec has no user and item ids"
+        return _not_applicable(context, reason, spec.source)
+    days, examples = warehouse.training_window(pipeline.training_window_days)
+    store = lake.get_lake()
+    version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
+    folder = store.url("models", "zoo", name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp)
+        trained = train_retriever(name, examples, spec, days, checkpoint_dir=local / "checkpoints")
+        if trained.history:
+            training_curve_html(trained.history, f"{name} on {spec.source}, {version}", local / "training_curve.html")
+        exported = export_retriever(
+            trained,
+            _export_metadata(name, version, trained),
+            local / "savedmodel",
+        )
+        written = {path.name for path in local.iterdir()}
+        store.upload_dir(str(local), folder)
+    retriever = trained.retriever
+    context.log.info(f"{name}: {trained.metrics}")
+    link = dg.MetadataValue.path if store.is_local else dg.MetadataValue.url
+    epochs = len(trained.history["loss"]) if trained.history else retriever.epochs
+    optional = {
+        "epochs": epochs,
+        "best_epoch": trained.best_epoch,
+        "training_curve": link(f"{folder}/training_curve.html") if "training_curve.html" in written else None,
+        "checkpoints": link(f"{folder}/checkpoints") if "checkpoints" in written else None,
+    }
+    return dg.MaterializeResult(
+        metadata={
+            **_version_metadata(spec.source, trained.spec, version, trained),
+            "catalogue_items": len(trained.catalogue),
+            "train_seconds": round(retriever.seconds, 1),
+            "examples_per_second": round(retriever.examples_per_second),
+            **{key: value for key, value in optional.items() if value is not None},
+            "savedmodel_path": link(f"{folder}/savedmodel"),
+            "topk_agreement": exported.topk_agreement,
         }
     )

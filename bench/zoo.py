@@ -3,8 +3,11 @@
 Materializes each partition of ``zoo_model`` (one per ``models/configs/*.yaml``) against
 the warehouse ``make run`` built for the configured source (``.reclake/<source>/`` by
 default; run ``make run`` first), and prints one JSON line: per config its held-out
-metrics, epochs, training seconds and training examples per second (examples x epochs /
-seconds), plus the core count.
+metrics (rankers: AUC / logloss or RMSE on the held-out rows; retrievers: full-catalogue
+``hr@10``, ``hr@100``, ``recall@10``, ``ndcg@10``, ``mrr@10`` over the held-out users),
+epochs, training seconds and training examples per second (examples x epochs /
+seconds), plus the core count. Configs that do not apply to the source report why
+(``status``).
 
 Usage: ``python bench/zoo.py [--configs fm deepfm ...]``
 """
@@ -18,8 +21,10 @@ from pathlib import Path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-KEYS = ("auc", "logloss", "bayes_logloss", "rmse", "ctr_auc", "ctcvr_auc", "cvr_auc", "epochs", "best_epoch",
-        "train_seconds", "examples_per_second", "onnx_max_abs_diff", "status")  # fmt: skip
+KEYS = ("model_family", "auc", "logloss", "bayes_logloss", "rmse", "ctr_auc", "ctcvr_auc", "cvr_auc",
+        "hr@10", "hr@100", "recall@10", "ndcg@10", "mrr@10", "users", "cold_users", "catalogue_items",
+        "epochs", "best_epoch", "train_seconds", "examples_per_second", "onnx_max_abs_diff", "topk_agreement",
+        "status")  # fmt: skip
 
 
 def main() -> None:

@@ -68,6 +68,12 @@ WITHIN_DAY_TEST_SHARE = 0.2
 WITHIN_DAY_VALIDATION_SHARE = 0.1
 
 
+def trained_span(days: Sequence[dt.date]) -> tuple[dt.date, dt.date]:
+    """First and last day a model split by ``split_training_window`` learns from: every
+    day but the newest (which tests), or the one day of a single-day window."""
+    return days[0], days[-2] if len(days) > 1 else days[0]
+
+
 def split_training_window(
     examples: pd.DataFrame, days: Sequence[dt.date]
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
@@ -145,7 +151,7 @@ def train_ranker(
         train=train,
         validation=validation,
         test=test,
-        trained_on=(days[0], days[-2] if len(days) > 1 else days[0]),
+        trained_on=trained_span(days),
         evaluated_on=days[-1],
     )
 

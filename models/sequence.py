@@ -257,6 +257,8 @@ class SASRec:
         loss: Mean training loss per epoch.
         examples: Training interactions.
         seconds: Wall-clock training time (including any ``on_epoch_end`` calls).
+        stop_training: Set it in ``on_epoch_end`` to end training after that epoch (as
+            Keras' ``Model.stop_training``).
     """
 
     network: SASRecNetwork
@@ -266,6 +268,7 @@ class SASRec:
     loss: list[float]
     examples: int
     seconds: float
+    stop_training: bool = False
 
     def user_windows(self, user_ids: Sequence | np.ndarray) -> np.ndarray:
         """``[len(user_ids), max_length]`` newest windows; unknown users get all padding."""
@@ -337,7 +340,8 @@ def fit_sasrec(
         interactions: One row per interaction with the user, item and time columns.
         config: Architecture and training settings.
         on_epoch_end: Called after every epoch with the 1-based epoch and the model as
-            trained so far (e.g. to follow validation metrics per epoch).
+            trained so far (e.g. to follow validation metrics per epoch); setting the
+            model's ``stop_training`` ends training after that epoch.
 
     Returns:
         The trained ``SASRec``.
@@ -384,5 +388,7 @@ def fit_sasrec(
         model.loss.append(float(np.mean([float(step(x, y)) for x, y in dataset])))
         if on_epoch_end is not None:
             on_epoch_end(epoch, model)
+        if model.stop_training:
+            break
     model.seconds = time.perf_counter() - started
     return model

@@ -1,10 +1,13 @@
 """The model zoo as Dagster assets: a config partition trains, evaluates and exports.
 
-Runs two partitions of ``zoo_model`` on a small synthetic warehouse built by the real
+Runs four partitions of ``zoo_model`` on a small synthetic warehouse built by the real
 pipeline (landing -> dbt), in the same process: a single-task ranker (metrics,
-training curve, checkpoints, SavedModel, ONNX with parity) and a multi-task one.
+training curve, checkpoints, SavedModel, ONNX with parity), a multi-task one, and two
+retrievers: closed-form EASE and the two-tower model with a pooled history (epoch count
+chosen on the validation day, checkpoints, training curve, ``retrieve`` SavedModel).
 """
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -35,7 +38,7 @@ def zoo_run(tmp_path_factory, session_state_dir):
     )
     assert built.success
     zoo = defs.get_assets_def("zoo_model")
-    for config in ("fm", "esmm"):
+    for config in ("fm", "esmm", "ease", "two_tower_history"):
         assert dg.materialize([zoo], partition_key=config, resources=defs.resources, instance=instance).success
     return instance
 
@@ -61,3 +64,40 @@ def test_a_multitask_config_reports_its_three_tasks(zoo_run):
     metadata = _metadata(zoo_run, "esmm")
     assert {"ctr_auc", "ctcvr_auc", "ctr_logloss"} <= set(metadata)
     assert "onnx_path" not in metadata  # ONNX covers single-output rankers
+
+
+def _retrieve(folder: Path, user_ids: list[str], k: int):
+    from models.retrieval_export import load_retriever
+
+    return load_retriever(folder / "savedmodel").retrieve(user_ids, k)
+
+
+def test_a_closed_form_retriever_ranks_the_catalogue_and_exports_retrieve(zoo_run):
+    metadata = _metadata(zoo_run, "ease")
+    assert metadata["model_family"] == "retriever" and metadata["model_type"] == "ease"
+    assert {"hr@10", "hr@100", "recall@10", "ndcg@10", "mrr@10"} <= set(metadata)
+    assert 0.0 <= metadata["recall@10"] <= metadata["hr@100"] <= 1.0 and metadata["users"] > 0
+    assert metadata["topk_agreement"] == 1.0 and metadata["examples_per_second"] > 0
+    assert "epochs" not in metadata and "checkpoints" not in metadata  # closed form: no epochs
+    folder = Path(metadata["savedmodel_path"]).parent
+    document = json.loads((folder / "savedmodel" / "assets" / "reclake_model.json").read_text())
+    assert document["item_count"] == metadata["catalogue_items"] and document["metrics"]["users"] == metadata["users"]
+    ids, scores = _retrieve(folder, ["nobody"], 5)
+    assert list(ids[0]) == [item for item, _ in document["popular_items"][:5]]
+
+
+def test_a_tensorflow_retriever_chooses_its_epochs_and_serves_its_history(zoo_run):
+    metadata = _metadata(zoo_run, "two_tower_history")
+    assert metadata["model_family"] == "retriever" and 0.0 <= metadata["ndcg@10"] <= 1.0
+    assert 1 <= metadata["best_epoch"] <= metadata["epochs"] and metadata["topk_agreement"] == 1.0
+    folder = Path(metadata["savedmodel_path"]).parent
+    checkpoints = sorted(p.name for p in (folder / "checkpoints").glob("epoch-*.index"))
+    assert checkpoints == [f"epoch-{epoch:03d}.index" for epoch in range(1, metadata["best_epoch"] + 1)]
+    assert "val_recall@10" in (folder / "training_curve.html").read_text()
+    document = json.loads((folder / "savedmodel" / "assets" / "reclake_model.json").read_text())
+    assert document["model"]["model"]["history_length"] == 20 and document["inputs"]["retrieve"] == {
+        "user_id": "string",
+        "k": "int",
+    }
+    ids, scores = _retrieve(folder, ["nobody", "also-nobody"], document["item_count"])
+    assert ids.shape == (2, document["item_count"]) and (scores[:, :-1] >= scores[:, 1:]).all()

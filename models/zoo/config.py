@@ -2,11 +2,16 @@
 
 A config has three top-level keys (see ``models/configs/*.yaml`` for one per model)::
 
-    type: deepfm            # which model class (registry.MODEL_TYPES)
-    model:                  # keyword arguments of that class, e.g. embedding_dim
+    type: deepfm            # which model (registry.MODEL_TYPES or retrieval_zoo.RETRIEVER_TYPES)
+    model:                  # the model's settings, e.g. embedding_dim
       embedding_dim: 8
-    training:               # TrainingConfig fields; every one is optional
+    training:               # how it is trained; every key is optional
       learning_rate: 0.003
+
+The type decides the model's family (``model_family``): *rankers* score impressions
+from every feature (``models.zoo.registry``; ``training`` holds ``TrainingConfig``
+fields), *retrievers* rank the whole catalogue for a user (``models.retrieval_zoo``;
+``training`` holds the ``RetrieverTrainingConfig`` fields the type takes).
 
 Unknown keys are errors that name the key and the config they came from, so a typo
 cannot silently fall back to a default.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +34,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 """Where ``load_spec("<name>")`` looks for ``<name>.yaml``."""
 
 SPEC_KEYS = ("type", "model", "training")
+RANKER = "ranker"
+RETRIEVER = "retriever"
+FAMILIES = (RANKER, RETRIEVER)
 
 
 def _ftrl(**options: Any) -> keras.optimizers.Optimizer:
@@ -111,21 +120,98 @@ class TrainingConfig:
             ) from error
 
 
+SELECTION_METRIC_PATTERN = re.compile(r"^[a-z_]+@[1-9][0-9]*$")
+
+
+@dataclass(frozen=True)
+class RetrieverTrainingConfig:
+    """How a retrieval-family zoo model is trained (the ``training:`` section of its config).
+
+    Which keys a config may set depends on its type
+    (``models.retrieval_zoo.RetrieverType.training_keys``): closed-form models (EASE,
+    popularity) take none, BPR-MF its optimiser loop, the TensorFlow models trained in
+    epochs all of them.
+
+    Attributes:
+        learning_rate: Optimiser learning rate; ``None``: the model library's default.
+        batch_size: Training batch size; ``None``: the library's default.
+        epochs: Passes over the training interactions; for models trained in epochs the
+            upper bound of the count chosen on the validation day. ``None``: the
+            library's default.
+        seed: Seed of initialisation and shuffling; ``None``: the library's default.
+        early_stopping_patience: Epochs without a better ``selection_metric`` on the
+            validation day before the validation run stops; ``None`` runs every epoch
+            (the best one is still chosen).
+        selection_metric: The ``evaluation.ranking_metrics`` key (``<name>@<K>``, e.g.
+            ``recall@10``) the epoch count maximises on the validation day.
+    """
+
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    early_stopping_patience: int | None = 2
+    selection_metric: str = "recall@10"
+
+    LOOP_FIELDS = ("learning_rate", "batch_size", "epochs", "seed")
+    """Fields that are settings of the model library's training loop."""
+
+    def __post_init__(self) -> None:
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"training.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("batch_size", "epochs"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"training.{name} must be >= 1, got {value}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(
+                f"training.early_stopping_patience must be >= 1 or null, got {self.early_stopping_patience}"
+            )
+        if not isinstance(self.selection_metric, str) or not SELECTION_METRIC_PATTERN.match(self.selection_metric):
+            raise ValueError(
+                f"training.selection_metric must name a ranking metric as <name>@<K> (e.g. recall@10), "
+                f"got {self.selection_metric!r}"
+            )
+
+    def loop_settings(self) -> dict[str, Any]:
+        """The ``LOOP_FIELDS`` the config sets (not ``None``), as keyword arguments."""
+        return {name: getattr(self, name) for name in self.LOOP_FIELDS if getattr(self, name) is not None}
+
+
+def model_family(model_type: str) -> str:
+    """``RETRIEVER`` for the types of ``models.retrieval_zoo.RETRIEVER_TYPES``, ``RANKER``
+    for every other type (``models.zoo.registry`` checks those when it builds them).
+
+    The one place that tells the two families apart.
+    """
+    from models.retrieval_zoo import RETRIEVER_TYPES  # imports this module: import when called
+
+    return RETRIEVER if model_type in RETRIEVER_TYPES else RANKER
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model config.
 
     Attributes:
-        type: Model type name (a key of ``registry.MODEL_TYPES``).
-        model: Keyword arguments of the model class.
-        training: Training settings.
+        type: Model type name (a key of ``registry.MODEL_TYPES`` or of
+            ``retrieval_zoo.RETRIEVER_TYPES``).
+        model: The model's settings (keyword arguments of a ranker's class, or of a
+            retriever's settings dataclass).
+        training: Training settings: ``TrainingConfig`` for a ranker,
+            ``RetrieverTrainingConfig`` for a retriever.
         source: The YAML file it was read from, or ``None`` for an in-memory dict.
     """
 
     type: str
     model: Mapping[str, Any]
-    training: TrainingConfig
+    training: TrainingConfig | RetrieverTrainingConfig
     source: str | None = None
+
+    @property
+    def family(self) -> str:
+        """``RANKER`` or ``RETRIEVER`` (``model_family``)."""
+        return model_family(self.type)
 
     def describe(self) -> str:
         """``"<type> from <file>"`` for messages."""
@@ -134,9 +220,15 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         """The config as a YAML/JSON-compatible dict (inverse of ``spec_from_dict``)."""
         training = dataclasses.asdict(self.training)
-        training["optimizer_options"] = dict(self.training.optimizer_options)
-        if self.training.loss_weights is not None:
-            training["loss_weights"] = dict(self.training.loss_weights)
+        if isinstance(self.training, RetrieverTrainingConfig):
+            from models.retrieval_zoo import RETRIEVER_TYPES
+
+            allowed = RETRIEVER_TYPES[self.type].training_keys
+            training = {name: value for name, value in training.items() if name in allowed}
+        else:
+            training["optimizer_options"] = dict(self.training.optimizer_options)
+            if self.training.loss_weights is not None:
+                training["loss_weights"] = dict(self.training.loss_weights)
         return {"type": self.type, "model": dict(self.model), "training": training}
 
 
@@ -156,7 +248,8 @@ def spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> Mode
 
     Raises:
         ValueError: if ``type`` is missing, a section is not a mapping, or a key is unknown
-            or out of range.
+            or out of range (a ranker's ``model`` keys are checked when it is built, a
+            retriever's here).
     """
     where = f"model config {source or '(dict)'}"
     if not isinstance(config, Mapping):
@@ -170,6 +263,8 @@ def spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> Mode
         if not isinstance(value, Mapping):
             raise ValueError(f"{where}: '{section}' must be a mapping, got {type(value).__name__}")
         sections[section] = dict(value)
+    if model_family(config["type"]) == RETRIEVER:
+        return _retriever_spec(config["type"], sections, where, source)
     _unknown_keys(sections["training"], [f.name for f in dataclasses.fields(TrainingConfig)], f"{where} 'training'")
     try:
         training = TrainingConfig(**sections["training"])
@@ -178,9 +273,36 @@ def spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> Mode
     return ModelSpec(type=config["type"], model=sections["model"], training=training, source=source)
 
 
-def bundled_configs() -> list[str]:
-    """Names of the bundled model configs (``models/configs/<name>.yaml``), sorted."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+def _retriever_spec(model_type: str, sections: dict[str, dict[str, Any]], where: str, source: str | None) -> ModelSpec:
+    """Check a retriever config's sections against its type and build its spec."""
+    from models.retrieval_zoo import RETRIEVER_TYPES
+
+    kind = RETRIEVER_TYPES[model_type]
+    _unknown_keys(sections["model"], list(kind.model_keys), f"{where} 'model' ({model_type})")
+    _unknown_keys(sections["training"], list(kind.training_keys), f"{where} 'training' ({model_type})")
+    try:
+        training = RetrieverTrainingConfig(**sections["training"])
+        kind.settings_for(sections["model"], training)  # the library checks every value
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from error
+    return ModelSpec(type=model_type, model=sections["model"], training=training, source=source)
+
+
+def bundled_configs(family: str | None = None) -> list[str]:
+    """Names of the bundled model configs (``models/configs/<name>.yaml``), sorted.
+
+    Args:
+        family: ``RANKER`` or ``RETRIEVER`` to list one family only; ``None``: all.
+
+    Raises:
+        ValueError: on another family name.
+    """
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    if family is None:
+        return names
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {list(FAMILIES)}, got {family!r}")
+    return [name for name in names if load_spec(name).family == family]
 
 
 def config_path(name: str) -> Path:
