@@ -125,7 +125,9 @@ class FeatureEncoder(keras.layers.Layer):
             blocks.append(self.normalization(tf.stack(columns, axis=1)))
         for column in self.cyclical:
             angle = tf.cast(inputs[column.name], tf.float32) * (2.0 * math.pi / float(column.period))
-            blocks.append(tf.stack([tf.sin(angle), tf.cos(angle)], axis=1))
+            phase = tf.stack([tf.sin(angle), tf.cos(angle)], axis=1)
+            # A period the training window did not cover is fed as zeros (FittedFeatures.incomplete_cycles).
+            blocks.append(phase * 0.0 if column.name in self.features.incomplete_cycles else phase)
         if not blocks:
             batch = tf.shape(next(iter(inputs.values())))[0]
             return tf.zeros([batch, 0], tf.float32)

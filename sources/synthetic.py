@@ -201,6 +201,22 @@ def generate_day(
     return SyntheticDay(day=day, events=events, truth=truth)
 
 
+def click_factor_term(world: SyntheticWorld, user_ids: pd.Series, item_ids: pd.Series) -> np.ndarray:
+    """The user x item latent-factor term of each impression's true click logit.
+
+    Args:
+        world: the world the impressions were generated from.
+        user_ids, item_ids: generated ids (``u000123``, ``i00042``), one pair per impression.
+
+    Returns:
+        ``user_factors[u] . item_factors[i]`` per impression: the part of the logit only a
+        model that learns per-user and per-item latent factors can capture.
+    """
+    users = user_ids.str.slice(1).astype(np.int64).to_numpy()
+    items = item_ids.str.slice(1).astype(np.int64).to_numpy()
+    return np.einsum("ij,ij->i", world.user_factors[users], world.item_factors[items])
+
+
 def to_jsonl_gz(events: pd.DataFrame) -> bytes:
     """Serialise events as gzipped JSON lines, the way a log shipper writes them."""
     text = events.to_json(orient="records", lines=True, double_precision=10)

@@ -160,6 +160,21 @@ class TestEncoder:
         width = sum(e.output_dim for e in encoder.embeddings.values()) + encoder.numeric_width
         assert encoder(inputs).shape == (4, width)
 
+    def test_a_period_the_window_does_not_cover_is_fed_as_zeros(self, examples):
+        week = examples.assign(day_of_week=np.arange(len(examples)) % 7)
+        short = week[week["day_of_week"] < 5]  # five weekdays: Saturday and Sunday never seen
+        assert FittedFeatures.fit(SPEC, week).incomplete_cycles == ()
+        fitted = FittedFeatures.fit(SPEC, short)
+        assert fitted.incomplete_cycles == ("day_of_week",)
+        assert FittedFeatures.from_dict(fitted.to_dict()).incomplete_cycles == ("day_of_week",)
+        encoder = FeatureEncoder(fitted)
+        rows = week.head(7)
+        numeric = encoder.numeric_features({k: tf.constant(v) for k, v in feature_arrays(rows, SPEC).items()}).numpy()
+        day = len(encoder.normalized) + 2 * [c.name for c in encoder.cyclical].index("day_of_week")
+        hour = len(encoder.normalized) + 2 * [c.name for c in encoder.cyclical].index("hour_of_day")
+        assert not numeric[:, day : day + 2].any()
+        np.testing.assert_allclose(numeric[:, hour], np.sin(2 * np.pi * rows["hour_of_day"].to_numpy() / 24), atol=1e-5)
+
     def test_unseen_values_share_the_oov_row(self, examples):
         fitted = FittedFeatures.fit(SPEC, examples)
         encoder = FeatureEncoder(fitted, embedding_dim=4)

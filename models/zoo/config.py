@@ -47,6 +47,7 @@ def _ftrl(**options: Any) -> keras.optimizers.Optimizer:
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
     "adagrad": keras.optimizers.Adagrad,
     "ftrl": _ftrl,
     "sgd": keras.optimizers.SGD,
@@ -58,7 +59,8 @@ class TrainingConfig:
     """How a zoo model is trained (the ``training:`` section of a model config).
 
     Attributes:
-        optimizer: One of ``OPTIMIZERS``: ``adam``, ``adagrad`` or ``sgd``, or ``ftrl``
+        optimizer: One of ``OPTIMIZERS``: ``adam``, ``adamw`` (Adam with decoupled weight
+            decay: ``optimizer_options: {weight_decay: ...}``), ``adagrad`` or ``sgd``, or ``ftrl``
             (FTRL-Proximal with sparse updates, for the hashed logistic regression).
         learning_rate: Optimiser learning rate.
         optimizer_options: Further keyword arguments of the optimiser, e.g.
