@@ -25,6 +25,14 @@ import scipy.sparse as sp
 from models.baselines import EASE, EASEConfig, InteractionIndex
 
 
+def unix_seconds(values: Sequence | np.ndarray | pd.Series) -> np.ndarray:
+    """Timestamps as float64 Unix seconds: numbers pass through, datetimes are converted."""
+    series = pd.Series(values)
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series.astype("datetime64[ns]").astype("int64").to_numpy() / 1e9
+    return series.to_numpy(dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class RecencyEASEConfig:
     """Settings of ``RecencyEASE``.
@@ -65,6 +73,8 @@ class RecencyEASE:
     def fit(self, interactions: pd.DataFrame, index: InteractionIndex) -> RecencyEASE:
         """Fit EASE's weights on the binary matrix of ``interactions``; keep each user's timed history.
 
+        ``timestamp`` may hold Unix seconds or datetimes.
+
         Raises:
             ValueError: if ``interactions`` lacks ``user_id``, ``item_id`` or ``timestamp``.
         """
@@ -75,7 +85,7 @@ class RecencyEASE:
         self.weights = EASE(EASEConfig(l2=self.config.l2)).fit(index.matrix(interactions)).weights
         users = index.user_indices(interactions["user_id"])
         items = index.item_indices(interactions["item_id"])
-        times = interactions["timestamp"].to_numpy(dtype=np.float64)
+        times = unix_seconds(interactions["timestamp"])
         order = np.argsort(users, kind="stable")
         bounds = np.flatnonzero(np.diff(users[order])) + 1
         self._history = {
@@ -95,7 +105,7 @@ class RecencyEASE:
         if self._index is None:
             raise RuntimeError("RecencyEASE is not fitted: call fit() first")
         users = np.asarray(user_indices, dtype=np.int64)
-        times = np.asarray(timestamps, dtype=np.float64)
+        times = unix_seconds(timestamps)
         if users.shape != times.shape:
             raise ValueError(f"got {users.size} users but {times.size} timestamps")
         rows, columns, values = [], [], []

@@ -7,6 +7,8 @@ library's settings (``RetrieverType.settings_for``):
 
 - ``popularity``: ``models.baselines.Popularity``, the same ranking for everyone;
 - ``ease``: ``models.baselines.EASE``, closed-form item-item regression;
+- ``ease_recency``: ``models.recency.RecencyEASE``, EASE over a profile weighted by how
+  recently the user met each item, as of the end of the training window;
 - ``bpr_mf``: ``models.baselines.BPRMF``, matrix factorisation with the BPR loss;
 - ``two_tower``: ``models.retrieval.fit_two_tower`` (log-Q correction, pooled history),
   its towers reading the ids plus the spec's string user / item columns, as the
@@ -59,6 +61,7 @@ from models import evaluation
 from models.baselines import BPRMF, EASE, BPRConfig, EASEConfig, InteractionIndex, Popularity
 from models.features import require_columns
 from models.joint import JointConfig, JointRecommender, fit_joint
+from models.recency import RecencyEASE, RecencyEASEConfig, unix_seconds
 from models.recommender import split_training_window, trained_span
 from models.retrieval import RetrievalConfig, TwoTowerRetriever, fit_two_tower
 from models.sequence import SASRec, SASRecConfig, fit_sasrec
@@ -237,6 +240,38 @@ class EASERetriever(MatrixRetriever):
     def factors(self, user_ids: Sequence | np.ndarray) -> Factors:
         return Factors(
             self.matrix[self.rows(user_ids)].toarray().astype(np.float32),
+            self.model.weights.T.astype(np.float32),
+            np.zeros(len(self.catalogue), np.float32),
+        )
+
+
+class RecencyEASERetriever(MatrixRetriever):
+    """EASE over each user's profile weighted by recency as of the end of the training
+    window (``models.recency``): query the weighted profile, item vectors the weight
+    matrix's columns. Requests are taken to come just after the newest training interaction.
+
+    Args:
+        as_of: Unix seconds of the requests the profiles are built for.
+    """
+
+    model: RecencyEASE
+
+    def __init__(
+        self, model: RecencyEASE, index: InteractionIndex, matrix: sp.csr_matrix, seconds: float, as_of: float
+    ) -> None:
+        super().__init__(model, index, matrix, seconds, None)
+        self.as_of = as_of
+
+    def _profiles(self, user_ids: Sequence | np.ndarray) -> sp.csr_matrix:
+        rows = self.rows(user_ids)
+        return self.model.profiles(rows, np.full(len(rows), self.as_of))
+
+    def scores(self, user_ids: Sequence | np.ndarray) -> np.ndarray:
+        return np.asarray(self._profiles(user_ids) @ self.model.weights, dtype=np.float64)
+
+    def factors(self, user_ids: Sequence | np.ndarray) -> Factors:
+        return Factors(
+            self._profiles(user_ids).toarray().astype(np.float32),
             self.model.weights.T.astype(np.float32),
             np.zeros(len(self.catalogue), np.float32),
         )
@@ -431,6 +466,21 @@ def _fit_ease(
     return _matrix_fit(EASERetriever, EASE(settings), interactions, catalogue, None)
 
 
+def _fit_ease_recency(
+    interactions: pd.DataFrame,
+    catalogue: np.ndarray,
+    feature_spec: FeatureSpec,
+    settings: RecencyEASEConfig,
+    on_epoch_end: None,
+) -> ZooRetriever:
+    index = InteractionIndex(user_ids=np.unique(_ids(interactions["user_id"])), item_ids=catalogue)
+    started = time.perf_counter()
+    model = RecencyEASE(settings).fit(interactions, index)
+    seconds = time.perf_counter() - started
+    as_of = float(unix_seconds(interactions["timestamp"]).max()) + 1.0
+    return RecencyEASERetriever(model, index, index.matrix(interactions), seconds, as_of)
+
+
 def _fit_bpr(
     interactions: pd.DataFrame,
     catalogue: np.ndarray,
@@ -550,6 +600,7 @@ class RetrieverType:
 RETRIEVER_TYPES: dict[str, RetrieverType] = {
     "popularity": RetrieverType(_fit_popularity),
     "ease": RetrieverType(_fit_ease, EASEConfig),
+    "ease_recency": RetrieverType(_fit_ease_recency, RecencyEASEConfig),
     "bpr_mf": RetrieverType(_fit_bpr, BPRConfig),
     "two_tower": RetrieverType(_fit_two_tower, RetrievalConfig, in_epochs=True),
     "sasrec": RetrieverType(_fit_sasrec, SASRecConfig, in_epochs=True),

@@ -26,7 +26,9 @@ from reclake.feature_spec import load_feature_spec
 
 SPEC = load_feature_spec("synthetic")
 DAYS = (dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3))
-RETRIEVER_CONFIGS = ("bpr_mf", "ease", "joint", "popularity", "sasrec", "two_tower", "two_tower_history")
+RETRIEVER_CONFIGS = (
+    "bpr_mf", "ease", "ease_recency", "joint", "popularity", "sasrec", "two_tower", "two_tower_history"
+)  # fmt: skip
 IN_EPOCHS = ("joint", "sasrec", "two_tower", "two_tower_history")
 N_USERS, N_ITEMS, GROUPS = 120, 120, 4
 POSITIVES_PER_USER_DAY, LOYALTY = 6, 0.85
@@ -206,9 +208,29 @@ class TestTraining:
         patience = model.spec.training.early_stopping_patience
         assert len(validation) <= min(model.best_epoch + patience, model.spec.training.epochs)
 
-    @pytest.mark.parametrize("name", ("ease", "bpr_mf", "two_tower", "two_tower_history", "sasrec", "joint"))
+    @pytest.mark.parametrize(
+        "name", ("ease", "ease_recency", "bpr_mf", "two_tower", "two_tower_history", "sasrec", "joint")
+    )
     def test_personalised_models_beat_random_on_the_held_out_day(self, name, trained, examples):
         assert trained(name).metrics["recall@10"] > 3 * random_recall_at_10(examples)
+
+    def test_the_recency_profile_is_taken_at_the_end_of_the_window(self, trained, examples):
+        model = trained("ease_recency")
+        retriever = model.retriever
+        newest = model.fitted_on["timestamp"].max()
+        assert retriever.as_of == pytest.approx(newest.value / 1e9 + 1.0)
+        # The query of a user is their profile at as_of: per meeting of an item,
+        # baseline + exp(-age / decay), summed over the item's meetings.
+        user = model.fitted_on["user_id"].iloc[-1]
+        history = model.fitted_on[model.fitted_on["user_id"] == user]
+        ages = retriever.as_of - history["timestamp"].astype("int64").to_numpy() / 1e9
+        config = model.spec.model
+        weights = config["baseline_weight"] + np.exp(-ages / config["decay_seconds"])
+        expected = pd.Series(weights).groupby(history["item_id"].to_numpy()).sum()
+        query = retriever.factors([user]).query_vectors[0]
+        items = list(retriever.catalogue)
+        np.testing.assert_allclose([query[items.index(i)] for i in expected.index], expected.to_numpy(), rtol=1e-5)
+        assert np.count_nonzero(query) == len(expected)
 
     def test_epoch_models_write_a_checkpoint_per_epoch(self, examples, tmp_path):
         model = train_retriever(tiny_config("two_tower"), examples, SPEC, list(DAYS), checkpoint_dir=tmp_path)
