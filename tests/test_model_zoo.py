@@ -31,7 +31,7 @@ from models.zoo.layers import (
 )
 from models.zoo.multitask import ESMM, MMoE
 from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
-from models.zoo.registry import MODEL_CONFIG_FILE, load_checkpoint, training_labels
+from models.zoo.registry import MODEL_CONFIG_FILE, load_checkpoint, predict_values, training_labels
 from reclake.feature_spec import load_feature_spec
 from reclake.settings import SyntheticSettings
 
@@ -327,9 +327,20 @@ class TestTraining:
         restored = load_checkpoint(checkpoint_dir, result.best_epoch)
         assert type(restored) is DCNv2
         features = feature_arrays(split[1].head(256))
-        np.testing.assert_array_equal(restored(features).numpy(), result.model(features).numpy())
+        # Checkpoints hold the weights before the intercept recalibration on validation.
+        restored.output_offset.assign_add(result.calibration_shift)
+        np.testing.assert_allclose(restored(features).numpy(), result.model(features).numpy(), rtol=1e-5, atol=1e-7)
         with pytest.raises(FileNotFoundError, match=r"no checkpoint epoch-099 .*available: \['epoch-001'"):
             load_checkpoint(checkpoint_dir, 99)
+
+    def test_recalibration_matches_the_mean_prediction_to_the_validation_rate(self, trained, split):
+        result = trained(EARLY_STOPPED)
+        validation = split[1]
+        predictions = predict_values(result.model, feature_arrays(validation))
+        assert result.calibration_shift is not None and result.calibration_shift != 0.0
+        assert predictions.mean() == pytest.approx(validation["clicked"].mean(), rel=1e-3)
+        # Without a validation frame there is nothing to recalibrate on.
+        assert trained("fm").calibration_shift is None
 
     def test_conversion_without_click_is_rejected(self, split, fitted):
         bad = split[0].head(100).copy()

@@ -78,6 +78,10 @@ class TrainingConfig:
         loss_weights: Multi-task models only: weight of each loss, keyed by output
             (``pctr``, ``pctcvr``); both 1.0 when ``None``.
         mixed_precision: Build the model in ``mixed_float16`` (needs a GPU).
+        recalibrate: After training, shift a single-task binary model's output logit by
+            the constant that minimises the validation logloss (intercept
+            recalibration: the mean prediction then equals the validation day's rate).
+            Needs a validation frame; the per-epoch checkpoints hold the weights before.
         seed: Seed for weight initialisation and shuffling.
     """
 
@@ -90,6 +94,7 @@ class TrainingConfig:
     label: str | None = None
     loss_weights: Mapping[str, float] | None = None
     mixed_precision: bool = False
+    recalibrate: bool = True
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
+from scipy.optimize import minimize_scalar
 
 from models import evaluation
 from models.features import FittedFeatures, feature_arrays, label_array, require_columns
@@ -79,10 +80,13 @@ class ZooTrainingResult(TrainingResult):
         spec: The model config that was trained.
         best_epoch: 1-based epoch whose weights the returned model holds when early
             stopping ran on a validation frame; ``None`` otherwise (last epoch).
+        calibration_shift: Logit shift ``training.recalibrate`` added on the validation
+            frame; ``None`` when it did not run.
     """
 
     spec: ModelSpec
     best_epoch: int | None
+    calibration_shift: float | None = None
 
 
 def model_class(spec: ModelSpec) -> type[FeatureModel]:
@@ -100,9 +104,7 @@ def _check_spec(spec: ModelSpec) -> type[FeatureModel]:
     cls = model_class(spec)
     parameters = inspect.signature(cls.__init__).parameters
     allowed = [
-        name
-        for name, p in parameters.items()
-        if name not in ("self", "fitted") and p.kind is p.POSITIONAL_OR_KEYWORD
+        name for name, p in parameters.items() if name not in ("self", "fitted") and p.kind is p.POSITIONAL_OR_KEYWORD
     ]
     unknown = sorted(set(spec.model) - set(allowed))
     if unknown:
@@ -178,9 +180,7 @@ def build_model(config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec, 
     return model
 
 
-def training_labels(
-    frame: pd.DataFrame, spec: ModelSpec, fitted: FittedFeatures
-) -> np.ndarray | dict[str, np.ndarray]:
+def training_labels(frame: pd.DataFrame, spec: ModelSpec, fitted: FittedFeatures) -> np.ndarray | dict[str, np.ndarray]:
     """The labels a model config is fitted on, for a feature spec.
 
     Returns:
@@ -209,9 +209,7 @@ def training_labels(
     return labels
 
 
-def _dataset(
-    features: dict[str, np.ndarray], labels: Any, batch_size: int, seed: int | None
-) -> tf.data.Dataset:
+def _dataset(features: dict[str, np.ndarray], labels: Any, batch_size: int, seed: int | None) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((features, labels))
     if seed is not None:
         dataset = dataset.shuffle(len(next(iter(features.values()))), seed=seed, reshuffle_each_iteration=True)
@@ -311,6 +309,11 @@ def train_model(
         callbacks=callbacks,
         verbose=verbose,
     )
+    shift = None
+    if settings.recalibrate and validation is not None and not model.multitask and not model.regression:
+        shift = recalibrate_intercept(
+            model, feature_arrays(validation, feature_spec), training_labels(validation, spec, fitted)
+        )
     return ZooTrainingResult(
         model=model,
         history={name: [float(v) for v in values] for name, values in history.history.items()},
@@ -318,7 +321,33 @@ def train_model(
         seconds=time.perf_counter() - started,
         spec=spec,
         best_epoch=None if early_stopping is None else early_stopping.best_epoch + 1,
+        calibration_shift=shift,
     )
+
+
+def recalibrate_intercept(model: FeatureModel, features: dict[str, np.ndarray], labels: np.ndarray) -> float:
+    """Shift a single-task binary model's output logit so that its logloss on these rows is lowest.
+
+    The best constant shift ``d`` of the logits solves ``mean(sigmoid(logit + d)) =
+    mean(label)``: afterwards the model's mean prediction on the rows equals their rate.
+    The shift is added to the model's ``output_offset`` (exported with it).
+
+    Returns:
+        The shift applied, in logits.
+    """
+    probabilities = np.clip(predict_values(model, features).astype(np.float64), 1e-7, 1 - 1e-7)
+    logits = np.log(probabilities / (1 - probabilities))
+    labels = np.asarray(labels, dtype=np.float64)
+    shift = float(
+        minimize_scalar(
+            lambda d: evaluation.logloss(labels, 1 / (1 + np.exp(-(logits + d)))),
+            bounds=(-5.0, 5.0),
+            method="bounded",
+            options={"xatol": 1e-6},
+        ).x
+    )
+    model.output_offset.assign_add(shift)
+    return shift
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike[str], epoch: int) -> FeatureModel:
