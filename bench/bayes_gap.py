@@ -19,7 +19,9 @@ so that each user and item gets more impressions.
 Prints one JSON line: per size and config ``logloss``, ``bayes_logloss``, ``gap_pct``
 (``100 * (logloss / bayes_logloss - 1)``), ``auc`` and the truth's ``true_auc``,
 ``calibration``, ``best_epoch``, ``train_rows``, ``clicks_per_user`` (training clicks /
-users), ``train_s`` and ``examples_per_s``; per size ``no_factor_gap_pct``; the core count.
+users), ``train_s`` and ``examples_per_s``; ``no_factor_gap_pct``; ``noisy_factor_gap_pct``
+(the gap of the truth computed from factors known up to an error of sd 0.1, 0.2, 0.3);
+the core count. ``--configs`` with no name prints only the truth-based figures.
 
 Usage: ``python bench/bayes_gap.py [--days 7 14 28] [--configs fm dcn_v2_stacked]
 [--users 2000 --items 500] [--warmup-days 30]`` (about 20 minutes on 2 cores with the
@@ -27,6 +29,7 @@ defaults).
 """
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -48,23 +51,43 @@ from reclake.feature_spec import load_feature_spec  # noqa: E402
 from reclake.settings import SyntheticSettings  # noqa: E402
 from sources.synthetic import SyntheticWorld, click_factor_term  # noqa: E402
 
+FACTOR_NOISE = (0.1, 0.2, 0.3)
+"""Standard deviations of the error added to every true factor (whose spread is 0.45)."""
+
+
+def _gap_pct(test: pd.DataFrame, probabilities: np.ndarray) -> float:
+    labels = test["clicked"].to_numpy()
+    bayes = evaluation.bayes_logloss(labels, test["true_pctr"].to_numpy())
+    return round(100 * (evaluation.logloss(labels, probabilities) / bayes - 1), 2)
+
+
+def _with_factor_term(frame: pd.DataFrame, world: SyntheticWorld, term: np.ndarray) -> np.ndarray:
+    """The true pCTR of ``frame`` with its latent-factor term replaced by ``term``."""
+    true = frame["true_pctr"].to_numpy()
+    logit = np.log(true / (1 - true)) - click_factor_term(world, frame["user_id"], frame["item_id"]) + term
+    return 1 / (1 + np.exp(-logit))
+
 
 def no_factor_gap_pct(world: SyntheticWorld, validation: pd.DataFrame, test: pd.DataFrame) -> float:
     """Gap of the true pCTR without its latent-factor term (a constant in its place, fitted on validation)."""
-
-    def without_factors(frame: pd.DataFrame, constant: float) -> np.ndarray:
-        true = frame["true_pctr"].to_numpy()
-        logit = np.log(true / (1 - true)) - click_factor_term(world, frame["user_id"], frame["item_id"])
-        return 1 / (1 + np.exp(-(logit + constant)))
-
     constant = minimize_scalar(
-        lambda c: evaluation.logloss(validation["clicked"].to_numpy(), without_factors(validation, c)),
+        lambda c: evaluation.logloss(validation["clicked"].to_numpy(), _with_factor_term(validation, world, c)),
         bounds=(-1.0, 1.0),
         method="bounded",
     ).x
-    labels = test["clicked"].to_numpy()
-    floor = evaluation.logloss(labels, without_factors(test, constant))
-    return round(100 * (floor / evaluation.bayes_logloss(labels, test["true_pctr"].to_numpy()) - 1), 2)
+    return _gap_pct(test, _with_factor_term(test, world, constant))
+
+
+def noisy_factor_gap_pct(world: SyntheticWorld, test: pd.DataFrame, noise: float, seed: int = 0) -> float:
+    """Gap of the true pCTR computed from factors known up to a Gaussian error of sd ``noise``:
+    what a model that estimates every factor that well reaches."""
+    rng = np.random.default_rng(seed)
+    noisy = dataclasses.replace(
+        world,
+        user_factors=world.user_factors + rng.normal(0.0, noise, world.user_factors.shape),
+        item_factors=world.item_factors + rng.normal(0.0, noise, world.item_factors.shape),
+    )
+    return _gap_pct(test, _with_factor_term(test, world, click_factor_term(noisy, test["user_id"], test["item_id"])))
 
 
 def measure(config: str, train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, users: int) -> dict:
@@ -89,7 +112,9 @@ def measure(config: str, train: pd.DataFrame, validation: pd.DataFrame, test: pd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, nargs="+", default=[7, 14, 28])
-    parser.add_argument("--configs", nargs="+", default=["fm", "dcn_v2_stacked"])
+    parser.add_argument(
+        "--configs", nargs="*", default=["fm", "dcn_v2_stacked"], help="none: only the truth-based figures"
+    )
     parser.add_argument("--events-per-day", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=SyntheticSettings.n_users)
     parser.add_argument("--items", type=int, default=SyntheticSettings.n_items)
@@ -126,6 +151,7 @@ def main() -> None:
                 "warmup_days": args.warmup_days,
                 "test_day": calendar[-1].isoformat(),
                 "no_factor_gap_pct": no_factor_gap_pct(world, validation, test),
+                "noisy_factor_gap_pct": {noise: noisy_factor_gap_pct(world, test, noise) for noise in FACTOR_NOISE},
                 "days": sizes,
                 "total_s": round(time.perf_counter() - started, 1),
             }
