@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-KEYS = ("model_family", "auc", "logloss", "bayes_logloss", "rmse", "ctr_auc", "ctcvr_auc", "cvr_auc",
+KEYS = ("model_family", "auc", "logloss", "bayes_logloss", "calibration", "rmse", "ctr_auc", "ctcvr_auc", "cvr_auc",
         "hr@10", "hr@100", "recall@10", "ndcg@10", "mrr@10", "users", "cold_users", "catalogue_items",
         "epochs", "best_epoch", "train_seconds", "examples_per_second", "onnx_max_abs_diff", "topk_agreement",
         "status")  # fmt: skip
