@@ -105,8 +105,12 @@ def _ranker_partition(
     from models.zoo.registry import MODEL_TYPES
 
     spec = pipeline.feature_spec()
-    if MODEL_TYPES[load_spec(name).type].multitask and not set(MULTITASK_LABELS.values()) <= set(spec.label_columns):
+    model_class = MODEL_TYPES[load_spec(name).type]
+    if model_class.multitask and not set(MULTITASK_LABELS.values()) <= set(spec.label_columns):
         reason = f"not applicable: {name} needs click and conversion labels; the {spec.source} spec has {list(spec.label_columns)}"
+        return _not_applicable(context, reason, spec.source)
+    if model_class.needs_ids and not spec.has_ids:
+        reason = f"not applicable: {name} reads user and item ids; the {spec.source} spec has none"
         return _not_applicable(context, reason, spec.source)
     days, examples = warehouse.training_window(pipeline.training_window_days)
     store = lake.get_lake()

@@ -30,19 +30,20 @@ from models.zoo.layers import (
     NumericFieldEmbedding,
 )
 from models.zoo.multitask import ESMM, MMoE
-from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
+from models.zoo.rankers import FM, BiasedMF, DCNv2, DeepFM, HashedLogisticRegression
 from models.zoo.registry import MODEL_CONFIG_FILE, load_checkpoint, predict_values, training_labels
 from reclake.feature_spec import load_feature_spec
 from reclake.settings import SyntheticSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_NAMES = ("fm", "deepfm", "dcn_v2_stacked", "dcn_v2_parallel", "hashed_lr", "esmm", "mmoe")
+CONFIG_NAMES = ("fm", "deepfm", "dcn_v2_stacked", "dcn_v2_parallel", "hashed_lr", "biased_mf", "esmm", "mmoe")
 CONFIG_CLASSES = {
     "fm": FM,
     "deepfm": DeepFM,
     "dcn_v2_stacked": DCNv2,
     "dcn_v2_parallel": DCNv2,
     "hashed_lr": HashedLogisticRegression,
+    "biased_mf": BiasedMF,
     "esmm": ESMM,
     "mmoe": MMoE,
 }
@@ -273,7 +274,7 @@ class TestConfigs:
     @pytest.mark.parametrize(
         ("config", "message"),
         [
-            ({"type": "nope"}, r"unknown model type 'nope'; known: \['dcn_v2'"),
+            ({"type": "nope"}, r"unknown model type 'nope'; known: \['biased_mf', 'dcn_v2'"),
             ({"type": "fm", "model": {"embeding_dim": 4}}, r"'model' has unknown key\(s\) \['embeding_dim'\]"),
             ({"type": "fm", "training": {"epoch": 4}}, r"'training' has unknown key\(s\) \['epoch'\]"),
             ({"type": "fm", "extra": 1}, r"unknown key\(s\) \['extra'\]"),

@@ -50,6 +50,7 @@ RANKERS = {
         "model": {"num_bins": 2048, "crosses": [["segment", "item_id"]]},
         "training": {"optimizer": "ftrl", "learning_rate": 0.1},
     },
+    "biased_mf": {"type": "biased_mf", "model": {"factors": 4}},
 }
 
 
@@ -110,6 +111,8 @@ def test_onnx_runtime_matches_tensorflow(name):
     if name == "hashed_lr":
         assert exported.raw_inputs == ()
         assert len(exported.hashed_inputs) == 1
+    elif name == "biased_mf":  # reads the ids only
+        assert set(exported.raw_inputs) == {"user_id", "item_id"} and exported.hashed_inputs == ()
     else:
         assert set(exported.raw_inputs) == set(spec.model_feature_names) - {"zip_code"}
         assert {"zip_code_hashing", "segment_x_slot_hashing"} == {

@@ -43,9 +43,11 @@ class FeatureModel(keras.Model):
     Attributes:
         multitask: Whether ``call`` returns the multi-task dict (``MULTITASK_LABELS``
             outputs plus ``pcvr``) instead of one probability.
+        needs_ids: Whether the model only works on sources with user and item ids.
     """
 
     multitask: ClassVar[bool] = False
+    needs_ids: ClassVar[bool] = False
 
     def __init__(self, fitted: FittedFeatures, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,4 +1,4 @@
-"""Single-task rankers: FM, DeepFM, DCN-v2 (stacked / parallel), hashed LR.
+"""Single-task rankers: FM, DeepFM, DCN-v2 (stacked / parallel), hashed LR, biased MF.
 
 All take the raw model features of a feature spec and return one value ``[B]``: pCTR
 for a binary label, the predicted target for a regression label (a rating). The
@@ -355,3 +355,71 @@ class HashedLogisticRegression(FeatureModel):
             "crosses": [list(pair) for pair in self.hashing.crosses],
             "numeric_bucket_width": self.numeric_bucket_width,
         }
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class BiasedMF(FeatureModel):
+    """Biased matrix factorisation over the ids: ``mu + b_u + b_i + p_u . q_i``.
+
+    The classic rating baseline as a zoo ranker: it reads only ``user_id`` and
+    ``item_id`` (every other feature is ignored), ``mu`` is the output offset (the
+    label's prior), and the ids' vocabularies come from the training window, unseen ids
+    sharing the out-of-vocabulary rows the spec gives them. With a binary label the sum
+    is a logit (logistic MF). ``l2`` penalises the squared norms of the batch's factor
+    vectors and biases (mean over the batch), the SGD form of the ridge penalty of
+    ``models.baselines.BiasedMF``'s ALS.
+
+    Args:
+        fitted: The feature spec (it must have user and item ids) and its statistics.
+        factors: Width of ``p_u`` and ``q_i``.
+        l2: Penalty weight on ``|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2``.
+
+    Call input: dict of raw features (only the ids are read), ``[B]`` each. Call output:
+    the predicted label ``[B]`` (a rating, or a probability for a binary label).
+
+    References:
+        Y. Koren, R. Bell, C. Volinsky, "Matrix Factorization Techniques for Recommender
+        Systems", IEEE Computer 2009.
+    """
+
+    needs_ids = True
+
+    def __init__(self, fitted: FittedFeatures, factors: int = 16, l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(fitted, **kwargs)
+        if not fitted.spec.has_ids:
+            raise ValueError(f"biased MF needs user and item ids; the {fitted.spec.source} spec has none")
+        self.factors = _check_embedding_dim(factors)
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
+        self.l2 = float(l2)
+        self.lookups, self.vectors, self.biases = {}, {}, {}
+        for column in fitted.spec.id_features:
+            lookup = keras.layers.StringLookup(
+                vocabulary=list(fitted.vocabularies[column.name]),
+                num_oov_indices=column.oov_buckets,
+                name=f"{column.name}_lookup",
+            )
+            rows = lookup.vocabulary_size()
+            self.lookups[column.name] = lookup
+            self.vectors[column.name] = keras.layers.Embedding(
+                rows,
+                self.factors,
+                embeddings_initializer=keras.initializers.RandomNormal(0.0, 0.05),
+                name=f"{column.name}_factors",
+            )
+            self.biases[column.name] = keras.layers.Embedding(
+                rows, 1, embeddings_initializer="zeros", name=f"{column.name}_bias"
+            )
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+        rows = {name: lookup(inputs[name]) for name, lookup in self.lookups.items()}
+        user, item = (self.vectors[name](rows[name]) for name in ("user_id", "item_id"))
+        user_bias, item_bias = (self.biases[name](rows[name]) for name in ("user_id", "item_id"))
+        if training and self.l2 > 0:
+            squares = [tf.reduce_sum(tf.square(t), axis=1) for t in (user, item, user_bias, item_bias)]
+            self.add_loss(self.l2 * tf.reduce_mean(tf.add_n(squares)))
+        logit = user_bias + item_bias + tf.reduce_sum(user * item, axis=1, keepdims=True)
+        return self.single_output(logit)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"factors": self.factors, "l2": self.l2}

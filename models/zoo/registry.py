@@ -29,7 +29,7 @@ from models.zoo.base import MULTITASK_LABELS, FeatureModel
 from models.zoo.config import ModelSpec, load_spec
 from models.zoo.distribution import choose_strategy, is_chief, mixed_precision_policy
 from models.zoo.multitask import ESMM, MMoE
-from models.zoo.rankers import FM, DCNv2, DeepFM, HashedLogisticRegression
+from models.zoo.rankers import FM, BiasedMF, DCNv2, DeepFM, HashedLogisticRegression
 from reclake.feature_spec import FeatureSpec
 
 MODEL_TYPES: dict[str, type[FeatureModel]] = {
@@ -37,6 +37,7 @@ MODEL_TYPES: dict[str, type[FeatureModel]] = {
     "deepfm": DeepFM,
     "dcn_v2": DCNv2,
     "hashed_lr": HashedLogisticRegression,
+    "biased_mf": BiasedMF,
     "esmm": ESMM,
     "mmoe": MMoE,
 }
