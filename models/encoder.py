@@ -32,6 +32,17 @@ def _as_string(values: tf.Tensor) -> tf.Tensor:
     return values if values.dtype == tf.string else tf.strings.as_string(values)
 
 
+def vocabulary_lookup(column: FeatureColumn, features: FittedFeatures) -> keras.layers.Layer:
+    """The lookup of an ``embedding`` column: its fitted vocabulary to rows, unseen values
+    to the column's ``oov_buckets`` rows (``vocabulary_size()`` rows in all)."""
+    layer = keras.layers.StringLookup if column.dtype == "string" else keras.layers.IntegerLookup
+    return layer(
+        vocabulary=list(features.vocabularies[column.name]),
+        num_oov_indices=column.oov_buckets,
+        name=f"{column.name}_lookup",
+    )
+
+
 class FeatureEncoder(keras.layers.Layer):
     """Raw features -> per-field embeddings and a numeric block.
 
@@ -56,9 +67,7 @@ class FeatureEncoder(keras.layers.Layer):
         for column in spec.model_features:
             width = embedding_dim or column.dim
             if column.transform == "embedding":
-                vocabulary = list(features.vocabularies[column.name])
-                layer = keras.layers.StringLookup if column.dtype == "string" else keras.layers.IntegerLookup
-                lookup = layer(vocabulary=vocabulary, num_oov_indices=column.oov_buckets, name=f"{column.name}_lookup")
+                lookup = vocabulary_lookup(column, features)
                 size = lookup.vocabulary_size()
             elif column.transform == "hashing":
                 lookup = keras.layers.Hashing(num_bins=column.hash_buckets, name=f"{column.name}_hashing")

@@ -378,31 +378,24 @@ def _check_values(values: pd.Series, column: FeatureColumn) -> None:
         raise ValueError(f"{column.name} must be in {allowed}; got {bad[:5]}")
 
 
-def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``METADATA_FILE`` of a SavedModel folder Reclake exported.
-
-    Raises:
-        FileNotFoundError: if ``path`` holds no ``METADATA_FILE`` (not a Reclake export).
-    """
-    metadata_path = os.path.join(path, METADATA_FILE)
-    if not os.path.isfile(metadata_path):
-        raise FileNotFoundError(f"{os.fspath(path)} is not a Reclake SavedModel: {METADATA_FILE} is missing")
-    with open(metadata_path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-class Recommender:
-    """A loaded SavedModel written by ``export_recommender``, called through its signatures.
+class ExportedModel:
+    """A SavedModel folder Reclake exported: its metadata file and its signatures.
 
     Attributes:
         metadata: The parsed ``assets/reclake_model.json``.
-        spec: The feature spec the model was trained with.
+
+    Raises:
+        FileNotFoundError: if the folder holds no ``METADATA_FILE`` (not a Reclake export).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         path = os.fspath(path)
-        self.metadata = read_model_metadata(path)
-        self.spec = spec_from_dict(self.metadata["feature_spec"], where=f"{path} feature_spec")
+        metadata_path = os.path.join(path, METADATA_FILE)
+        if not os.path.isfile(metadata_path):
+            raise FileNotFoundError(f"{path} is not a Reclake SavedModel: {METADATA_FILE} is missing")
+        with open(metadata_path, encoding="utf-8") as handle:
+            self.metadata: dict[str, Any] = json.load(handle)
+        # Keep the loaded object: its signatures' tables and variables live as long as it does.
         self._saved_model = tf.saved_model.load(path)
         self._signatures = self._saved_model.signatures
 
@@ -413,6 +406,19 @@ class Recommender:
     @property
     def item_count(self) -> int:
         return int(self.metadata["item_count"])
+
+
+class Recommender(ExportedModel):
+    """A loaded SavedModel written by ``export_recommender``, called through its signatures.
+
+    Attributes:
+        metadata: The parsed ``assets/reclake_model.json``.
+        spec: The feature spec the model was trained with.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path)
+        self.spec = spec_from_dict(self.metadata["feature_spec"], where=f"{os.fspath(path)} feature_spec")
 
     @property
     def can_recommend(self) -> bool:

@@ -34,7 +34,7 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from models.export import METADATA_FILE, REQUIRED_METADATA, read_model_metadata
+from models.export import METADATA_FILE, REQUIRED_METADATA, ExportedModel
 from models.retrieval_zoo import Factors, TrainedRetriever
 
 RETRIEVE_INPUTS = {"user_id": "string", "k": "int"}
@@ -197,7 +197,7 @@ def export_retriever(
     return RetrieverExport(path=path, topk_agreement=agreement, users_checked=int(len(checked)))
 
 
-class ExportedRetriever:
+class ExportedRetriever(ExportedModel):
     """A SavedModel written by ``export_retriever``, called through its ``retrieve`` signature.
 
     Attributes:
@@ -205,20 +205,10 @@ class ExportedRetriever:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        path = os.fspath(path)
-        self.metadata = read_model_metadata(path)
-        self._saved_model = tf.saved_model.load(path)
-        if "retrieve" not in self._saved_model.signatures:
-            raise ValueError(f"{path} has no retrieve signature; it has {sorted(self._saved_model.signatures)}")
-        self._retrieve = self._saved_model.signatures["retrieve"]
-
-    @property
-    def model_version(self) -> str:
-        return str(self.metadata["model_version"])
-
-    @property
-    def item_count(self) -> int:
-        return int(self.metadata["item_count"])
+        super().__init__(path)
+        if "retrieve" not in self._signatures:
+            raise ValueError(f"{os.fspath(path)} has no retrieve signature; it has {sorted(self._signatures)}")
+        self._retrieve = self._signatures["retrieve"]
 
     def retrieve(self, user_ids: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` items per user.

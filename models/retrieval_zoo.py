@@ -440,10 +440,15 @@ class JointZooRetriever(EmbeddingRetriever):
         return _in_batches(lambda rows: tower(tf.constant(rows)).numpy(), ids, self.model.config.embedding_dim)
 
 
+def _catalogue_index(interactions: pd.DataFrame, catalogue: np.ndarray) -> InteractionIndex:
+    """Rows: the users of ``interactions``; columns: the whole catalogue."""
+    return InteractionIndex(user_ids=np.unique(_ids(interactions["user_id"])), item_ids=catalogue)
+
+
 def _matrix_fit(
     cls: type[MatrixRetriever], model: Any, interactions: pd.DataFrame, catalogue: np.ndarray, epochs: int | None
 ) -> MatrixRetriever:
-    index = InteractionIndex(user_ids=np.unique(_ids(interactions["user_id"])), item_ids=catalogue)
+    index = _catalogue_index(interactions, catalogue)
     matrix = index.matrix(interactions)
     started = time.perf_counter()
     model.fit(matrix)
@@ -473,7 +478,7 @@ def _fit_ease_recency(
     settings: RecencyEASEConfig,
     on_epoch_end: None,
 ) -> ZooRetriever:
-    index = InteractionIndex(user_ids=np.unique(_ids(interactions["user_id"])), item_ids=catalogue)
+    index = _catalogue_index(interactions, catalogue)
     started = time.perf_counter()
     model = RecencyEASE(settings).fit(interactions, index)
     seconds = time.perf_counter() - started

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.encoder import FeatureEncoder, transformed_numeric
+from models.encoder import FeatureEncoder, transformed_numeric, vocabulary_lookup
 from models.features import FittedFeatures
 from models.zoo.base import FeatureModel
 from models.zoo.layers import MLP, PACKAGE, FactorizationMachine, HashedFeatureCrosses, NumericFieldEmbedding
@@ -394,11 +394,7 @@ class BiasedMF(FeatureModel):
         self.l2 = float(l2)
         self.lookups, self.vectors, self.biases = {}, {}, {}
         for column in fitted.spec.id_features:
-            lookup = keras.layers.StringLookup(
-                vocabulary=list(fitted.vocabularies[column.name]),
-                num_oov_indices=column.oov_buckets,
-                name=f"{column.name}_lookup",
-            )
+            lookup = vocabulary_lookup(column, fitted)
             rows = lookup.vocabulary_size()
             self.lookups[column.name] = lookup
             self.vectors[column.name] = keras.layers.Embedding(
