@@ -54,6 +54,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[daily_ingest_schedule],
         sensors=[landing_sensor],
         resources=build_resources(settings),
+        # Materializations started from the asset graph run like the jobs (automation/jobs.py).
+        executor=dg.in_process_executor,
     )
 
 

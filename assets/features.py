@@ -27,7 +27,10 @@ def _manifest_is_stale() -> bool:
     if not manifest.exists():
         return True
     project = Path(dbt_project.project_dir)
-    sources = [project / "dbt_project.yml", *(p for d in ("models", "macros", "tests") for p in (project / d).rglob("*"))]
+    sources = [
+        project / "dbt_project.yml",
+        *(p for d in ("models", "macros", "tests") for p in (project / d).rglob("*")),
+    ]
     return max(p.stat().st_mtime for p in sources if p.is_file()) > manifest.stat().st_mtime
 
 
@@ -43,9 +46,22 @@ def _parse_manifest() -> None:
     shutil.rmtree(private, ignore_errors=True)
 
 
-# `dagster dev` re-parses on every load; elsewhere parse when the project changed.
-if dbt_project.preparer.using_dagster_dev() or _manifest_is_stale():
+def prepare_dbt_manifest() -> bool:
+    """Parse the dbt project when its manifest is missing or older than a project file.
+
+    ``make run`` and ``make ui`` call this before Dagster starts, so the processes that
+    import the code location (the webserver, the daemon, every run worker) find a fresh
+    manifest and start without running dbt. Returns whether it parsed.
+    """
+    if not _manifest_is_stale():
+        return False
     _parse_manifest()
+    return True
+
+
+# A prepared manifest is used as it is: no process pays a `dbt parse` unless the project
+# changed since the last one (then the first importer parses, atomically).
+prepare_dbt_manifest()
 
 
 class ReclakeDbtTranslator(DagsterDbtTranslator):

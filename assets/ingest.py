@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from assets.checks import DayOutcome, evaluations_per_day
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
@@ -40,27 +41,24 @@ def landing_logs(
     """
     days = partition_days(context)
     if pipeline.is_synthetic:
-        return _land_synthetic(lake, synthetic, days)
+        return _land_synthetic(context, lake, synthetic, days)
     return _land_real_source(context, lake, pipeline, days)
 
 
-def _land_synthetic(lake: LakeResource, synthetic: SyntheticSourceResource, days: list) -> dg.MaterializeResult:
+def _land_synthetic(
+    context: dg.AssetExecutionContext, lake: LakeResource, synthetic: SyntheticSourceResource, days: list
+) -> dg.MaterializeResult:
     settings = synthetic.settings()
     world = SyntheticWorld.create(settings)
     store = lake.get_lake()
-    rows, files = 0, []
     for day in days:
         generated = generate_day(settings, day, world)
-        files += land_synthetic_day(store, generated)
-        rows += len(generated.events)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "files": dg.MetadataValue.json(files),
-            "source": SOURCE_NAME,
-            "seed": settings.seed,
-        }
-    )
+        files = land_synthetic_day(store, generated)
+        context.add_asset_metadata(
+            {"dagster/row_count": len(generated.events), "files": dg.MetadataValue.json(files)},
+            partition_key=day.isoformat(),
+        )
+    return dg.MaterializeResult(metadata={"source": SOURCE_NAME, "seed": settings.seed})
 
 
 def _land_real_source(
@@ -75,9 +73,11 @@ def _land_real_source(
     empty = [day for day, rows in in_window.items() if rows == 0]
     if empty:
         context.log.warning(f"{pipeline.source}: no rows for {len(empty)} day(s) of the run, e.g. {empty[:3]}")
+    for day, rows in in_window.items():
+        context.add_asset_metadata({"dagster/row_count": rows}, partition_key=day)
+    # The import reads whole source files: these figures are the import's, shared by its days.
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": sum(in_window.values()),
             "source": pipeline.source,
             "source_path": path,
             "files_read_now": dg.MetadataValue.json(summary.read_now),
@@ -108,25 +108,52 @@ def _land_real_source(
         )
     ],
 )
-def raw_events(
-    context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineResource
-) -> dg.MaterializeResult:
+def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineResource):
     """Validated bronze events: one Parquet file per day, replaced on every run.
 
     Reads the day's landing files, types and validates every row against the source's
     bronze contract (canonical columns plus the feature spec's, with its value rules, in
     pandera), writes the good rows to ``bronze/<source>/dt=.../`` and the rejected
-    ones, with file, line, field and reason, to ``quarantine/<source>/dt=.../``.
+    ones, with file, line, field and reason, to ``quarantine/<source>/dt=.../``. Each day
+    of a run gets its own row counts and its own result of the quarantine check.
     """
     store = lake.get_lake()
     spec = pipeline.feature_spec()
     days = [
         ingest_landing_day(store, spec, day, allow_empty=not pipeline.is_synthetic) for day in partition_days(context)
     ]
+    outcomes: dict[str, DayOutcome] = {}
     for day in days:
         context.log.info(
             f"{day.day}: {day.input_rows} rows in, {day.bronze_rows} to bronze, "
             f"{day.quarantined_rows} quarantined ({day.quarantined_share:.2%})"
+        )
+        key = day.day.isoformat()
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": day.bronze_rows,
+                "input_rows": day.input_rows,
+                "quarantined_rows": day.quarantined_rows,
+                "quarantined_share": round(day.quarantined_share, 6),
+                "quarantined_by_field": dg.MetadataValue.json(day.reasons),
+                "files": dg.MetadataValue.json(day.files),
+                "bronze_path": day.bronze_url,
+                "quarantine_file": day.quarantine_url or "",
+            },
+            partition_key=key,
+        )
+        passed = day.quarantined_share <= pipeline.quarantine_max_share
+        outcomes[key] = DayOutcome(
+            passed=passed,
+            metadata={
+                "max_share_allowed": pipeline.quarantine_max_share,
+                "quarantined_share": day.quarantined_share,
+                "quarantined_rows": day.quarantined_rows,
+                "input_rows": day.input_rows,
+                "quarantined_by_field": dg.MetadataValue.json(day.reasons),
+            },
+            description=f"{day.quarantined_rows} of {day.input_rows} rows quarantined ({day.quarantined_share:.2%})"
+            + ("" if passed else f" > {pipeline.quarantine_max_share:.2%}; see {day.quarantine_url}"),
         )
     per_day = pd.DataFrame(
         {
@@ -137,38 +164,8 @@ def raw_events(
             "quarantined_share": [round(d.quarantined_share, 6) for d in days],
         }
     )
-    input_rows = int(per_day["input_rows"].sum())
-    quarantined = int(per_day["quarantined_rows"].sum())
-    worst = max(days, key=lambda d: d.quarantined_share)
-    reasons: dict[str, int] = {}
-    for day in days:
-        for field, count in day.reasons.items():
-            reasons[field] = reasons.get(field, 0) + count
-    passed = worst.quarantined_share <= pipeline.quarantine_max_share
-    check = dg.AssetCheckResult(
-        check_name=QUARANTINE_CHECK,
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "max_share_allowed": pipeline.quarantine_max_share,
-            "worst_day": worst.day.isoformat(),
-            "worst_day_share": worst.quarantined_share,
-            "quarantined_by_field": dg.MetadataValue.json(reasons),
-        },
-        description=None
-        if passed
-        else f"{worst.day}: {worst.quarantined_rows} of {worst.input_rows} rows quarantined "
-        f"({worst.quarantined_share:.2%} > {pipeline.quarantine_max_share:.2%}); see {worst.quarantine_url}",
-    )
-    return dg.MaterializeResult(
-        check_results=[check],
-        metadata={
-            "dagster/row_count": int(per_day["bronze_rows"].sum()),
-            "input_rows": input_rows,
-            "quarantined_rows": quarantined,
-            "quarantined_share": quarantined / input_rows if input_rows else 0.0,
-            "quarantined_by_field": dg.MetadataValue.json(reasons),
-            "per_day": dg.MetadataValue.md(per_day.to_markdown(index=False)),
-            "quarantine_files": dg.MetadataValue.json([d.quarantine_url for d in days if d.quarantine_url]),
-        },
+    # Shared by every day of the run; each day's own figures are set above.
+    yield dg.MaterializeResult(metadata={"run_days": dg.MetadataValue.md(per_day.to_markdown(index=False))})
+    yield from evaluations_per_day(
+        context, dg.AssetCheckKey(dg.AssetKey("raw_events"), QUARANTINE_CHECK), outcomes, blocking=True
     )

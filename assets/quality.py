@@ -2,8 +2,9 @@
 
 Each check validates its mart with the suite ``monitoring.data_quality`` derives from the
 source's feature spec: ``fct_events`` and ``training_examples`` for the days of the run's
-partition window, ``user_features`` and ``item_features`` as whole tables (they hold the
-latest state per id). Every validation is recorded in the Data Docs site under
+partition window, with a result recorded per day; ``user_features`` and ``item_features``
+as whole tables (they hold the latest state per id), so those two checks are
+unpartitioned. Every validation is recorded in the Data Docs site under
 ``PipelineResource.data_docs_dir`` and its page linked from the check's metadata, so a
 failed check can be inspected even though it stops the assets downstream of it.
 
@@ -16,9 +17,11 @@ not run when a check fails; the failing check's own metadata links its page.
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
+from assets.checks import DayOutcome, evaluations_per_day
 from assets.partitions import daily_partitions, partition_days
-from monitoring.data_quality import EVENT_MARTS, MARTS, DataDocsSite, QualityResult, validate_mart
+from monitoring.data_quality import MARTS, DataDocsSite, QualityResult, validate_mart
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
@@ -26,8 +29,15 @@ from resources.warehouse import WarehouseResource
 _FAILURES_IN_DESCRIPTION = 5
 
 
-def _mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
-    """The blocking Great Expectations check of one mart."""
+def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
+    """The blocking Great Expectations check of an event mart, with a result per day.
+
+    The run's days are validated in one suite run. A pass holds for each day: every
+    expectation but the window's row count is row- or column-wise, so it holds on any
+    subset of the rows. A failure is validated again day by day to name the failing
+    days; when no single day fails (an event id on two days), every day of the run
+    carries the failure of the days together.
+    """
 
     @dg.asset_check(
         asset=dg.AssetKey(mart),
@@ -38,50 +48,89 @@ def _mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         compute_kind="greatexpectations",
         pool="duckdb_warehouse",
     )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pipeline: PipelineResource):
+        spec = pipeline.feature_spec()
+        site = DataDocsSite(pipeline.data_docs_dir)
+        days = partition_days(context)
+        frame = warehouse.read_days(mart, days[0], days[-1])
+        context.log.info(f"{mart}: validating {len(frame)} rows of {days[0]} .. {days[-1]}")
+        together = validate_mart(frame, mart, spec, days=days, site=site)
+        dates = pd.to_datetime(frame["event_date"]).dt.date
+        outcomes: dict[str, DayOutcome] = {}
+        for day in days:
+            rows = int((dates == day).sum())
+            if together.success:
+                outcome = DayOutcome(True, {**_check_metadata(together, _span(days)), "rows": rows}, _summary(together))
+            elif rows == 0:
+                outcome = DayOutcome(True, {"rows": 0, "status": "no rows"}, "no rows on this day: nothing to validate")
+            else:
+                alone = validate_mart(frame[dates == day], mart, spec, days=[day], site=site)
+                outcome = DayOutcome(alone.success, _check_metadata(alone, day.isoformat()), _summary(alone))
+            outcomes[day.isoformat()] = outcome
+        if not together.success and all(outcome.passed for outcome in outcomes.values()):
+            metadata = _check_metadata(together, _span(days))
+            reason = f"fails over {_span(days)} together, though no single day does: {_summary(together)}"
+            outcomes = {key: DayOutcome(False, metadata, reason) for key in outcomes}
+        failed = sorted(key for key, outcome in outcomes.items() if not outcome.passed)
+        context.log.info(f"{mart}: {len(outcomes) - len(failed)} of {len(outcomes)} day(s) passed {together.suite}")
+        check_key = dg.AssetCheckKey(dg.AssetKey(mart), f"{mart}_expectations")
+        yield from evaluations_per_day(context, check_key, outcomes, blocking=True)
+
+    return _check
+
+
+def _entity_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
+    """The blocking Great Expectations check of an entity mart: unpartitioned by design,
+    since the table holds the newest state per id, whatever days the run built."""
+
+    @dg.asset_check(
+        asset=dg.AssetKey(mart),
+        name=f"{mart}_expectations",
+        blocking=True,
+        description=description,
+        compute_kind="greatexpectations",
+        pool="duckdb_warehouse",
+    )
     def _check(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pipeline: PipelineResource
     ) -> dg.AssetCheckResult:
-        spec = pipeline.feature_spec()
-        site = DataDocsSite(pipeline.data_docs_dir)
-        if mart in EVENT_MARTS:
-            days = partition_days(context)
-            frame = warehouse.read_days(mart, days[0], days[-1])
-            result = validate_mart(frame, mart, spec, days=days, site=site)
-            scope = f"{days[0]} .. {days[-1]}"
-        else:
-            frame = warehouse.query(f"select * from {mart}")
-            result = validate_mart(frame, mart, spec, site=site)
-            scope = "whole table"
+        frame = warehouse.query(f"select * from {mart}")
+        context.log.info(f"{mart}: validating the whole table ({len(frame)} rows)")
+        result = validate_mart(frame, mart, pipeline.feature_spec(), site=DataDocsSite(pipeline.data_docs_dir))
         return dg.AssetCheckResult(
-            passed=result.success,
-            description=_summary(result),
-            metadata=_check_metadata(result, scope),
+            passed=result.success, description=_summary(result), metadata=_check_metadata(result, "whole table")
         )
 
     return _check
 
 
-fct_events_expectations = _mart_check(
+def _span(days: list) -> str:
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]} .. {days[-1]}"
+
+
+fct_events_expectations = _event_mart_check(
     "fct_events",
-    "Great Expectations suite from the feature spec on the run's days of fct_events: unique event ids, "
+    "Great Expectations suite from the feature spec on fct_events, a result per day: unique event ids, "
     "days inside the partition, ids present or null as the spec says, 0/1 labels and is_positive, "
     "non-negative prices, allowed values, ranges and nullability of the spec columns.",
 )
-training_examples_expectations = _mart_check(
+training_examples_expectations = _event_mart_check(
     "training_examples",
-    "Great Expectations suite from the feature spec on the run's days of training_examples: the "
+    "Great Expectations suite from the feature spec on training_examples, a result per day: the "
     "fct_events rules plus every label, the aggregates (counts >= 0, positives <= events, longer "
     "windows >= shorter, rates in [0, 1]) and user_history.",
 )
-user_features_expectations = _mart_check(
+user_features_expectations = _entity_mart_check(
     "user_features",
     "Great Expectations suite from the feature spec on the whole user_features table: one row per "
-    "user_id, the user columns' rules and the aggregates (empty when the source has no users).",
+    "user_id, the user columns' rules and the aggregates (empty when the source has no users). "
+    "Unpartitioned by design: the table is the newest state per user, not a day's rows.",
 )
-item_features_expectations = _mart_check(
+item_features_expectations = _entity_mart_check(
     "item_features",
     "Great Expectations suite from the feature spec on the whole item_features table: one row per "
-    "item_id, the item columns' rules and the aggregates (empty when the source has no items).",
+    "item_id, the item columns' rules and the aggregates (empty when the source has no items). "
+    "Unpartitioned by design: the table is the newest state per item, not a day's rows.",
 )
 
 

@@ -46,7 +46,7 @@ def bento_model(
             "model_version": recommender_model.model_version,
             "previous_tag": previous or "",
             "versions": dg.MetadataValue.md(_versions_table(model_store.versions())),
-            "serve_command": f"RECLAKE_BENTO_MODEL_TAG={served} bentoml serve serving.service:RecommenderService",
+            "serve_command": model_store.serve_command(served),
         }
     )
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import dagster as dg
 
-from models.zoo.config import bundled_configs
+from models.configs import config_names
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 from sources.truth import with_true_pctr
 
-zoo_configs = dg.StaticPartitionsDefinition(bundled_configs())
+zoo_configs = dg.StaticPartitionsDefinition(config_names())
 # Held-out rows the ONNX export is checked on (largest |ONNX - TensorFlow| in metadata).
 ONNX_PARITY_ROWS = 1000
 

@@ -1,4 +1,12 @@
-"""Jobs, selected by asset group so that they read like the architecture."""
+"""Jobs, selected by asset group so that they read like the architecture.
+
+Every job runs its steps one after another in its run worker (``in_process_executor``):
+the warehouse is a DuckDB file with one writer at a time, so the steps that touch it
+queue on the ``duckdb_warehouse`` pool anyway, and the rest (training, drift) already
+use both cores of a small machine. One process per run imports the code location once;
+the multiprocess executor would start a process per step and pay that import (and
+TensorFlow's) twenty times per run for no parallelism.
+"""
 
 import dagster as dg
 
@@ -13,6 +21,7 @@ main_job = dg.define_asset_job(
     name="reclake_main_job",
     selection=dg.AssetSelection.all() - _ZOO,
     partitions_def=daily_partitions,
+    executor_def=dg.in_process_executor,
     description="Landing logs -> bronze -> dbt features -> checks and splits -> models -> BentoML -> drift report.",
 )
 
@@ -21,6 +30,7 @@ ingest_to_serve_job = dg.define_asset_job(
     name="ingest_to_serve_job",
     selection=dg.AssetSelection.assets("raw_events").downstream() - _ZOO,
     partitions_def=daily_partitions,
+    executor_def=dg.in_process_executor,
     description="A landed day -> bronze -> features -> retrained, served model -> drift report.",
 )
 
@@ -29,5 +39,6 @@ zoo_job = dg.define_asset_job(
     name="model_zoo_job",
     selection=_ZOO,
     partitions_def=zoo_configs,
+    executor_def=dg.in_process_executor,
     description="Train, evaluate and export every bundled model config on the source's newest window.",
 )

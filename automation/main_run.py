@@ -1,10 +1,13 @@
 """`make run`: materialize every asset for the configured source's days, then print a summary.
 
-Runs ``reclake_main_job`` over the source's days (``Settings.run_days``: the synthetic
+Launches ``reclake_main_job`` over the source's days (``Settings.run_days``: the synthetic
 generator's days, or ``partitions_start .. partitions_end`` of a real source) as one run
-(a single-run backfill) against the Dagster instance in the state folder, so that
-``make ui`` shows the run and its materializations afterwards. Writes
-``run_summary.json`` to the lake root and prints its path as the last line.
+(a single-run backfill) of the ``workspace.yaml`` code location, through the Dagster
+instance in the state folder and its run launcher (``automation.launch``), exactly as a
+run started from the UI is executed; ``make ui`` then shows it under its job. Prints a
+line per step while it runs, then the summary; writes ``run_summary.json`` to the lake
+root and prints its path as the last line. The run worker's own log goes to
+``<dagster_home>/logs/``.
 
 Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--prepare-only] [--served-tag]``
 """
@@ -19,28 +22,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TensorFlow's C++ start-up lines (CPU features, no CUDA) are not errors; RECLAKE_TF_LOG=1 shows them.
+if os.environ.get("RECLAKE_TF_LOG") != "1":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from automation.launch import follow_run, launch_job, prepare_dagster_home  # noqa: E402
 from reclake.settings import Settings, load_settings  # noqa: E402
-
-# Dagster instance settings for the local state folder: one writer for DuckDB at a time.
-_DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-concurrency:
-  pools:
-    default_limit: 1
-"""
-
-
-def prepare_dagster_home(settings: Settings) -> Path:
-    """Create the local Dagster home (with its dagster.yaml) and point DAGSTER_HOME at it."""
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(_DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -48,12 +35,26 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--days", type=int, help="synthetic days (default from settings)")
     parser.add_argument("--events-per-day", type=int, help="impressions per day (default from settings)")
     parser.add_argument(
-        "--prepare-only", action="store_true", help="only create the Dagster home (for `make ui`) and exit"
+        "--prepare-only",
+        action="store_true",
+        help="only create the Dagster home and the dbt manifest (for `make ui`) and exit",
     )
     parser.add_argument(
         "--served-tag", action="store_true", help="print the bento tag the last run pinned (for `make serve`) and exit"
     )
     return parser.parse_args(argv)
+
+
+def _dagster_home(settings: Settings) -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+
+
+def _describe(settings: Settings) -> str:
+    days = settings.run_days()
+    what = f"source {settings.source}, {len(days)} day(s) {days[0]} .. {days[-1]}"
+    if settings.source == "synthetic":
+        what += f", {settings.synthetic.events_per_day:,} impressions a day"
+    return f"{what}, ranker {settings.ranker_config}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,21 +71,39 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(tag_file.read_text().strip())
         return 0
-    home = prepare_dagster_home(settings)
+    home = prepare_dagster_home(_dagster_home(settings))
+
+    from assets.features import prepare_dbt_manifest
+
+    prepare_dbt_manifest()
     if args.prepare_only:
         print(f"DAGSTER_HOME={home}")
         return 0
 
     import dagster as dg
 
-    from automation.run_summary import run_main_job
+    from automation.run_summary import MAIN_JOB, failed_steps, main_job_tags, summarise_run
 
     started = time.perf_counter()
+    print(f"reclake: {_describe(settings)}", flush=True)
+    log_file = home / "logs" / "main_run.log"
+    run_id, launcher = launch_job(MAIN_JOB, main_job_tags(settings.run_days()), home, log_file)
+    print(f"run {run_id} of {MAIN_JOB} launched (run worker log: {log_file})", flush=True)
     with dg.DagsterInstance.get() as instance:
-        summary, summary_url = run_main_job(settings, instance)
+        run = follow_run(instance, run_id, launcher, echo=lambda line: print(line, flush=True))
+        launcher.wait(timeout=300)
+        if run.status != dg.DagsterRunStatus.SUCCESS:
+            print(
+                f"run {run_id} {run.status.value.lower()}; failed steps: {failed_steps(instance, run_id)}; "
+                f"`make ui` shows its logs (and {log_file})",
+                file=sys.stderr,
+            )
+            return 1
+        summary, summary_url = summarise_run(settings, instance, run_id)
     elapsed = time.perf_counter() - started
     print(json.dumps(summary, indent=2))
     print(f"finished in {elapsed:.1f} s; model {summary['model_version']} served as {summary['bento_model_tag']}")
+    print("next: `make ui` (the run, its assets and checks), `make serve` (the model over HTTP)")
     print(summary_url)
     return 0
 

@@ -34,71 +34,115 @@ def step_durations(instance: dg.DagsterInstance, run_id: str) -> dict[str, float
 
 
 def check_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
-    """``asset/check`` -> passed, for every asset check evaluated in a run (the last word wins)."""
+    """``asset/check`` -> passed, for every asset check evaluated in a run: a check
+    evaluated per day passed when every day did."""
     outcomes: dict[str, bool] = {}
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.event_specific_data
         key = evaluation.asset_check_key
-        outcomes[f"{key.asset_key.to_user_string()}/{key.name}"] = evaluation.passed
+        name = f"{key.asset_key.to_user_string()}/{key.name}"
+        outcomes[name] = outcomes.get(name, True) and evaluation.passed
     return outcomes
 
 
+def main_job_tags(days: list) -> dict[str, str]:
+    """The run tags that make one run of the main job cover ``days`` (a single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": days[0].isoformat(),
+        "dagster/asset_partition_range_end": days[-1].isoformat(),
+    }
+
+
 def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict[str, Any], str]:
-    """Materialize every asset for the source's days (``Settings.run_days``) as one run
-    and write the summary.
+    """Materialize every asset for the source's days (``Settings.run_days``) as one run in
+    this process, and write the summary. ``make run`` launches the same run through the
+    instance instead (``automation.main_run``); this is for tests and benchmarks that
+    build Definitions for settings of their own.
 
     Returns:
-        The summary (keys ``model_version``, ``metrics``, ``savedmodel_path``,
-        ``bento_model_tag``, ``drift_report_path``, ``partitions``, plus
-        ``stage_seconds`` and ``run_id``) and the URL of ``run_summary.json``.
+        ``summarise_run``'s summary and URL.
 
     Raises:
         RuntimeError: when the run fails, naming the failed steps.
     """
     from definitions import build_definitions
 
-    days = settings.run_days()
     defs = build_definitions(settings)
     job = defs.resolve_job_def(MAIN_JOB)
     result = job.execute_in_process(
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        tags={
-            "dagster/asset_partition_range_start": days[0].isoformat(),
-            "dagster/asset_partition_range_end": days[-1].isoformat(),
-        },
+        tags=main_job_tags(settings.run_days()),
         raise_on_error=False,
     )
     if not result.success:
-        failed = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-        raise RuntimeError(f"run {result.run_id} failed in steps {failed}; `make ui` shows the logs")
+        raise RuntimeError(f"run {result.run_id} failed in steps {failed_steps(instance, result.run_id)}")
+    return summarise_run(settings, instance, result.run_id)
 
+
+def failed_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The steps of a run that failed."""
+    return [
+        entry.dagster_event.step_key
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        if entry.dagster_event is not None
+    ]
+
+
+def readable(value: Any) -> Any:
+    """A metric as a person reads it: whole numbers as ints, others to 4 significant digits."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return value
+    if value.is_integer() and abs(value) >= 1:
+        return int(value)
+    return float(f"{value:.4g}")
+
+
+def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str) -> tuple[dict[str, Any], str]:
+    """What a finished main-job run produced, from the instance's event log; written to
+    ``run_summary.json`` in the lake root.
+
+    Returns:
+        The summary (the run's configuration: ``source``, ``ranker_config``,
+        ``events_per_day``; ``model_version``, ``metrics``, ``savedmodel_path``,
+        ``bento_model_tag``, ``drift_report_path``, ``partitions``, plus
+        ``stage_seconds``, ``checks`` and ``run_id``) and the URL of ``run_summary.json``.
+    """
+    run = instance.get_run_by_id(run_id)
+    days = settings.run_days()
     latest: dict[str, dict[str, Any]] = {}
     by_partition: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
+    rows_per_day: dict[str, int] = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.dagster_event.event_specific_data.materialization
         name = materialization.asset_key.to_user_string()
         metadata = {k: _metadata_value(v) for k, v in materialization.metadata.items()}
         latest[name] = metadata
         if materialization.partition:
             by_partition[name][materialization.partition] = metadata
+    for day, metadata in by_partition.get("raw_events", {}).items():
+        if "dagster/row_count" in metadata:
+            rows_per_day[day] = int(metadata["dagster/row_count"])
 
-    checks = check_outcomes(instance, result.run_id)
+    checks = check_outcomes(instance, run_id)
     model = latest["recommender_model"]
     drift = by_partition["drift_report"].get(days[-1].isoformat(), {})
     summary = {
+        "source": settings.source,
+        "ranker_config": settings.ranker_config,
+        "partitions": [d.isoformat() for d in days],
+        "events_per_day": rows_per_day,
         "model_version": model["model_version"],
-        "metrics": model["metrics"],
+        "metrics": {name: readable(value) for name, value in model["metrics"].items()},
         "savedmodel_path": model["savedmodel_path"],
         "bento_model_tag": latest["bento_model"]["bento_model_tag"],
         "drift_report_path": drift.get("report_path"),
-        "partitions": [d.isoformat() for d in days],
-        "stage_seconds": step_durations(instance, result.run_id),
+        "stage_seconds": step_durations(instance, run_id),
         "checks": {"passed": sum(checks.values()), "failed": sorted(k for k, ok in checks.items() if not ok)},
-        "run_id": result.run_id,
+        "run_id": run_id,
+        "job": run.job_name if run else MAIN_JOB,
     }
     lake = Lake.open(settings.lake_root, settings.s3_endpoint_url)
     url = lake.run_summary_file()
     lake.write_bytes(url, json.dumps(summary, indent=2).encode())
     return summary, url
-

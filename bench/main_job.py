@@ -39,11 +39,11 @@ def main() -> None:
             "DAGSTER_HOME": str(state / "dagster_home"),
         }
     )
-    from automation.main_run import prepare_dagster_home
+    from automation.launch import prepare_dagster_home
     from reclake.settings import load_settings
 
     settings = load_settings()
-    prepare_dagster_home(settings)
+    prepare_dagster_home(settings.dagster_home)
 
     import dagster as dg
 

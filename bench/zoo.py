@@ -30,7 +30,7 @@ KEYS = ("model_family", "auc", "logloss", "bayes_logloss", "calibration", "rmse"
 def main() -> None:
     import dagster as dg
 
-    from automation.main_run import prepare_dagster_home
+    from automation.launch import prepare_dagster_home
     from definitions import build_definitions
     from models.zoo.config import bundled_configs
     from reclake.settings import load_settings
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=bundled_configs())
     args = parser.parse_args()
     settings = load_settings()
-    prepare_dagster_home(settings)
+    prepare_dagster_home(settings.dagster_home)
     defs = build_definitions(settings)
     zoo = defs.get_assets_def("zoo_model")
     report: dict = {"benchmark": "zoo", "source": settings.source, "cores": os.cpu_count(), "models": {}}

@@ -20,7 +20,8 @@ import pandas as pd
 
 from models.popularity import POSITIVE_COLUMN, popular_items
 from models.retrieval import RetrievalConfig
-from models.training import evaluate_retrieval, split_by_day, train_retrieval
+from models.splits import split_training_window, trained_span
+from models.training import evaluate_retrieval, train_retrieval
 from models.zoo.config import ModelSpec
 from models.zoo.registry import TrainingResult, ZooTrainingResult, evaluate_model, train_model
 from reclake.feature_spec import FeatureSpec
@@ -62,41 +63,6 @@ class TrainedRecommender:
 def promotion_metric(spec: FeatureSpec) -> tuple[str, bool]:
     """The metric that decides champion vs challenger, and whether higher is better."""
     return ("ranking_rmse", False) if spec.label.kind == "regression" else ("ranking_auc", True)
-
-
-WITHIN_DAY_TEST_SHARE = 0.2
-WITHIN_DAY_VALIDATION_SHARE = 0.1
-
-
-def trained_span(days: Sequence[dt.date]) -> tuple[dt.date, dt.date]:
-    """First and last day a model split by ``split_training_window`` learns from: every
-    day but the newest (which tests), or the one day of a single-day window."""
-    return days[0], days[-2] if len(days) > 1 else days[0]
-
-
-def split_training_window(
-    examples: pd.DataFrame, days: Sequence[dt.date]
-) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
-    """(train, validation, test), split in time.
-
-    The newest day tests, the one before validates when there are at least three days
-    (else there is no validation), the rest trains. A window of a single day (a small
-    sample) is split inside the day by event time: the last 20% of its events test, the
-    10% before them validate, the rest trains.
-    """
-    if len(days) == 1:
-        ordered = examples.sort_values(["event_ts", "event_id"], kind="stable")
-        test_start = int(len(ordered) * (1 - WITHIN_DAY_TEST_SHARE))
-        validation_start = int(len(ordered) * (1 - WITHIN_DAY_TEST_SHARE - WITHIN_DAY_VALIDATION_SHARE))
-        parts = ordered.iloc[:validation_start], ordered.iloc[validation_start:test_start], ordered.iloc[test_start:]
-        if any(part.empty for part in parts):
-            raise ValueError(f"{len(examples)} rows on {days[0]} are too few to split in time")
-        return parts
-    rest, test = split_by_day(examples, [days[-1].isoformat()])
-    if len(days) < 3:
-        return rest, None, test
-    train, validation = split_by_day(rest, [days[-2].isoformat()])
-    return train, validation, test
 
 
 @dataclass

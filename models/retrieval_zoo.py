@@ -18,7 +18,7 @@ library's settings (``RetrieverType.settings_for``):
 
 ``train_retriever`` takes ``training_examples`` rows, keeps the positive interactions
 (``models.training.positive_rows``: the spec's definition of a positive), splits the
-window in time as the ranker zoo does (``models.recommender.split_training_window``:
+window in time as the ranker zoo does (``models.splits.split_training_window``:
 train days, a validation day, the newest day tests) and
 
 1. for the TensorFlow models trained in epochs, trains on the train days while ranking
@@ -62,9 +62,9 @@ from models.baselines import BPRMF, EASE, BPRConfig, EASEConfig, InteractionInde
 from models.features import require_columns
 from models.joint import JointConfig, JointRecommender, fit_joint
 from models.recency import RecencyEASE, RecencyEASEConfig, unix_seconds
-from models.recommender import split_training_window, trained_span
 from models.retrieval import RetrievalConfig, TwoTowerRetriever, fit_two_tower
 from models.sequence import SASRec, SASRecConfig, fit_sasrec
+from models.splits import split_training_window, trained_span
 from models.training import positive_rows, retrieval_features
 from models.zoo.config import ModelSpec, RetrieverTrainingConfig, load_spec
 from models.zoo.registry import CHECKPOINT_PATTERN

@@ -6,7 +6,7 @@ the source supports, as ``event_id -> part`` tables (``train``, ``validation``,
 
 - ``temporal``: whole days: the newest day tests, the day before validates, the rest
   trains (a single-day window is cut by time inside the day); what the pipeline's
-  recommender uses (``models.recommender.split_training_window``).
+  recommender and the zoo use (``split_training_window``).
 - ``random_80_20``: the TensorFlow Recommenders tutorials' protocol: a seeded
   TensorFlow shuffle, the first 80% train, the rest test (``protocols.tfrs_random_split``
   on the window in time order).
@@ -22,19 +22,78 @@ spec's label as its rating.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
 from models import protocols
 from models.features import require_columns
-from models.recommender import split_training_window
 from reclake.feature_spec import FeatureSpec
 
 PARTS = ("train", "validation", "test")
 RANDOM_SEED = 42
 PER_USER_SEED = 2020
 PROTOCOLS = ("temporal", "random_80_20", "leave_one_out", "per_user_8_1_1")
+
+
+def split_by_day(examples: pd.DataFrame, test_days: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``training_examples`` into (train, test) by ``event_date``.
+
+    Args:
+        examples: rows with an ``event_date`` column (date or ``YYYY-MM-DD`` string).
+        test_days: ``YYYY-MM-DD`` days that form the test set; every other day trains.
+
+    Returns:
+        ``(train, test)``; both must be non-empty.
+
+    Raises:
+        ValueError: if the column is missing or either side is empty.
+    """
+    require_columns(examples, ["event_date"], "examples frame")
+    days = pd.to_datetime(examples["event_date"]).dt.strftime("%Y-%m-%d")
+    is_test = days.isin(set(test_days))
+    train, test = examples[~is_test], examples[is_test]
+    if train.empty or test.empty:
+        raise ValueError(
+            f"split on test days {sorted(set(test_days))} gives {len(train)} train and {len(test)} test rows; "
+            f"days present: {sorted(days.unique())}"
+        )
+    return train, test
+
+
+WITHIN_DAY_TEST_SHARE = 0.2
+WITHIN_DAY_VALIDATION_SHARE = 0.1
+
+
+def trained_span(days: Sequence[dt.date]) -> tuple[dt.date, dt.date]:
+    """First and last day a model split by ``split_training_window`` learns from: every
+    day but the newest (which tests), or the one day of a single-day window."""
+    return days[0], days[-2] if len(days) > 1 else days[0]
+
+
+def split_training_window(
+    examples: pd.DataFrame, days: Sequence[dt.date]
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
+    """(train, validation, test), split in time.
+
+    The newest day tests, the one before validates when there are at least three days
+    (else there is no validation), the rest trains. A window of a single day (a small
+    sample) is split inside the day by event time: the last 20% of its events test, the
+    10% before them validate, the rest trains.
+    """
+    if len(days) == 1:
+        ordered = examples.sort_values(["event_ts", "event_id"], kind="stable")
+        test_start = int(len(ordered) * (1 - WITHIN_DAY_TEST_SHARE))
+        validation_start = int(len(ordered) * (1 - WITHIN_DAY_TEST_SHARE - WITHIN_DAY_VALIDATION_SHARE))
+        parts = ordered.iloc[:validation_start], ordered.iloc[validation_start:test_start], ordered.iloc[test_start:]
+        if any(part.empty for part in parts):
+            raise ValueError(f"{len(examples)} rows on {days[0]} are too few to split in time")
+        return parts
+    rest, test = split_by_day(examples, [days[-1].isoformat()])
+    if len(days) < 3:
+        return rest, None, test
+    train, validation = split_by_day(rest, [days[-2].isoformat()])
+    return train, validation, test
 
 
 def _assignment(parts: Sequence[pd.DataFrame | None]) -> pd.DataFrame:

@@ -139,28 +139,3 @@ def evaluate_retrieval(
         "k": int(k),
         "users": int(len(relevant)),
     }
-
-
-def split_by_day(examples: pd.DataFrame, test_days: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ``training_examples`` into (train, test) by ``event_date``.
-
-    Args:
-        examples: rows with an ``event_date`` column (date or ``YYYY-MM-DD`` string).
-        test_days: ``YYYY-MM-DD`` days that form the test set; every other day trains.
-
-    Returns:
-        ``(train, test)``; both must be non-empty.
-
-    Raises:
-        ValueError: if the column is missing or either side is empty.
-    """
-    require_columns(examples, ["event_date"], "examples frame")
-    days = pd.to_datetime(examples["event_date"]).dt.strftime("%Y-%m-%d")
-    is_test = days.isin(set(test_days))
-    train, test = examples[~is_test], examples[is_test]
-    if train.empty or test.empty:
-        raise ValueError(
-            f"split on test days {sorted(set(test_days))} gives {len(train)} train and {len(test)} test rows; "
-            f"days present: {sorted(days.unique())}"
-        )
-    return train, test

@@ -1,6 +1,7 @@
 """The BentoML model store as a Dagster resource: where served models are registered."""
 
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import dagster as dg
 
 from reclake.lake import Lake
+
+# `make serve`'s default port: the Dagster UI has 3000, the Evidently UI may have 8000.
+SERVE_PORT = 3001
 
 
 class ModelStoreResource(dg.ConfigurableResource):
@@ -60,6 +64,19 @@ class ModelStoreResource(dg.ConfigurableResource):
     def pinned(self) -> str | None:
         path = Path(self.pinned_tag_file)
         return path.read_text().strip() if path.exists() else None
+
+    def serve_command(self, tag: str, port: int = SERVE_PORT) -> str:
+        """A shell command that serves ``tag`` from this store when pasted in the project root.
+
+        It names the store (``BENTOML_HOME``), Keras 2 and a port other than the Dagster
+        UI's 3000; ``make serve`` runs the same.
+        """
+        bentoml = Path(sys.executable).parent / "bentoml"
+        return (
+            f"BENTOML_HOME={shlex.quote(str(Path(self.bentoml_home).resolve()))} TF_USE_LEGACY_KERAS=1 "
+            f"RECLAKE_BENTO_MODEL_TAG={shlex.quote(tag)} {shlex.quote(str(bentoml))} serve "
+            f"serving.service:RecommenderService --host 127.0.0.1 --port {port}"
+        )
 
     def _use_home(self) -> None:
         """Point BentoML at this store; refuse if it already resolved another one."""

@@ -9,14 +9,6 @@ import socket
 import tempfile
 from pathlib import Path
 
-import __main__
-
-# pytest-xdist workers run in an execnet ``__main__`` with neither ``__spec__`` nor
-# ``__file__``; pyspark (which Great Expectations imports when it is installed) takes such
-# a process for a doctest run and calls ``sys.exit(0)`` on import. Give it a file.
-if getattr(__main__, "__spec__", None) is None and not hasattr(__main__, "__file__"):
-    __main__.__file__ = __file__
-
 # Before anything imports TensorFlow or BentoML, in this process and in its children.
 _SESSION_STATE = Path(tempfile.mkdtemp(prefix="reclake-test-state-"))
 os.environ["TF_USE_LEGACY_KERAS"] = "1"

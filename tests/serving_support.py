@@ -29,29 +29,36 @@ def running_service(tag: str, bentoml_home: Path) -> Iterator[str]:
         "RECLAKE_BENTO_MODEL_TAG": tag,
         "TF_USE_LEGACY_KERAS": "1",
     }
-    log = (bentoml_home / f"serve-{port}.log").open("w")
+    argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:RecommenderService",
+            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with running_server(argv, port, env, bentoml_home / f"serve-{port}.log") as base_url:
+        yield base_url
+
+
+@contextmanager
+def running_server(argv: list[str], port: int, env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Start ``argv`` (a server listening on ``port``) with its output in ``log_path``.
+
+    Yields:
+        The base URL, once ``/readyz`` answers 200; the process group is stopped after.
+    """
+    log = log_path.open("w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:RecommenderService",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited with {process.returncode}; see {log.name}")
+                raise RuntimeError(f"{argv[0]} exited with {process.returncode}; see {log.name}")
             try:
                 if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
                     break
             except (requests.ConnectionError, requests.Timeout):  # still starting
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"bentoml serve not ready after {STARTUP_TIMEOUT_S} s; see {log.name}")
+                raise TimeoutError(f"server not ready after {STARTUP_TIMEOUT_S} s; see {log.name}")
             time.sleep(1)
         yield base_url
     finally:

@@ -15,7 +15,8 @@ from models.export import METADATA_FILE, SEEN_SCORE, export_recommender, load_re
 from models.features import feature_arrays
 from models.popularity import popular_items
 from models.retrieval import RetrievalConfig
-from models.training import split_by_day, train_retrieval
+from models.splits import split_by_day
+from models.training import train_retrieval
 from models.zoo.registry import predict_values, train_model
 from reclake.feature_spec import load_feature_spec
 

@@ -15,9 +15,9 @@ from models import evaluation
 from models.encoder import FeatureEncoder
 from models.features import FittedFeatures, feature_arrays, history_array, label_array, string_vocabulary
 from models.popularity import popular_items
-from models.recommender import split_training_window
 from models.retrieval import RetrievalConfig
-from models.training import evaluate_retrieval, split_by_day, train_retrieval
+from models.splits import split_by_day, split_training_window
+from models.training import evaluate_retrieval, train_retrieval
 from models.zoo.registry import evaluate_model, predict_values, train_model
 from reclake.feature_spec import spec_from_dict
 

@@ -30,7 +30,8 @@ from typing import Any
 import tf_keras as keras
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+from models.configs import CONFIG_DIR, config_names
+
 """Where ``load_spec("<name>")`` looks for ``<name>.yaml``."""
 
 SPEC_KEYS = ("type", "model", "training")
@@ -304,7 +305,7 @@ def bundled_configs(family: str | None = None) -> list[str]:
     Raises:
         ValueError: on another family name.
     """
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    names = config_names()
     if family is None:
         return names
     if family not in FAMILIES:

@@ -1,0 +1,82 @@
+"""Asset-check results per daily partition, for steps that cover several days.
+
+A run over a range of days (``make run``, a single-run backfill) executes a partitioned
+check once. Dagster records an ``AssetCheckResult`` from such a step against no
+partition, so the UI would show every day of the range as never checked. These helpers
+record one evaluation per day instead, each linked to that day's materialization, and
+still emit the check's output so that a blocking check gates what depends on it (a
+failed blocking evaluation fails the step and stops everything downstream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """A check's verdict on one day: passed, what it saw, and one line on why."""
+
+    passed: bool
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+
+def _target_materialization(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The newest materialization of ``asset_key``'s ``partition``: what the evaluation judged."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    newest = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=newest.event_log_entry.run_id, storage_id=newest.storage_id, timestamp=newest.timestamp
+    )
+
+
+def evaluations_per_day(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    check_key: dg.AssetCheckKey,
+    outcomes: Mapping[str, DayOutcome],
+    *,
+    blocking: bool,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """One ``AssetCheckEvaluation`` per partition key of ``outcomes``, then the check's output.
+
+    Args:
+        context: the executing asset's or check's context.
+        check_key: the check being evaluated (declared on the executing step).
+        outcomes: partition key (``YYYY-MM-DD``) -> that day's outcome.
+        blocking: whether the check is blocking (as declared).
+        severity: the severity of a failed evaluation.
+
+    Yields:
+        The evaluations, oldest day first, then the ``Output`` Dagster expects for the check.
+    """
+    instance = context.instance
+    for partition in sorted(outcomes):
+        outcome = outcomes[partition]
+        yield dg.AssetCheckEvaluation(
+            asset_key=check_key.asset_key,
+            check_name=check_key.name,
+            passed=outcome.passed,
+            metadata=dict(outcome.metadata),
+            description=outcome.description,
+            severity=severity,
+            blocking=blocking,
+            partition=partition,
+            target_materialization_data=_target_materialization(instance, check_key.asset_key, partition),
+        )
+    assets_def = context.op_execution_context.assets_def
+    yield dg.Output(None, output_name=assets_def.get_output_name_for_asset_check_key(check_key))

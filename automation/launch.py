@@ -1,0 +1,176 @@
+"""Launch a job the way the Dagster UI and daemon do, and follow it from the console.
+
+``make run`` does not execute its job in its own process: it submits a run of the code
+location in ``workspace.yaml`` to the local Dagster instance, so the run belongs to its
+job and code location in the UI, and it is executed by what executes every UI-, sensor-
+and schedule-launched run: Dagster's run launcher starts a run worker process from the
+code location, which runs the steps (``automation/jobs.py`` says which executor).
+
+The instance (``dagster_home/dagster.yaml``) queues UI, sensor and backfill runs for the
+daemon of ``make ui``. A console run has no daemon to wait for, so it is submitted
+through ``dagster_home/direct/dagster.yaml``: the same storage, launched at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from reclake.settings import PROJECT_ROOT
+
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+# Written by Reclake; regenerated while this first line is kept.
+_MANAGED = "# managed by reclake (automation/launch.py): delete this line to keep your own edits"
+
+# One writer for DuckDB at a time (the `duckdb_warehouse` pool of the steps that write
+# or read the warehouse), and run monitoring: the daemon marks a run whose worker died
+# as failed, which also frees the pool slot it held.
+_INSTANCE_SETTINGS = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  poll_interval_seconds: 30
+"""
+
+
+def _direct_settings(home: Path) -> str:
+    """The same instance as ``home`` (storage, artifacts, logs), launching without a queue."""
+    return f"""\
+storage:
+  sqlite:
+    base_dir: {home}
+local_artifact_storage:
+  module: dagster._core.storage.root
+  class: LocalArtifactStorage
+  config:
+    base_dir: {home}
+compute_logs:
+  module: dagster._core.storage.local_compute_log_manager
+  class: LocalComputeLogManager
+  config:
+    base_dir: {home / "storage"}
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+
+
+def _write_managed(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.read_text().startswith(_MANAGED):
+        return  # the user's own file
+    path.write_text(f"{_MANAGED}\n{body}")
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """Create the instance folder ``home`` (``dagster.yaml``, plus ``direct/`` for console
+    runs) and point ``DAGSTER_HOME`` at it. Returns ``home``, resolved."""
+    home = home.resolve()
+    _write_managed(home / "dagster.yaml", _INSTANCE_SETTINGS)
+    _write_managed(home / "direct" / "dagster.yaml", _INSTANCE_SETTINGS + _direct_settings(home))
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def launch_job(job_name: str, tags: Mapping[str, str], home: Path, log_file: Path) -> tuple[str, subprocess.Popen]:
+    """Submit a run of ``job_name`` from the workspace's code location.
+
+    The code location and the run worker inherit this process's environment, so the
+    ``RECLAKE_*`` settings in force here are the run's.
+
+    Args:
+        job_name: a job of the code location.
+        tags: the run's tags (partition or partition range).
+        home: the instance folder (``prepare_dagster_home``).
+        log_file: where the launcher's and run worker's own output goes.
+
+    Returns:
+        The run id, and the launching process (it exits once the run has finished).
+    """
+    run_id = str(uuid.uuid4())
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        DAGSTER, "job", "launch", "-w", str(WORKSPACE), "-j", job_name,
+        "--run-id", run_id, "--tags", json.dumps(dict(tags)),
+    ]  # fmt: skip
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "DAGSTER_HOME": str(home / "direct")},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return run_id, process
+
+
+def follow_run(
+    instance,
+    run_id: str,
+    process: subprocess.Popen | None = None,
+    echo: Callable[[str], None] = print,
+    poll_seconds: float = 1.0,
+):
+    """Wait for a run to finish, echoing one line per step as it starts and ends.
+
+    Args:
+        instance: the ``DagsterInstance`` the run was submitted to.
+        run_id: the run.
+        process: the launching process; if it exits before the run exists, the launch failed.
+        echo: where progress lines go.
+
+    Returns:
+        The finished ``DagsterRun``.
+
+    Raises:
+        RuntimeError: the launch failed before the run was created.
+    """
+    import dagster as dg
+
+    started: dict[str, float] = {}
+    cursor = None
+    while True:
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"`dagster job launch` exited with {process.returncode} before run {run_id} existed")
+            time.sleep(poll_seconds)
+            continue
+        connection = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
+        cursor = connection.cursor
+        for record in connection.records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                started[event.step_key] = record.event_log_entry.timestamp
+                echo(f"  {event.step_key} ...")
+            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                seconds = record.event_log_entry.timestamp - started.get(
+                    event.step_key, record.event_log_entry.timestamp
+                )
+                outcome = "done" if event.event_type == dg.DagsterEventType.STEP_SUCCESS else "FAILED"
+                echo(f"  {event.step_key} {outcome} in {seconds:.1f} s")
+            elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                evaluation = event.event_specific_data
+                if not evaluation.passed:
+                    where = f" [{evaluation.partition}]" if evaluation.partition else ""
+                    echo(f"  check failed: {evaluation.asset_check_key.to_user_string()}{where}")
+        if run.is_finished and not connection.has_more:
+            return run
+        if not connection.has_more:
+            time.sleep(poll_seconds)

@@ -1,0 +1,185 @@
+"""Runs launched the way `dagster dev` launches them, and the loop a new day closes.
+
+Nothing here executes a job in the test's process. ``make run``'s entry point submits the
+main job through a real Dagster instance on disk and its run launcher (a code server from
+``workspace.yaml`` and a run worker process it starts). Then a real ``dagster-daemon``
+evaluates the landing sensor on a newly landed day and its queued-run coordinator
+launches ``ingest_to_serve_job``; the test only watches the instance and the files.
+"""
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+from conftest import PROJECT_ROOT, free_port
+from serving_support import running_server
+
+pytestmark = pytest.mark.integration
+
+DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
+NEW_DAY = dt.date(2024, 3, 4)
+TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
+LOOP_TIMEOUT_S = 480
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small synthetic world's settings as the environment of every process started here."""
+    from reclake.settings import load_settings
+
+    root = tmp_path_factory.mktemp("launched")
+    environ = {
+        "RECLAKE_STATE_DIR": str(root / "state"),
+        "RECLAKE_SYNTHETIC_DAYS": str(len(DAYS)),
+        "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": "4000",
+        "RECLAKE_SYNTHETIC_USERS": "300",
+        "RECLAKE_SYNTHETIC_ITEMS": "100",
+        "RECLAKE_RANKER_CONFIG": TINY_RANKER,
+        "RECLAKE_DRIFT_DAYS_PER_RUN": "1",
+        "DAGSTER_HOME": str(root / "dagster_home"),
+    }
+    env = {**os.environ, **environ}
+    env.pop("BENTOML_HOME", None)  # the settings' store, as for a user
+    return load_settings(environ), env, Path(environ["DAGSTER_HOME"])
+
+
+@pytest.fixture(scope="module")
+def main_run(world):
+    """``python -m automation.main_run`` (what ``make run`` runs), in a process of its own."""
+    settings, env, home = world
+    completed = subprocess.run(
+        [sys.executable, "-m", "automation.main_run"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    summary = json.loads(Path(completed.stdout.strip().splitlines()[-1]).read_text())
+    return summary, completed.stdout
+
+
+def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
+    _, _, home = world
+    summary, stdout = main_run
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(summary["run_id"])
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.job_name == "reclake_main_job"
+        assert run.remote_job_origin is not None and run.remote_job_origin.location_name == "reclake"
+        # Executed by a run worker process the launcher started, not by `make run` itself.
+        engine = [e.message for e in instance.all_logs(run.run_id) if "Executing steps in process" in e.message]
+        assert engine and all("pid" in message for message in engine)
+    for step in ("raw_events", "feature_tables", "recommender_model", "bento_model"):
+        assert f"  {step} done in " in stdout, step
+    assert summary["events_per_day"] == {day: 4000 for day in DAYS}
+    assert isinstance(summary["metrics"]["ranking_examples"], int)
+
+
+def test_every_day_of_a_multi_day_run_has_its_own_checks_and_counts(world, main_run):
+    _, _, home = world
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = main_run[0]["run_id"]
+        evaluations = [
+            e.dagster_event.event_specific_data
+            for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        ]
+        by_check: dict[str, dict] = {}
+        for evaluation in evaluations:
+            by_check.setdefault(evaluation.check_name, {})[evaluation.partition] = evaluation.passed
+        for check in ("quarantine_share_within_threshold", "fct_events_expectations", "training_examples_expectations"):
+            assert by_check[check] == {day: True for day in DAYS}, check
+        # Whole-table checks are unpartitioned by design.
+        assert by_check["user_features_expectations"] == {None: True}
+        for asset in ("landing_logs", "raw_events"):
+            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset)), limit=10)
+            counts = {
+                r.partition_key: r.asset_materialization.metadata["dagster/row_count"].value for r in records.records
+            }
+            assert counts == {day: 4000 for day in DAYS}, asset
+
+
+def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_run):
+    """A real daemon: the sensor sees the day, the queue launches exactly one run, the run
+    retrains, registers (and pins, when promoted) a model and reports the day's drift."""
+    from reclake.lake import Lake
+    from sources.landing_writer import land_synthetic_day
+    from sources.synthetic import SyntheticWorld, generate_day
+
+    settings, env, home = world
+    pinned_before = settings.current_model_tag_file.read_text().strip()
+    lake = Lake(settings.lake_root)
+    land_synthetic_day(lake, generate_day(settings.synthetic, NEW_DAY, SyntheticWorld.create(settings.synthetic)))
+
+    log = (home / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        run = _wait_for_sensor_run(home, daemon)
+    finally:
+        os.killpg(daemon.pid, signal.SIGINT)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        log.close()
+
+    assert run.status == dg.DagsterRunStatus.SUCCESS, (home / "daemon.log").read_text()[-4000:]
+    assert run.job_name == "ingest_to_serve_job" and run.tags["dagster/partition"] == NEW_DAY.isoformat()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        served = _materialization(instance, run.run_id, "bento_model")
+        drift = _materialization(instance, run.run_id, "drift_report")
+    assert served["registered_tag"] != pinned_before
+    pinned_now = settings.current_model_tag_file.read_text().strip()
+    expected = served["registered_tag"] if served["stage"] == "champion" else pinned_before
+    assert pinned_now == expected == served["bento_model_tag"]
+    assert drift["status"] == "reported"
+    assert Path(drift["report_path"]).read_text().lstrip().lower().startswith("<!doctype html")
+    assert f"dt={NEW_DAY.isoformat()}" in drift["report_path"]
+
+    # The serve command in bento_model's metadata works when pasted (on a free port).
+    command = served["serve_command"].replace("--port 3001", f"--port {free_port()}")
+    assert "BENTOML_HOME=" in command and "--port 3000" not in served["serve_command"]
+    _serve_and_call(command, home / "pasted-serve.log")
+
+
+def _wait_for_sensor_run(home: Path, daemon: subprocess.Popen) -> dg.DagsterRun:
+    """The one run the landing sensor launched, once finished (fails on a second one)."""
+    deadline = time.monotonic() + LOOP_TIMEOUT_S
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while time.monotonic() < deadline:
+            assert daemon.poll() is None, (home / "daemon.log").read_text()[-4000:]
+            runs = instance.get_runs(dg.RunsFilter(tags={"reclake/trigger": "landing_sensor"}))
+            assert len(runs) <= 1, [r.tags.get("dagster/partition") for r in runs]
+            if runs and runs[0].is_finished:
+                time.sleep(35)  # one more sensor interval: no second run may follow
+                again = instance.get_runs(dg.RunsFilter(tags={"reclake/trigger": "landing_sensor"}))
+                assert len(again) == 1, [r.tags.get("dagster/partition") for r in again]
+                return runs[0]
+            time.sleep(2)
+    raise AssertionError(f"no finished sensor run in {LOOP_TIMEOUT_S} s: " + (home / "daemon.log").read_text()[-4000:])
+
+
+def _materialization(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict:
+    (entry,) = [
+        e
+        for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if e.dagster_event.event_specific_data.materialization.asset_key == dg.AssetKey(asset)
+    ]
+    metadata = entry.dagster_event.event_specific_data.materialization.metadata
+    return {key: value.value for key, value in metadata.items()}
+
+
+def _serve_and_call(command: str, log_path: Path) -> None:
+    """Run the pasted shell ``command`` and ask the server it starts for its model."""
+    port = int(command.rsplit("--port ", 1)[1].split()[0])
+    with running_server(["bash", "-c", command], port, dict(os.environ), log_path) as base_url:
+        info = requests.post(f"{base_url}/model_info", json={}, timeout=30)
+        assert info.status_code == 200 and info.json()["model_version"]
