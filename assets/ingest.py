@@ -9,12 +9,14 @@ from assets.checks import DayOutcome, evaluations_per_day
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
+from sources.event_ids import EventIdIndex
 from sources.importer import import_source, resolve_source_path
 from sources.ingest import ingest_landing_day
 from sources.landing_writer import land_synthetic_day
 from sources.synthetic import SOURCE_NAME, SyntheticWorld, generate_day
 
 QUARANTINE_CHECK = "quarantine_share_within_threshold"
+IMPORT_REJECTS_CHECK = "import_rejects_within_threshold"
 
 
 @dg.asset(
@@ -22,13 +24,25 @@ QUARANTINE_CHECK = "quarantine_share_within_threshold"
     backfill_policy=single_run_backfill,
     group_name="landing",
     kinds={"python", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            IMPORT_REJECTS_CHECK,
+            asset="landing_logs",
+            blocking=True,
+            description="Fails, and stops everything downstream, when a real source's parser "
+            "rejects more than the configured quarantine share of the rows it read. Parser "
+            "rejects belong to the import of whole source files, not to a day (a line that "
+            "does not parse has no trustworthy date), so every day of the run gets the "
+            "import's figure. The generator writes no rejects: it passes with none.",
+        )
+    ],
 )
 def landing_logs(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
     pipeline: PipelineResource,
     synthetic: SyntheticSourceResource,
-) -> dg.MaterializeResult:
+):
     """The day's raw event logs in the landing zone, as a log shipper would write them.
 
     For the ``synthetic`` source, materializing it runs the built-in generator (gzipped
@@ -41,8 +55,26 @@ def landing_logs(
     """
     days = partition_days(context)
     if pipeline.is_synthetic:
-        return _land_synthetic(context, lake, synthetic, days)
-    return _land_real_source(context, lake, pipeline, days)
+        yield _land_synthetic(context, lake, synthetic, days)
+        input_rows = rejected_rows = 0
+    else:
+        result, input_rows, rejected_rows = _land_real_source(context, lake, pipeline, days)
+        yield result
+    share = rejected_rows / input_rows if input_rows else 0.0
+    passed = share <= pipeline.quarantine_max_share
+    outcome = DayOutcome(
+        passed=passed,
+        metadata={"input_rows": input_rows, "rejected_rows": rejected_rows, "rejected_share": round(share, 6),
+                  "max_share_allowed": pipeline.quarantine_max_share},
+        description=f"the parser rejected {rejected_rows} of {input_rows} rows ({share:.2%})"
+        + ("" if passed else f" > {pipeline.quarantine_max_share:.2%}: see quarantine/{pipeline.source}/import/"),
+    )  # fmt: skip
+    yield from evaluations_per_day(
+        context,
+        dg.AssetCheckKey(dg.AssetKey("landing_logs"), IMPORT_REJECTS_CHECK),
+        {day.isoformat(): outcome for day in days},
+        blocking=True,
+    )
 
 
 def _land_synthetic(
@@ -63,7 +95,9 @@ def _land_synthetic(
 
 def _land_real_source(
     context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineResource, days: list
-) -> dg.MaterializeResult:
+) -> tuple[dg.MaterializeResult, int, int]:
+    """Import the source's files; returns the result, the import's input rows and the rows
+    its parser rejected (not those a k-core filter removed on purpose)."""
     path, options = resolve_source_path(
         pipeline.source, pipeline.source_path, pipeline.source_options, Path(pipeline.downloads_dir)
     )
@@ -76,7 +110,7 @@ def _land_real_source(
     for day, rows in in_window.items():
         context.add_asset_metadata({"dagster/row_count": rows}, partition_key=day)
     # The import reads whole source files: these figures are the import's, shared by its days.
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         metadata={
             "source": pipeline.source,
             "source_path": path,
@@ -84,12 +118,14 @@ def _land_real_source(
             "input_rows": summary.input_rows,
             "landed_rows": summary.input_rows - summary.rejected_rows,
             "rejected_rows": summary.rejected_rows,
+            "unparsed_rows": summary.unparsed_rows,
             "days_in_source": len(per_day),
             "first_day": min(per_day, default=""),
             "last_day": max(per_day, default=""),
             "quarantine_files": dg.MetadataValue.json([f.quarantine_file for f in summary.files if f.quarantine_file]),
         }
     )
+    return result, summary.input_rows, summary.unparsed_rows
 
 
 @dg.asset(
@@ -119,19 +155,22 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: 
     """
     store = lake.get_lake()
     spec = pipeline.feature_spec()
+    event_ids = EventIdIndex(store, spec.source)  # each bronze day's ids read once per run
     days = [
-        ingest_landing_day(store, spec, day, allow_empty=not pipeline.is_synthetic) for day in partition_days(context)
+        ingest_landing_day(store, spec, day, allow_empty=not pipeline.is_synthetic, event_ids=event_ids)
+        for day in partition_days(context)
     ]
     outcomes: dict[str, DayOutcome] = {}
     for day in days:
         context.log.info(
-            f"{day.day}: {day.input_rows} rows in, {day.bronze_rows} to bronze, "
+            f"{day.day} ({day.status}): {day.input_rows} rows in, {day.bronze_rows} to bronze, "
             f"{day.quarantined_rows} quarantined ({day.quarantined_share:.2%})"
         )
         key = day.day.isoformat()
         context.add_asset_metadata(
             {
                 "dagster/row_count": day.bronze_rows,
+                "status": day.status,
                 "input_rows": day.input_rows,
                 "quarantined_rows": day.quarantined_rows,
                 "quarantined_share": round(day.quarantined_share, 6),
@@ -152,12 +191,13 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: 
                 "input_rows": day.input_rows,
                 "quarantined_by_field": dg.MetadataValue.json(day.reasons),
             },
-            description=f"{day.quarantined_rows} of {day.input_rows} rows quarantined ({day.quarantined_share:.2%})"
+            description=f"{day.status}: {day.quarantined_rows} of {day.input_rows} rows quarantined ({day.quarantined_share:.2%})"
             + ("" if passed else f" > {pipeline.quarantine_max_share:.2%}; see {day.quarantine_url}"),
         )
     per_day = pd.DataFrame(
         {
             "day": [d.day.isoformat() for d in days],
+            "status": [d.status for d in days],
             "input_rows": [d.input_rows for d in days],
             "bronze_rows": [d.bronze_rows for d in days],
             "quarantined_rows": [d.quarantined_rows for d in days],

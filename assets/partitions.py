@@ -24,6 +24,15 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=_start.strftime("%Y-%
 single_run_backfill = dg.BackfillPolicy.single_run()
 
 
+def partition_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """Run tags that make one run of a partitioned job cover ``first .. last`` (inclusive),
+    as a single-run backfill does."""
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
+
+
 def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[dt.date]:
     """The calendar days of the run's partition key or partition range, in order."""
     window = context.partition_time_window

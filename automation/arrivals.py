@@ -1,8 +1,9 @@
 """Which landed days should start a run: the landing sensor's decision, without Dagster.
 
 The sensor's cursor maps each day it has handled to the fingerprint of that day's
-landing files. A day is launched when it is new and not yet ingested, or when its
-files changed since it was handled (a re-delivery). Because the cursor is stored by
+landing files (their contents' hashes, ``Lake.landed_days``). A day is launched when
+it is new and not yet ingested, or when its files' contents changed since it was
+handled (a re-delivery; touching a file is not one). Because the cursor is stored by
 Dagster, a restarted sensor neither loses nor repeats a day.
 """
 
@@ -13,13 +14,25 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from reclake.lake import FINGERPRINT_VERSION
+
 
 @dataclass(frozen=True)
 class Arrival:
-    """A landed day to launch, and a run key unique to that delivery of it."""
+    """A landed day to launch, and a run key unique to that delivery of it.
+
+    ``through`` is the last day the run covers: the day itself, or, when later days are
+    already ingested (a re-delivery or a late day), the newest of them whose trailing
+    features reach back to it.
+    """
 
     day: dt.date
     fingerprint: str
+    through: dt.date | None = None
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.through or self.day
 
     @property
     def run_key(self) -> str:
@@ -28,7 +41,7 @@ class Arrival:
 
 
 def decide_arrivals(
-    landed: dict[dt.date, str], cursor: str | None, ingested: set[dt.date]
+    landed: dict[dt.date, str], cursor: str | None, ingested: set[dt.date], lookback_days: int = 0
 ) -> tuple[list[Arrival], str]:
     """Decide which landed days to launch.
 
@@ -37,6 +50,9 @@ def decide_arrivals(
         cursor: the sensor's previous cursor (JSON of day -> fingerprint), or None.
         ingested: days whose bronze partition already exists (materialized by a run the
             sensor did not start, e.g. ``make run`` or a backfill).
+        lookback_days: the features' longest trailing window: a launched day's run also
+            covers the ingested days up to this many days after it, whose features it
+            changes.
 
     Returns:
         The arrivals to launch, oldest first, and the new cursor.
@@ -47,9 +63,14 @@ def decide_arrivals(
         key, fingerprint = day.isoformat(), landed[day]
         if seen.get(key) == fingerprint:
             continue
+        if key in seen and not seen[key].startswith(FINGERPRINT_VERSION):
+            seen[key] = fingerprint  # a cursor of an older fingerprint format: adopt, don't re-run
+            continue
         if key not in seen and day in ingested:
             seen[key] = fingerprint  # already ingested elsewhere: remember, don't repeat
             continue
-        launch.append(Arrival(day=day, fingerprint=fingerprint))
+        reach = day + dt.timedelta(days=lookback_days)
+        later = [d for d in ingested if day < d <= reach]
+        launch.append(Arrival(day=day, fingerprint=fingerprint, through=max(later) if later else None))
         seen[key] = fingerprint
     return launch, json.dumps(seen, sort_keys=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.partitions import partition_range_tags
 from reclake.lake import Lake
 from reclake.settings import Settings
 
@@ -47,10 +48,7 @@ def check_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]
 
 def main_job_tags(days: list) -> dict[str, str]:
     """The run tags that make one run of the main job cover ``days`` (a single-run backfill)."""
-    return {
-        "dagster/asset_partition_range_start": days[0].isoformat(),
-        "dagster/asset_partition_range_end": days[-1].isoformat(),
-    }
+    return partition_range_tags(days[0], days[-1])
 
 
 def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> tuple[dict[str, Any], str]:

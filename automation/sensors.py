@@ -4,7 +4,8 @@ import datetime as dt
 
 import dagster as dg
 
-from automation.arrivals import decide_arrivals
+from assets.partitions import partition_range_tags
+from automation.arrivals import Arrival, decide_arrivals
 from automation.jobs import ingest_to_serve_job
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
@@ -15,7 +16,8 @@ from resources.pipeline import PipelineResource
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches landing/<source>/dt=YYYY-MM-DD/ and runs ingest_to_serve_job once per "
-    "new or re-delivered day; the cursor remembers what it has launched.",
+    "new or re-delivered day; the cursor remembers what it has launched. A re-delivered or late "
+    "day's run also covers the ingested days within the features' longest window after it.",
 )
 def landing_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource, pipeline: PipelineResource
@@ -26,20 +28,18 @@ def landing_sensor(
     in_range = {day: fp for day, fp in landed.items() if day.isoformat() in valid_keys}
     skipped = sorted(set(landed) - set(in_range))
     ingested = {
-        dt.date.fromisoformat(key)
-        for key in context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
+        dt.date.fromisoformat(key) for key in context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
     }
-    arrivals, cursor = decide_arrivals(in_range, context.cursor, ingested)
+    lookback = max(pipeline.feature_spec().aggregates.windows_days)
+    arrivals, cursor = decide_arrivals(in_range, context.cursor, ingested, lookback_days=lookback)
     if skipped:
         context.log.warning(f"landed days outside the partitions, ignored: {[d.isoformat() for d in skipped]}")
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=arrival.run_key,
-                partition_key=arrival.day.isoformat(),
-                tags={"reclake/trigger": "landing_sensor"},
-            )
-            for arrival in arrivals
-        ],
-        cursor=cursor,
-    )
+    return dg.SensorResult(run_requests=[_run_request(arrival) for arrival in arrivals], cursor=cursor)
+
+
+def _run_request(arrival: Arrival) -> dg.RunRequest:
+    """One run for the arrival's day, or over its range when later days depend on it."""
+    tags = {"reclake/trigger": "landing_sensor"}
+    if arrival.last_day == arrival.day:
+        return dg.RunRequest(run_key=arrival.run_key, partition_key=arrival.day.isoformat(), tags=tags)
+    return dg.RunRequest(run_key=arrival.run_key, tags={**tags, **partition_range_tags(arrival.day, arrival.last_day)})

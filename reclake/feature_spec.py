@@ -158,6 +158,9 @@ class FeatureSpec:
     aggregates: AggregateSpec = field(default_factory=AggregateSpec)
     id_embedding_dim: int = 32
     id_min_count: int = 2
+    # Longest string bronze accepts in any column; longer values are quarantined (a
+    # runaway id would otherwise reach the vocabularies and the embedding tables).
+    max_string_length: int = 512
 
     # ---- column groups -------------------------------------------------------------
     def column(self, name: str) -> FeatureColumn:
@@ -298,6 +301,7 @@ class FeatureSpec:
             "ids": {"user_id": self.user_id, "item_id": self.item_id},
             "id_embedding_dim": self.id_embedding_dim,
             "id_min_count": self.id_min_count,
+            "max_string_length": self.max_string_length,
             "aggregates": {
                 "windows_days": list(self.aggregates.windows_days),
                 "history_length": self.aggregates.history_length,
@@ -334,7 +338,7 @@ def spec_from_dict(data: Mapping[str, Any], where: str = "feature spec") -> Feat
             and a label kind that does not fit its column.
     """
     _unknown(data, {"source", "label", "extra_labels", "ids", "aggregates", "columns", "crosses",
-                    "id_embedding_dim", "id_min_count"}, where)  # fmt: skip
+                    "id_embedding_dim", "id_min_count", "max_string_length"}, where)  # fmt: skip
     for key in ("source", "label", "columns"):
         if key not in data:
             raise FeatureSpecError(f"{where}: missing required key {key!r}")
@@ -392,6 +396,7 @@ def spec_from_dict(data: Mapping[str, Any], where: str = "feature spec") -> Feat
         aggregates=aggregates,
         id_embedding_dim=int(data.get("id_embedding_dim", 32)),
         id_min_count=int(data.get("id_min_count", 2)),
+        max_string_length=int(data.get("max_string_length", 512)),
     )
 
 

@@ -7,6 +7,7 @@ Every path the pipeline reads or writes is named here, so the layout documented 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import posixpath
 import re
@@ -20,6 +21,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 _DAY_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+# Landing fingerprints hash file contents; this prefix marks that format in a cursor.
+FINGERPRINT_VERSION = "sha256/"
+# (file URL, size, modification time) -> content digest: a sensor that ticks every few
+# seconds hashes a file again only when it was written again.
+_DIGESTS: dict[tuple[str, Any, str], str] = {}
+_MAX_DIGESTS = 100_000
+
+
+def is_marker_file(name: str) -> bool:
+    """Whether a file name is a marker or hidden file (``_SUCCESS``, ``.part-0.crc``),
+    which readers of the lake skip."""
+    return name.startswith(("_", "."))
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,9 @@ class Lake:
     def landed_days(self, source: str) -> dict[dt.date, str]:
         """Days present in a source's landing zone, each with a content fingerprint.
 
-        The fingerprint (file names, sizes and modification times) changes when a day is
-        delivered again, so a sensor can tell a re-delivery from a day it has seen.
+        The fingerprint (``FINGERPRINT_VERSION`` then each file's name and SHA-256 of its
+        bytes, marker files excepted) changes when a day is delivered again with other
+        content, and only then: touching a file or copying the same bytes again keeps it.
         """
         fs = self.fs
         base = self.url("landing", source)
@@ -129,15 +144,29 @@ class Lake:
             match = _DAY_FOLDER.match(name)
             if entry["type"] != "directory" or not match:
                 continue
-            files = fs.ls(entry["name"], detail=True)
-            parts = sorted(
-                f"{posixpath.basename(f['name'])}:{f.get('size')}:{_mtime(f)}"
-                for f in files
-                if f["type"] == "file"
-            )
+            files = [
+                f
+                for f in fs.ls(entry["name"], detail=True)
+                if f["type"] == "file" and not is_marker_file(posixpath.basename(f["name"]))
+            ]
+            parts = sorted(f"{posixpath.basename(f['name'])}:{self._content_digest(f)}" for f in files)
             if parts:
-                days[dt.date.fromisoformat(match.group(1))] = "|".join(parts)
+                days[dt.date.fromisoformat(match.group(1))] = FINGERPRINT_VERSION + "|".join(parts)
         return days
+
+    def _content_digest(self, info: dict[str, Any]) -> str:
+        """SHA-256 (first 16 hex digits) of a file's bytes, hashed again only when its
+        size or modification time changed."""
+        key = (f"{self.protocol}://{info['name']}", info.get("size"), _mtime(info))
+        if key not in _DIGESTS:
+            if len(_DIGESTS) >= _MAX_DIGESTS:
+                _DIGESTS.clear()
+            digest = hashlib.sha256()
+            with self.fs.open(info["name"], "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            _DIGESTS[key] = digest.hexdigest()[:16]
+        return _DIGESTS[key]
 
     def remove(self, url: str) -> None:
         """Delete a file or folder if it exists."""
@@ -162,13 +191,16 @@ class Lake:
         pq.write_table(table, buffer, compression="zstd")
         self.write_bytes(url, buffer.getvalue())
 
-    def read_parquet(self, url: str) -> pd.DataFrame:
+    def read_parquet(self, url: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """A Parquet file as a frame (only ``columns`` when given)."""
         with self.fs.open(url, "rb") as handle:
-            return pq.read_table(handle).to_pandas()
+            return pq.read_table(handle, columns=columns).to_pandas()
 
-    def iter_lines(self, url: str) -> Iterator[bytes]:
-        """Lines of a (possibly gzipped) text file, without line endings."""
-        compression = "gzip" if url.endswith(".gz") else None
+    def iter_lines(self, url: str, compressed: bool | None = None) -> Iterator[bytes]:
+        """Lines of a text file, without line endings; gzipped when ``compressed`` (by
+        default: when the name ends in ``.gz``)."""
+        compressed = url.endswith(".gz") if compressed is None else compressed
+        compression = "gzip" if compressed else None
         with self.fs.open(url, "rb", compression=compression) as handle:
             for line in handle:
                 yield line.rstrip(b"\r\n")

@@ -252,6 +252,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
         synthetic.update(loaded.pop("synthetic", None) or {})
+        if isinstance(loaded.get("source_options"), dict):
+            # YAML reads an unquoted 2014-01-01 as a date; options travel as config (JSON).
+            loaded["source_options"] = {
+                key: value.isoformat() if isinstance(value, dt.date) else value
+                for key, value in loaded["source_options"].items()
+            }
         for key in _PATH_SETTINGS:
             value = loaded.get(key)
             if isinstance(value, str) and "://" not in value:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,36 +123,79 @@ class ValidatedEvents:
     quarantined: pd.DataFrame
 
 
-def _parse_column(values: pd.Series, kind: str, required: bool) -> tuple[pd.Series, pd.Series]:
+# Ids that are present but say "no value": rejected, never new users or items.
+_ID_COLUMNS = ("event_id", "user_id", "item_id")
+_NULL_LIKE = frozenset({"", "null", "none", "nan", "nil", "undefined", "n/a"})
+# Integers beyond this do not fit bronze's 64-bit integer columns.
+_INT64_LIMIT = 2.0**63
+# How much of an offending value a reason quotes.
+QUOTE_CHARS = 40
+
+
+def quote(value: object) -> str:
+    """``value`` as text for a reason, cut to ``QUOTE_CHARS`` characters."""
+    text = str(value)
+    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}... ({len(text)} chars)"
+
+
+def _parse_column(
+    values: pd.Series, kind: str, required: bool, is_id: bool, max_length: int
+) -> tuple[pd.Series, pd.Series]:
     """Convert one column to its kind; returns (parsed, reason-or-None per row).
 
-    A missing value is a problem only in a required column; elsewhere it stays null.
+    Every value is checked before any cast: strings for length and (ids) blank or
+    null-like text, numbers for finiteness and (integers) the 64-bit range. A missing
+    value is a problem only in a required column; elsewhere it stays null.
     """
     missing = values.isna()
+    quoted = values.map(quote)
     if kind == "string":
+        is_text = values.map(lambda v: isinstance(v, str))
+        text = values.where(is_text, "")
         parsed = values.where(missing, values.astype(str))
-        bad = ~missing & ~values.map(lambda v: isinstance(v, str))
-        reason = np.where(bad, "expected a string, got " + values.astype(str).str[:40], None)
+        lengths = text.str.len()
+        null_like = (
+            is_text & text.str.strip().str.lower().isin(_NULL_LIKE) if is_id else pd.Series(False, index=values.index)
+        )
+        reason = np.select(
+            [~missing & ~is_text, lengths > max_length, null_like],
+            ["expected a string, got " + quoted, "longer than " + str(max_length) + " characters: " + quoted,
+             "blank or null-like id: " + values.map(repr)],
+            None,
+        )  # fmt: skip
     elif kind == "timestamp":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
         parsed = stamps.dt.tz_convert(None).astype("datetime64[us]")
         bad = ~missing & parsed.isna()
-        reason = np.where(bad, "not an ISO-8601 timestamp: " + values.astype(str).str[:40], None)
+        reason = np.where(bad, "not an ISO-8601 timestamp: " + quoted, None)
     else:
         numbers = pd.to_numeric(values.where(~values.map(lambda v: isinstance(v, bool))), errors="coerce")
-        bad = ~missing & numbers.isna()
+        not_number = ~missing & numbers.isna()
+        infinite = numbers.notna() & ~np.isfinite(numbers)
+        fractional = out_of_range = pd.Series(False, index=values.index)
         if kind == "int":
-            fractional = numbers.notna() & (numbers % 1 != 0)
-            bad |= fractional
-        parsed = numbers
-        reason = np.where(bad, f"not {'an integer' if kind == 'int' else 'a number'}: " + values.astype(str).str[:40], None)
+            finite = numbers.where(~infinite)
+            fractional = finite.notna() & (finite % 1 != 0)
+            out_of_range = finite.abs() >= _INT64_LIMIT
+        noun = "an integer" if kind == "int" else "a number"
+        reason = np.select(
+            [not_number | fractional, infinite, out_of_range],
+            [f"not {noun}: " + quoted, "not a finite number: " + quoted, "outside the 64-bit integer range: " + quoted],
+            None,
+        )
+        parsed = numbers.where(pd.isna(reason))
     reason = np.where(missing, "missing or null" if required else None, reason)
     return parsed, pd.Series(reason, index=values.index)
 
 
-def validate_events(records: pd.DataFrame, day: dt.date, spec: FeatureSpec) -> ValidatedEvents:
+def validate_events(
+    records: pd.DataFrame,
+    day: dt.date,
+    spec: FeatureSpec,
+    days_holding: Callable[[pd.Series], pd.Series] | None = None,
+) -> ValidatedEvents:
     """Type and validate loosely typed event records of one source for one partition day.
 
     Args:
@@ -160,6 +204,9 @@ def validate_events(records: pd.DataFrame, day: dt.date, spec: FeatureSpec) -> V
             ``_raw`` saying where each came from.
         day: the partition day; every ``event_ts`` must fall inside it.
         spec: the source's feature spec: which columns bronze keeps and their rules.
+        days_holding: given event ids, the other day (``YYYY-MM-DD``) whose bronze
+            already holds each, or None (``sources.event_ids.EventIdIndex.other_days``);
+            such rows are rejected as ``duplicate of <day>``. None: not checked.
 
     Returns:
         ``ValidatedEvents``: the good rows, typed, and the rejected rows with the field
@@ -172,7 +219,10 @@ def validate_events(records: pd.DataFrame, day: dt.date, spec: FeatureSpec) -> V
     schema = bronze_events_schema(spec, day)
     for column, kind in kinds.items():
         values = records[column] if column in records else pd.Series(None, index=records.index, dtype=object)
-        parsed, reasons = _parse_column(values.astype(object), kind, required=column in required)
+        parsed, reasons = _parse_column(
+            values.astype(object), kind, required=column in required, is_id=column in _ID_COLUMNS,
+            max_length=spec.max_string_length,
+        )  # fmt: skip
         typed[column] = parsed
         for row in reasons[reasons.notna()].index:
             problems.setdefault(row, []).append((column, reasons[row]))
@@ -185,6 +235,11 @@ def validate_events(records: pd.DataFrame, day: dt.date, spec: FeatureSpec) -> V
             problems.setdefault(row, []).append((field, reason))
         valid = candidates.drop(index=[r for r in problems if r in candidates.index])
         valid = schema.validate(valid)
+    if days_holding is not None and len(valid):
+        elsewhere = days_holding(valid["event_id"])
+        for row, other_day in elsewhere[elsewhere.notna()].items():
+            problems.setdefault(row, []).append(("event_id", f"duplicate of {other_day}"))
+        valid = valid.drop(index=elsewhere[elsewhere.notna()].index)
 
     rejected_rows = sorted(problems)
     quarantined = pd.DataFrame(
@@ -212,7 +267,11 @@ def _failures(failure_cases: pd.DataFrame) -> list[tuple[int, str, str]]:
         if key in seen:
             continue
         seen.add(key)
-        reason = "duplicate event_id" if case.check == "field_uniqueness" else f"failed {case.check} (value {case.failure_case!r})"
+        reason = (
+            "duplicate event_id"
+            if case.check == "field_uniqueness"
+            else f"failed {case.check} (value {quote(repr(case.failure_case))})"
+        )
         if case.check == "converted_implies_clicked":
             reason = "converted without a click"
         out.append((int(case.index), field, reason))

@@ -60,6 +60,8 @@ class ImportedFile:
         rejected_rows: rows quarantined by the parser or the k-core filter.
         rows_per_day: landed rows per ``YYYY-MM-DD``.
         quarantine_file: where the rejected rows are, or None.
+        filtered_rows: of ``rejected_rows``, those the k-core filter removed by design
+            (the rest did not parse: faults in the delivery).
     """
 
     file: str
@@ -69,6 +71,12 @@ class ImportedFile:
     rejected_rows: int
     rows_per_day: dict[str, int] = field(default_factory=dict)
     quarantine_file: str | None = None
+    filtered_rows: int = 0
+
+    @property
+    def unparsed_rows(self) -> int:
+        """Rows the parser rejected."""
+        return self.rejected_rows - self.filtered_rows
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,11 @@ class ImportSummary:
     @property
     def rejected_rows(self) -> int:
         return sum(f.rejected_rows for f in self.files)
+
+    @property
+    def unparsed_rows(self) -> int:
+        """Rows the parser rejected (``rejected_rows`` less the k-core filter's)."""
+        return sum(f.unparsed_rows for f in self.files)
 
 
 def source_files(source: str, path: str) -> list[str]:
@@ -223,7 +236,7 @@ def import_file(lake: Lake, source: str, path: str, options: Mapping[str, Any], 
     parts: list[str] = []
     rows_per_day: dict[str, int] = {}
     rejects = []
-    landed = 0
+    landed = filtered = 0
     for number, chunk in enumerate(read_source(source, path, **options)):
         if len(chunk.rejects):
             rejects.append(chunk.rejects)
@@ -242,6 +255,7 @@ def import_file(lake: Lake, source: str, path: str, options: Mapping[str, Any], 
         if len(removed):
             rejects.append(removed)
             landed -= len(removed)
+            filtered = len(removed)
             for raw in removed["raw"]:
                 day = json.loads(raw)["event_ts"][:10]
                 rows_per_day[day] -= 1
@@ -260,6 +274,7 @@ def import_file(lake: Lake, source: str, path: str, options: Mapping[str, Any], 
         rejected_rows=rejected,
         rows_per_day=dict(sorted(rows_per_day.items())),
         quarantine_file=quarantine_url,
+        filtered_rows=filtered,
     )
 
 

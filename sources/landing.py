@@ -1,24 +1,37 @@
 """Read one day of a landing zone back, keeping every line accounted for.
 
-Landing files are gzipped or plain JSON lines (``*.jsonl``, ``*.jsonl.gz``) or Parquet
-(``*.parquet``). A line that is not a JSON object is rejected here with its file and line
-number; everything else becomes a record for ``bronze_schema.validate_events``.
+Landing files are gzipped or plain JSON lines (``*.jsonl``, ``*.json``, ``*.ndjson``, each
+optionally ``.gz``, in any letter case) or Parquet (``*.parquet``). Names starting with
+``_`` or ``.`` are markers (``_SUCCESS``, ``.crc``) and are skipped, as everywhere in the
+lake. Everything else is accounted for here, with its file and line number:
+
+- a line that is not valid UTF-8 or not a JSON object is a reject;
+- a compressed file cut short keeps the lines before the cut, and the rest is one
+  ``truncated file`` reject naming the last good line;
+- an unreadable Parquet file, or a file of another type, is one reject naming it.
+
+Everything else becomes a record for ``bronze_schema.validate_events``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import posixpath
+import zlib
 from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from reclake.lake import Lake
+from reclake.lake import Lake, is_marker_file
 from sources.bronze_schema import LINE_NUMBER, QUARANTINE_COLUMNS, RAW, SOURCE_FILE
 
-LANDING_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".parquet")
+JSON_LINES_SUFFIXES = (".jsonl", ".json", ".ndjson")
+LANDING_SUFFIXES = (*JSON_LINES_SUFFIXES, *(s + ".gz" for s in JSON_LINES_SUFFIXES), ".parquet")
+# What reading a compressed file that was cut short or corrupted raises.
+_CUT_SHORT = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 class NoLandingDataError(FileNotFoundError):
@@ -52,13 +65,20 @@ def read_landing_day(lake: Lake, source: str, day: dt.date) -> LandingDay:
         NoLandingDataError: when the day's landing folder has no landing files.
     """
     folder = lake.landing_dir(source, day)
-    files = [f for f in lake.list_files(folder) if f.endswith(LANDING_SUFFIXES)]
+    files = [f for f in lake.list_files(folder) if not is_marker_file(posixpath.basename(f))]
     if not files:
         raise NoLandingDataError(f"no landing files for source {source!r} on {day}: looked in {folder}")
     frames, rejects = [], []
     for url in files:
-        if url.endswith(".parquet"):
-            frames.append(_read_parquet_records(lake, url))
+        name = posixpath.basename(url)
+        if not name.lower().endswith(LANDING_SUFFIXES):
+            reason = f"not a landing file (read: {', '.join(LANDING_SUFFIXES)}): not read"
+            rejects.append(_reject(name, 0, "<file>", reason, ""))
+        elif name.lower().endswith(".parquet"):
+            try:
+                frames.append(_read_parquet_records(lake, url))
+            except Exception as error:  # noqa: BLE001 - any unreadable file is one reject, named
+                rejects.append(_reject(name, 0, "<file>", f"unreadable Parquet file: {error}", ""))
         else:
             parsed, bad = _read_jsonl_records(lake, url)
             frames.append(parsed)
@@ -69,22 +89,37 @@ def read_landing_day(lake: Lake, source: str, day: dt.date) -> LandingDay:
 
 
 def _read_jsonl_records(lake: Lake, url: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Records and rejects of one JSON-lines file (gzipped when its name ends in .gz)."""
     name = posixpath.basename(url)
     rows, rejects = [], []
-    for number, line in enumerate(lake.iter_lines(url), start=1):
-        if not line.strip():
-            continue
-        text = line.decode("utf-8", errors="replace")
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            rejects.append(_reject(name, number, "<line>", f"invalid JSON: {error.msg} at column {error.colno}", text))
-            continue
-        if not isinstance(record, dict):
-            rejects.append(_reject(name, number, "<line>", f"expected a JSON object, got {type(record).__name__}", text))
-            continue
-        record[SOURCE_FILE], record[LINE_NUMBER], record[RAW] = name, number, text
-        rows.append(record)
+    number = 0
+    try:
+        for number, line in enumerate(lake.iter_lines(url, compressed=name.lower().endswith(".gz")), start=1):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raw = line.decode("utf-8", errors="backslashreplace")
+                rejects.append(_reject(name, number, "<line>", f"invalid UTF-8 at byte {error.start}", raw))
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                rejects.append(
+                    _reject(name, number, "<line>", f"invalid JSON: {error.msg} at column {error.colno}", text)
+                )
+                continue
+            if not isinstance(record, dict):
+                rejects.append(
+                    _reject(name, number, "<line>", f"expected a JSON object, got {type(record).__name__}", text)
+                )
+                continue
+            record[SOURCE_FILE], record[LINE_NUMBER], record[RAW] = name, number, text
+            rows.append(record)
+    except _CUT_SHORT as error:
+        reason = f"truncated file: unreadable after line {number} ({type(error).__name__}: {error})"
+        rejects.append(_reject(name, number + 1, "<file>", reason, ""))
     return pd.DataFrame(rows), rejects
 
 
@@ -93,7 +128,11 @@ def _read_parquet_records(lake: Lake, url: str) -> pd.DataFrame:
         frame = pq.read_table(handle).to_pandas().astype(object)
     frame[SOURCE_FILE] = posixpath.basename(url)
     frame[LINE_NUMBER] = range(1, len(frame) + 1)
-    frame[RAW] = frame.drop(columns=[SOURCE_FILE, LINE_NUMBER]).to_json(orient="records", lines=True, date_format="iso").splitlines()
+    frame[RAW] = (
+        frame.drop(columns=[SOURCE_FILE, LINE_NUMBER])
+        .to_json(orient="records", lines=True, date_format="iso")
+        .splitlines()
+    )
     return frame
 
 

@@ -62,10 +62,15 @@ def running_server(argv: list[str], port: int, env: dict[str, str], log_path: Pa
             time.sleep(1)
         yield base_url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, signal.SIGTERM, timeout=30)
         log.close()
+
+
+def stop_process_group(process: subprocess.Popen, sig: int, timeout: float) -> None:
+    """Send ``sig`` to the process group ``process`` leads; SIGKILL it after ``timeout`` s."""
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

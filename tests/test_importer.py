@@ -71,6 +71,7 @@ def test_k_core_filter_moves_thin_users_and_items_to_quarantine(tmp_path):
     options = {"k_core": {"min_user_interactions": 2, "min_item_interactions": 2}}
     (imported,) = import_source(lake, "amazon_reviews", str(reviews), options).files
     assert (imported.input_rows, imported.landed_rows, imported.rejected_rows) == (10, 9, 1)
+    assert (imported.filtered_rows, imported.unparsed_rows) == (1, 0)  # by design, not a fault
     quarantined = lake.read_parquet(imported.quarantine_file)
     assert quarantined["line_number"].tolist() == [10] and "k-core" in quarantined["reason"][0]
     landed = _landed(lake, "amazon_reviews", "2020-09-13")

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import requests
 from conftest import PROJECT_ROOT, free_port
-from serving_support import running_server
+from serving_support import running_server, stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -104,32 +104,42 @@ def test_every_day_of_a_multi_day_run_has_its_own_checks_and_counts(world, main_
             assert counts == {day: 4000 for day in DAYS}, asset
 
 
-def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_run):
-    """A real daemon: the sensor sees the day, the queue launches exactly one run, the run
-    retrains, registers (and pins, when promoted) a model and reports the day's drift."""
+@pytest.fixture(scope="module")
+def daemon(world, main_run):
+    """A real ``dagster-daemon`` on the world's instance, started after ``make run``."""
+    _, env, home = world
+    log = (home / "daemon.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    yield process
+    stop_process_group(process, signal.SIGINT, timeout=60)
+    log.close()
+
+
+def _land(settings, day: dt.date, events_per_day: int | None = None) -> None:
+    """Deliver ``day`` of the synthetic world to the landing zone, as a log shipper would."""
+    import dataclasses
+
     from reclake.lake import Lake
     from sources.landing_writer import land_synthetic_day
     from sources.synthetic import SyntheticWorld, generate_day
 
-    settings, env, home = world
-    pinned_before = settings.current_model_tag_file.read_text().strip()
-    lake = Lake(settings.lake_root)
-    land_synthetic_day(lake, generate_day(settings.synthetic, NEW_DAY, SyntheticWorld.create(settings.synthetic)))
+    synthetic = settings.synthetic
+    if events_per_day:
+        synthetic = dataclasses.replace(synthetic, events_per_day=events_per_day)
+    world = SyntheticWorld.create(synthetic)
+    land_synthetic_day(Lake(settings.lake_root), generate_day(synthetic, day, world))
 
-    log = (home / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        run = _wait_for_sensor_run(home, daemon)
-    finally:
-        os.killpg(daemon.pid, signal.SIGINT)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-        log.close()
+
+def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_run, daemon):
+    """The sensor sees the day, the queue launches exactly one run, the run retrains,
+    registers (and pins, when promoted) a model and reports the day's drift."""
+    settings, _, home = world
+    pinned_before = settings.current_model_tag_file.read_text().strip()
+    _land(settings, NEW_DAY)
+    run = _wait_for_sensor_runs(home, daemon, count=1)
 
     assert run.status == dg.DagsterRunStatus.SUCCESS, (home / "daemon.log").read_text()[-4000:]
     assert run.job_name == "ingest_to_serve_job" and run.tags["dagster/partition"] == NEW_DAY.isoformat()
@@ -150,18 +160,39 @@ def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_r
     _serve_and_call(command, home / "pasted-serve.log")
 
 
-def _wait_for_sensor_run(home: Path, daemon: subprocess.Popen) -> dg.DagsterRun:
-    """The one run the landing sensor launched, once finished (fails on a second one)."""
+def test_a_redelivered_day_reruns_it_and_the_ingested_days_after_it(world, main_run, daemon):
+    """Day 3 delivered again with other content: one run over days 3 and 4, whose trailing
+    features read day 3, and bronze holds the new delivery."""
+    import pandas as pd
+
+    settings, _, home = world
+    redelivered = dt.date.fromisoformat(DAYS[-1])
+    _land(settings, redelivered, events_per_day=3000)
+    run = _wait_for_sensor_runs(home, daemon, count=2)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, (home / "daemon.log").read_text()[-4000:]
+    assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+        DAYS[-1],
+        NEW_DAY.isoformat(),
+    )
+    bronze = pd.read_parquet(Path(settings.lake_root) / "bronze" / "synthetic" / f"dt={DAYS[-1]}")
+    assert len(bronze) == 3000
+
+
+def _wait_for_sensor_runs(home: Path, daemon: subprocess.Popen, count: int) -> dg.DagsterRun:
+    """The ``count``-th run the landing sensor launched, once finished; fails if more follow."""
     deadline = time.monotonic() + LOOP_TIMEOUT_S
+
+    def sensor_runs(instance):
+        return instance.get_runs(dg.RunsFilter(tags={"reclake/trigger": "landing_sensor"}))
+
     with dg.DagsterInstance.from_config(str(home)) as instance:
         while time.monotonic() < deadline:
             assert daemon.poll() is None, (home / "daemon.log").read_text()[-4000:]
-            runs = instance.get_runs(dg.RunsFilter(tags={"reclake/trigger": "landing_sensor"}))
-            assert len(runs) <= 1, [r.tags.get("dagster/partition") for r in runs]
-            if runs and runs[0].is_finished:
-                time.sleep(35)  # one more sensor interval: no second run may follow
-                again = instance.get_runs(dg.RunsFilter(tags={"reclake/trigger": "landing_sensor"}))
-                assert len(again) == 1, [r.tags.get("dagster/partition") for r in again]
+            runs = sensor_runs(instance)  # newest first
+            assert len(runs) <= count, [r.tags for r in runs]
+            if len(runs) == count and runs[0].is_finished:
+                time.sleep(35)  # one more sensor interval: no further run may follow
+                assert len(sensor_runs(instance)) == count, [r.tags for r in sensor_runs(instance)]
                 return runs[0]
             time.sleep(2)
     raise AssertionError(f"no finished sensor run in {LOOP_TIMEOUT_S} s: " + (home / "daemon.log").read_text()[-4000:])

@@ -2,6 +2,7 @@
 kept, the blocking check fails and nothing downstream is built from the day."""
 
 import gzip
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -79,3 +80,32 @@ def test_blocking_check_fails_and_nothing_downstream_is_built(corrupted_run):
     assert not result.success
     for key in ("fct_events", "training_examples", "recommender_model", "bento_model", "drift_report"):
         assert instance.get_latest_materialization_event(dg.AssetKey(key)) is None, key
+
+
+def test_parser_rejects_of_a_real_source_stop_the_run_at_landing(tmp_path, session_state_dir):
+    """Criteo lines that do not parse (4 of the fixture's 9) count against the quarantine
+    share: landing_logs' blocking check fails and bronze is not built from the import."""
+    from definitions import build_definitions
+
+    fixture = Path(__file__).parent / "fixtures" / "formats" / "criteo" / "train_sample.txt"
+    settings = make_settings(
+        tmp_path, session_state_dir, SOURCE="criteo", SOURCE_PATH=str(fixture),
+        SOURCE_OPTIONS='{"start_date": "2024-03-01", "rows_per_day": 100}',
+        QUARANTINE_MAX_SHARE="0.05",  # partitions: the open-ended defaults of this process
+    )  # fmt: skip
+    defs = build_definitions(settings)
+    result = dg.materialize(
+        [defs.get_assets_def("landing_logs"), defs.get_assets_def("raw_events")],
+        partition_key=DAY,
+        resources={k: defs.resources[k] for k in ("lake", "synthetic", "pipeline")},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    (evaluation,) = [
+        e.event_specific_data for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    assert evaluation.check_name == "import_rejects_within_threshold" and evaluation.passed is False
+    assert (evaluation.metadata["input_rows"].value, evaluation.metadata["rejected_rows"].value) == (9, 4)
+    assert evaluation.partition == DAY
+    assert not result.success
+    assert not [e for e in result.get_step_success_events() if e.step_key == "raw_events"]

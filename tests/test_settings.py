@@ -1,5 +1,6 @@
 """Settings: defaults, a config file and RECLAKE_* variables, with clear errors."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,14 @@ def test_every_packaged_source_config_loads(tmp_path):
         assert settings.source == config.stem
         assert settings.load_feature_spec().source == settings.source
         assert settings.run_days(), config
+
+
+def test_an_unquoted_date_in_source_options_travels_as_text(tmp_path):
+    config = tmp_path / "criteo.yaml"
+    config.write_text("source: criteo\nsource_options:\n  start_date: 2014-01-01\n  rows_per_day: 50\n")
+    settings = load_settings({"RECLAKE_CONFIG": str(config)})
+    assert settings.source_options == {"start_date": "2014-01-01", "rows_per_day": 50}
+    json.dumps(settings.source_options)  # what Dagster's config needs
 
 
 def test_unknown_keys_and_bad_values_are_named(tmp_path):

@@ -218,6 +218,15 @@ def test_criteo_terabyte_day_file_falls_on_its_day(tmp_path):
         collect("criteo", day_file, rows_per_day=8)
 
 
+def test_date_options_are_taken_as_configs_write_them(tmp_path):
+    """``start_date: "2014-01-01"`` (configs/criteo.yaml) works for the day_N layout too."""
+    day_file = gzip_copy(FIXTURES / "criteo" / "train_sample.txt", tmp_path / "day_2.gz")
+    frame, _ = collect("criteo", day_file, start_date="2020-03-01")
+    assert set(day_of(frame["event_ts"])) == {dt.date(2020, 3, 3)}
+    with pytest.raises(ValueError, match="option start_date must be a YYYY-MM-DD date, got 'March 1'"):
+        collect("criteo", day_file, start_date="March 1")
+
+
 def test_criteo_undecodable_line_is_rejected_whole(tmp_path):
     lines = (FIXTURES / "criteo" / "train_sample.txt").read_bytes().splitlines(keepends=True)
     path = tmp_path / "latin.txt"

@@ -39,6 +39,7 @@ Typical use::
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -70,11 +71,19 @@ def read_source(name: str, path: PathLike, **options: Any) -> Iterator[ParsedChu
         path: what that reader takes (a file, or a folder for MovieLens).
         options: that reader's keyword options (``chunk_rows`` for all of them).
 
+            Options named ``*_date`` may be ``YYYY-MM-DD`` strings (as configs write them).
+
     Raises:
-        ValueError: an unknown source name.
+        ValueError: an unknown source name, or a ``*_date`` option that is not a date.
     """
     if name not in FORMATS:
         raise ValueError(f"unknown source format {name!r}; known: {', '.join(sorted(FORMATS))}")
+    for key, value in options.items():
+        if key.endswith("_date") and isinstance(value, str):
+            try:
+                options[key] = dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"source {name!r}: option {key} must be a YYYY-MM-DD date, got {value!r}") from None
     return FORMATS[name].read(path, **options)
 
 
