@@ -39,7 +39,7 @@ import pandas as pd
 from reclake.lake import Lake
 from sources.bronze_schema import QUARANTINE_COLUMNS
 from sources.formats import FORMATS, day_of, fetch_movielens, k_core_filter, read_source
-from sources.formats.textfiles import file_stem
+from sources.formats.textfiles import TruncatedFileError, file_stem
 
 # Sources whose path is a folder holding one release (read as a whole).
 _FOLDER_SOURCES = ("movielens",)
@@ -227,6 +227,24 @@ def _apply_k_core(lake: Lake, source: str, stem: str, parts: list[str], k_core: 
     return pd.concat(removed, ignore_index=True) if removed else pd.DataFrame(columns=QUARANTINE_COLUMNS)
 
 
+def _land_chunk(
+    lake: Lake, source: str, stem: str, number: int, frame: pd.DataFrame, parts: list[str], rows_per_day: dict[str, int]
+) -> int:
+    """Write one parsed chunk's rows to the landing folders of their days; returns how many.
+
+    Appends the files written to ``parts`` and counts rows into ``rows_per_day``.
+    """
+    if frame.empty:
+        return 0
+    for day, rows in frame.groupby(day_of(frame["event_ts"]), sort=True):
+        key = day.isoformat()
+        part = _landing_part(lake, source, key, stem, number)
+        lake.write_parquet(rows.reset_index(drop=True), part)
+        parts.append(part)
+        rows_per_day[key] = rows_per_day.get(key, 0) + len(rows)
+    return len(frame)
+
+
 def import_file(lake: Lake, source: str, path: str, options: Mapping[str, Any], fingerprint: str) -> ImportedFile:
     """Parse one source file and land its rows by day; quarantine what does not parse
     (and, with a ``k_core`` option, what falls outside the k-core)."""
@@ -237,19 +255,20 @@ def import_file(lake: Lake, source: str, path: str, options: Mapping[str, Any], 
     rows_per_day: dict[str, int] = {}
     rejects = []
     landed = filtered = 0
-    for number, chunk in enumerate(read_source(source, path, **options)):
-        if len(chunk.rejects):
-            rejects.append(chunk.rejects)
-        frame = chunk.frame
-        if frame.empty:
-            continue
-        for day, rows in frame.groupby(day_of(frame["event_ts"]), sort=True):
-            key = day.isoformat()
-            part = _landing_part(lake, source, key, stem, number)
-            lake.write_parquet(rows.reset_index(drop=True), part)
-            parts.append(part)
-            rows_per_day[key] = rows_per_day.get(key, 0) + len(rows)
-            landed += len(rows)
+    try:
+        for number, chunk in enumerate(read_source(source, path, **options)):
+            if len(chunk.rejects):
+                rejects.append(chunk.rejects)
+            landed += _land_chunk(lake, source, stem, number, chunk.frame, parts, rows_per_day)
+    except TruncatedFileError as cut:
+        # The rows before the cut are landed; the rest of the file is one reject.
+        reject = {"source_file": cut.source_file, "line_number": cut.last_line + 1, "field": "<file>",
+                  "reason": str(cut), "raw": ""}  # fmt: skip
+        rejects.append(pd.DataFrame([reject], columns=QUARANTINE_COLUMNS))
+    except BaseException:
+        for part in parts:  # a failed import leaves no landing file without a manifest entry
+            lake.remove(part)
+        raise
     if k_core and parts:
         removed = _apply_k_core(lake, source, stem, parts, k_core)
         if len(removed):

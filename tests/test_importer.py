@@ -1,10 +1,12 @@
 """Real sources land in the landing zone by day; every input row is landed or quarantined."""
 
 import datetime as dt
+import gzip
 import json
 import os
 
 import pandas as pd
+import pytest
 from conftest import SHARED_DATA, needs_shared_data
 from tests_fixtures import FORMAT_FIXTURES
 
@@ -77,3 +79,44 @@ def test_k_core_filter_moves_thin_users_and_items_to_quarantine(tmp_path):
     landed = _landed(lake, "amazon_reviews", "2020-09-13")
     assert sorted(landed["user_id"].unique()) == ["A", "B", "C"]
     assert os.path.basename(imported.file) == "reviews.jsonl"
+
+
+def _truncated_gzip(body: bytes, path) -> None:
+    """``body`` gzipped, then cut in the middle, as an interrupted copy leaves it."""
+    packed = gzip.compress(body, compresslevel=1)
+    path.write_bytes(packed[: len(packed) // 2])
+
+
+@pytest.mark.parametrize(
+    "source, fixture, header",
+    [
+        ("criteo", "criteo/train_sample.txt", False),
+        ("amazon_reviews", "amazon/reviews_2023.jsonl", False),
+        ("amazon_reviews", "amazon/reviews_2023.csv", True),
+    ],
+    ids=["criteo-tsv", "amazon-jsonl", "amazon-csv"],
+)
+def test_a_truncated_source_file_lands_what_precedes_the_cut(tmp_path, source, fixture, header):
+    lines = (FORMAT_FIXTURES / fixture).read_bytes().splitlines(keepends=True)
+    head, body = (lines[:1], lines[1:]) if header else ([], lines)
+    path = tmp_path / (os.path.basename(fixture) + ".gz")
+    _truncated_gzip(b"".join(head + body * 400), path)
+    lake = Lake(str(tmp_path / "lake"))
+    (imported,) = import_source(lake, source, str(path), {}).files
+    assert imported.landed_rows > 0 and imported.input_rows == imported.landed_rows + imported.rejected_rows
+    quarantined = lake.read_parquet(imported.quarantine_file)
+    cut = quarantined[quarantined["field"] == "<file>"]
+    assert len(cut) == 1 and cut["reason"].iloc[0].startswith(f"truncated file: {path.name} unreadable after line ")
+    last_good = int(cut["reason"].iloc[0].split("after line ")[1].split()[0])
+    assert cut["line_number"].iloc[0] == last_good + 1 and last_good < len(head + body * 400)
+
+
+def test_a_failed_import_leaves_nothing_half_written(tmp_path):
+    day_file = tmp_path / "day_2.gz"
+    day_file.write_bytes(gzip.compress((FORMAT_FIXTURES / "criteo" / "train_sample.txt").read_bytes()))
+    lake = Lake(str(tmp_path / "lake"))
+    with pytest.raises(ValueError, match="more than rows_per_day=3 rows"):
+        import_source(lake, "criteo", str(day_file), {"rows_per_day": 3, "chunk_rows": 2})
+    landing = tmp_path / "lake" / "landing" / "criteo"
+    assert landing.exists()  # the first chunk had landed before the error
+    assert [p for p in landing.rglob("*") if p.is_file()] == []

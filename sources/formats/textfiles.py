@@ -5,14 +5,20 @@ Files are opened through fsspec, so a path may be local or any fsspec URL
 are 1-based physical lines of the (decompressed) file, header included, so a reject's
 ``line_number`` can be looked up with ``sed -n <n>p``. Empty lines are not rows: they
 are skipped and not counted.
+
+A compressed file cut short (or corrupted) is read up to the cut: the lines before it
+are yielded as usual, then ``TruncatedFileError`` says where the file stopped being
+readable, for the importer to quarantine the rest as one reject.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 import os
 import posixpath
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +28,34 @@ import numpy as np
 PathLike = str | os.PathLike[str]
 
 _COMPRESSION_SUFFIXES = (".gz", ".bz2")
+# What decompressing a file that was cut short or corrupted raises while it is read.
+_CUT_SHORT = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+class TruncatedFileError(ValueError):
+    """A compressed source file that could not be read to its end.
+
+    Attributes:
+        source_file: the file's base name.
+        last_line: the last physical line read in full (0 when none was).
+    """
+
+    def __init__(self, source_file: str, last_line: int, cause: BaseException) -> None:
+        self.source_file, self.last_line = source_file, last_line
+        super().__init__(
+            f"truncated file: {source_file} unreadable after line {last_line} ({type(cause).__name__}: {cause})"
+        )
+
+
+def _take_lines(handle: Iterable[bytes], count: int) -> tuple[list[bytes], BaseException | None]:
+    """Up to ``count`` next lines of ``handle``, and the error that cut them short, if any."""
+    lines: list[bytes] = []
+    try:
+        for line in itertools.islice(handle, count):
+            lines.append(line)
+    except _CUT_SHORT as error:
+        return lines, error
+    return lines, None
 
 
 def file_name(path: PathLike) -> str:
@@ -117,7 +151,11 @@ def iter_line_batches(
     header_pending = skip_header
     with fsspec.open(os.fspath(path), "rb", compression="infer") as handle:
         first_number = 1
-        while raw := list(itertools.islice(handle, chunk_rows)):
+        cut: BaseException | None = None
+        while cut is None:
+            raw, cut = _take_lines(handle, chunk_rows)
+            if not raw:
+                break
             numbers = np.arange(first_number, first_number + len(raw), dtype="int64")
             first_number += len(raw)
             texts, decoded = _decode_lines(raw, encoding)
@@ -131,6 +169,8 @@ def iter_line_batches(
             if texts:
                 produced = True
                 yield TextLines(name, numbers, texts, decoded)
+        if cut is not None:
+            raise TruncatedFileError(name, first_number - 1, cut)
     if not produced:
         yield TextLines(name, np.zeros(0, dtype="int64"), [], np.zeros(0, dtype=bool))
 
@@ -179,9 +219,11 @@ class Record:
 class _LineTap:
     """Feeds decoded lines to ``csv.reader`` and remembers which lines each record used."""
 
-    def __init__(self, handle: Iterable[bytes], encoding: str) -> None:
+    def __init__(self, handle: Iterable[bytes], encoding: str, name: str) -> None:
         self._lines = enumerate(handle, start=1)
         self._encoding = encoding
+        self._name = name
+        self._last_number = 0
         self.taken: list[str] = []
         self.first_number = 0
         self.decoded = True
@@ -190,7 +232,11 @@ class _LineTap:
         return self
 
     def __next__(self) -> str:
-        number, raw = next(self._lines)
+        try:
+            number, raw = next(self._lines)
+        except _CUT_SHORT as error:
+            raise TruncatedFileError(self._name, self._last_number, error) from error
+        self._last_number = number
         if not self.taken:
             self.first_number = number
         try:
@@ -211,7 +257,7 @@ class _LineTap:
 def iter_csv_records(path: PathLike, encoding: str = "utf-8") -> Iterator[Record]:
     """Every non-empty record of a quoted CSV file (RFC 4180 style), in order."""
     with fsspec.open(os.fspath(path), "rb", compression="infer") as handle:
-        tap = _LineTap(handle, encoding)
+        tap = _LineTap(handle, encoding, file_name(path))
         reader = csv.reader(tap, strict=True)
         while True:
             try:
@@ -236,11 +282,16 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         raise ValueError(f"chunk_rows must be at least 1, got {size}")
     batch: list = []
     produced = False
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch, produced = [], True
+    try:
+        for item in items:
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch, produced = [], True
+    except TruncatedFileError:
+        if batch:
+            yield batch  # what was read before the cut, then the cut itself
+        raise
     if batch or not produced:
         yield batch
 
