@@ -31,18 +31,24 @@ DAGSTER = str(Path(sys.executable).parent / "dagster")
 _MANAGED = "# managed by reclake (automation/launch.py): delete this line to keep your own edits"
 
 # One writer for DuckDB at a time (the `duckdb_warehouse` pool of the steps that write
-# or read the warehouse), and run monitoring: the daemon marks a run whose worker died
-# as failed, which also frees the pool slot it held.
+# or read the warehouse), and run monitoring with a launcher that can tell whether a
+# run's worker process lives (automation/run_launcher.py): the daemon marks a run whose
+# worker died as failed, and frees the pool slots a finished run still holds (a worker
+# killed mid-step never releases its own).
 _INSTANCE_SETTINGS = """\
 telemetry:
   enabled: false
 concurrency:
   pools:
     default_limit: 1
+run_launcher:
+  module: automation.run_launcher
+  class: LocalRunLauncher
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
   poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 10
 """
 
 
