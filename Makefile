@@ -12,6 +12,9 @@ TEST_WORKERS ?= 2
 
 # tensorflow-recommenders needs Keras 2 in every process (run workers, pytest, BentoML).
 export TF_USE_LEGACY_KERAS := 1
+# TensorFlow's C++ start-up lines (CUDA probing, CPU features) read as errors on a CPU
+# machine: quiet in every process started here, unless RECLAKE_TF_LOG=1.
+export TF_CPP_MIN_LOG_LEVEL := $(if $(filter 1,$(RECLAKE_TF_LOG)),0,2)
 export RECLAKE_STATE_DIR := $(STATE_DIR)
 export DAGSTER_HOME := $(STATE_DIR)/dagster_home
 export BENTOML_HOME := $(STATE_DIR)/bentoml

@@ -32,6 +32,13 @@ def session_state_dir() -> Path:
     return _SESSION_STATE
 
 
+def process_env(environ: dict[str, str]) -> dict[str, str]:
+    """The environment of a process a test starts: this one's, without any ``RECLAKE_*``
+    variable an earlier test's code location wrote into it, plus ``environ``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RECLAKE_")}
+    return {**inherited, **environ}
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

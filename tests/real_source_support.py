@@ -13,7 +13,6 @@ which have no sample there, are written in their raw layouts by ``raw_formats``.
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT, SHARED_DATA
+from conftest import PROJECT_ROOT, SHARED_DATA, process_env
 from raw_formats import write_amazon_reviews, write_ipinyou_logs
 
 from reclake.settings import load_settings
@@ -76,7 +75,7 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
     home = tmp_path / "dagster_home"
     completed = subprocess.run(
         [sys.executable, "-m", "automation.main_run"],
-        cwd=PROJECT_ROOT, env={**os.environ, **environ, "DAGSTER_HOME": str(home)},
+        cwd=PROJECT_ROOT, env=process_env({**environ, "DAGSTER_HOME": str(home)}),
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
@@ -115,9 +114,7 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
         for path in Path(settings.lake_root, "quarantine", source).rglob("dt=*/quarantine.parquet")
     )
     first, last = days[0].isoformat(), days[-1].isoformat()
-    in_run = sum(
-        rows for day, rows in _rows_per_day(settings.lake_root, source).items() if first <= day <= last
-    )
+    in_run = sum(rows for day, rows in _rows_per_day(settings.lake_root, source).items() if first <= day <= last)
     assert facts[0] == facts[1] == in_run - quarantined
     assert rejected <= input_rows
     assert set(spec.model_feature_names) <= columns

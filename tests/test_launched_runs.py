@@ -9,7 +9,6 @@ launches ``ingest_to_serve_job``; the test only watches the instance and the fil
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
-from conftest import PROJECT_ROOT, free_port
+from conftest import PROJECT_ROOT, free_port, process_env
 from serving_support import running_server, stop_process_group
 
 pytestmark = pytest.mark.integration
@@ -46,7 +45,7 @@ def world(tmp_path_factory):
         "RECLAKE_DRIFT_DAYS_PER_RUN": "1",
         "DAGSTER_HOME": str(root / "dagster_home"),
     }
-    env = {**os.environ, **environ}
+    env = process_env(environ)
     env.pop("BENTOML_HOME", None)  # the settings' store, as for a user
     return load_settings(environ), env, Path(environ["DAGSTER_HOME"])
 
@@ -211,6 +210,6 @@ def _materialization(instance: dg.DagsterInstance, run_id: str, asset: str) -> d
 def _serve_and_call(command: str, log_path: Path) -> None:
     """Run the pasted shell ``command`` and ask the server it starts for its model."""
     port = int(command.rsplit("--port ", 1)[1].split()[0])
-    with running_server(["bash", "-c", command], port, dict(os.environ), log_path) as base_url:
+    with running_server(["bash", "-c", command], port, process_env({}), log_path) as base_url:
         info = requests.post(f"{base_url}/model_info", json={}, timeout=30)
         assert info.status_code == 200 and info.json()["model_version"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, process_env
 from serving_support import stop_process_group
 
 from automation.launch import prepare_dagster_home
@@ -82,7 +82,7 @@ def test_a_killed_run_is_marked_failed_and_frees_its_pool_slot(tmp_path):
     settings = (home / "dagster.yaml").read_text().split("\n", 1)[1]
     assert "free_slots_after_run_end_seconds" in settings and "LocalRunLauncher" in settings
     (home / "dagster.yaml").write_text(settings.replace("poll_interval_seconds: 30", "poll_interval_seconds: 3"))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(PROJECT_ROOT)}
+    env = process_env({"DAGSTER_HOME": str(home), "PYTHONPATH": str(PROJECT_ROOT)})
     launcher = Launcher(home, env)
     daemon_log = tmp_path / "daemon.log"
     with dg.DagsterInstance.from_config(str(home)) as instance:  # storage created before any launch
