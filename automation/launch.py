@@ -124,12 +124,21 @@ def launch_job(job_name: str, tags: Mapping[str, str], home: Path, log_file: Pat
     return run_id, process
 
 
+def _tail(log_file: Path | None, lines: int = 40) -> str:
+    """The last ``lines`` lines of ``log_file``, as the continuation of an error message."""
+    if log_file is None or not log_file.exists():
+        return ""
+    text = log_file.read_text(errors="replace").splitlines()[-lines:]
+    return f"; the last lines of {log_file}:\n" + "\n".join(text)
+
+
 def follow_run(
     instance,
     run_id: str,
     process: subprocess.Popen | None = None,
     echo: Callable[[str], None] = print,
     poll_seconds: float = 1.0,
+    log_file: Path | None = None,
 ):
     """Wait for a run to finish, echoing one line per step as it starts and ends.
 
@@ -138,6 +147,7 @@ def follow_run(
         run_id: the run.
         process: the launching process; if it exits before the run exists, the launch failed.
         echo: where progress lines go.
+        log_file: the launching process's output, quoted when the launch fails.
 
     Returns:
         The finished ``DagsterRun``.
@@ -153,7 +163,10 @@ def follow_run(
         run = instance.get_run_by_id(run_id)
         if run is None:
             if process is not None and process.poll() is not None:
-                raise RuntimeError(f"`dagster job launch` exited with {process.returncode} before run {run_id} existed")
+                raise RuntimeError(
+                    f"`dagster job launch` exited with {process.returncode} before run {run_id} existed"
+                    + _tail(log_file)
+                )
             time.sleep(poll_seconds)
             continue
         connection = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)

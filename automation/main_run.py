@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id, launcher = launch_job(MAIN_JOB, main_job_tags(settings.run_days()), home, log_file)
     print(f"run {run_id} of {MAIN_JOB} launched (run worker log: {log_file})", flush=True)
     with dg.DagsterInstance.get() as instance:
-        run = follow_run(instance, run_id, launcher, echo=lambda line: print(line, flush=True))
+        run = follow_run(instance, run_id, launcher, echo=lambda line: print(line, flush=True), log_file=log_file)
         launcher.wait(timeout=300)
         if run.status != dg.DagsterRunStatus.SUCCESS:
             print(
