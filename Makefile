@@ -24,7 +24,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test ui serve bench clean
+.PHONY: install run test ui reports serve bench clean
 
 install: $(INSTALLED)
 
@@ -43,10 +43,17 @@ run: install
 test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-## ui: the Dagster UI on UI_PORT, with the runs `make run` recorded
+## ui: the Dagster UI on UI_PORT, with the runs `make run` recorded, and the report server
+## (drift reports, Data Docs, training curves) on the port of RECLAKE_REPORTS_URL (3002)
 ui: install
 	$(BIN)/python -m automation.main_run --prepare-only
-	$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
+	@$(BIN)/python -m monitoring.report_server & reports=$$!; \
+		trap 'kill $$reports 2>/dev/null' EXIT INT TERM; \
+		$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
+
+## reports: only the report server (what `make ui` starts beside Dagster)
+reports: install
+	$(BIN)/python -m monitoring.report_server
 
 ## serve: `bentoml serve` of the model the last run pinned (for the configured source), on PORT
 serve: install

@@ -17,8 +17,8 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from assets import features, ingest, models, monitoring, quality, serving, splits, zoo  # noqa: E402
 from assets.partitions import daily_partitions, settings_partitions  # noqa: E402
-from automation.jobs import ingest_to_serve_job, main_job, zoo_job  # noqa: E402
-from automation.schedules import daily_ingest_schedule  # noqa: E402
+from automation.jobs import ingest_to_serve_job, landing_job, main_job, zoo_job  # noqa: E402
+from automation.schedules import daily_ingest_schedule, synthetic_feed_schedule  # noqa: E402
 from automation.sensors import landing_sensor  # noqa: E402
 from reclake.settings import Settings, load_settings  # noqa: E402
 from resources import build_resources  # noqa: E402
@@ -50,8 +50,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([ingest, features, quality, splits, models, serving, monitoring, zoo]),
         asset_checks=dg.load_asset_checks_from_modules([quality]),
-        jobs=[main_job, ingest_to_serve_job, zoo_job],
-        schedules=[daily_ingest_schedule],
+        jobs=[main_job, ingest_to_serve_job, zoo_job, landing_job],
+        schedules=[daily_ingest_schedule] + ([synthetic_feed_schedule] if settings.source == "synthetic" else []),
         sensors=[landing_sensor],
         resources=build_resources(settings),
         # Materializations started from the asset graph run like the jobs (automation/jobs.py).

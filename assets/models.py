@@ -109,7 +109,7 @@ def recommender_model(
             "model_version": version,
             "source": spec.source,
             "ranker": trained.ranking.spec.type,
-            "savedmodel_path": dg.MetadataValue.path(url) if store.is_local else dg.MetadataValue.url(url),
+            "savedmodel_path": lake.file_link(url),
             "trained_on": f"{trained.trained_on[0]} .. {trained.trained_on[1]}",
             "evaluated_on": trained.evaluated_on.isoformat(),
             "training_rows": len(trained.train),

@@ -79,7 +79,7 @@ def drift_report(
             partition=day.isoformat(),
             metadata={
                 "status": "reported",
-                "report_path": dg.MetadataValue.path(url) if store.is_local else dg.MetadataValue.url(url),
+                **lake.report_links("report", url),
                 "drifted_share": summary.drifted_share,
                 "drifted_columns": dg.MetadataValue.json(summary.drifted_columns),
                 "dataset_drift": summary.dataset_drift,

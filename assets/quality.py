@@ -14,6 +14,8 @@ site covers every validated day. Like every asset downstream of a blocking check
 not run when a check fails; the failing check's own metadata links its page.
 """
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,6 +24,7 @@ import pandas as pd
 from assets.checks import DayOutcome, evaluations_per_day
 from assets.partitions import daily_partitions, partition_days
 from monitoring.data_quality import MARTS, DataDocsSite, QualityResult, validate_mart
+from monitoring.report_server import DATA_DOCS_ROUTE
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
@@ -48,9 +51,15 @@ def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         compute_kind="greatexpectations",
         pool="duckdb_warehouse",
     )
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pipeline: PipelineResource):
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        pipeline: PipelineResource,
+        lake: LakeResource,
+    ):
         spec = pipeline.feature_spec()
         site = DataDocsSite(pipeline.data_docs_dir)
+        metadata_of = functools.partial(_check_metadata, site=site, lake=lake)
         days = partition_days(context)
         frame = warehouse.read_days(mart, days[0], days[-1])
         context.log.info(f"{mart}: validating {len(frame)} rows of {days[0]} .. {days[-1]}")
@@ -60,15 +69,15 @@ def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         for day in days:
             rows = int((dates == day).sum())
             if together.success:
-                outcome = DayOutcome(True, {**_check_metadata(together, _span(days)), "rows": rows}, _summary(together))
+                outcome = DayOutcome(True, {**metadata_of(together, _span(days)), "rows": rows}, _summary(together))
             elif rows == 0:
                 outcome = DayOutcome(True, {"rows": 0, "status": "no rows"}, "no rows on this day: nothing to validate")
             else:
                 alone = validate_mart(frame[dates == day], mart, spec, days=[day], site=site)
-                outcome = DayOutcome(alone.success, _check_metadata(alone, day.isoformat()), _summary(alone))
+                outcome = DayOutcome(alone.success, metadata_of(alone, day.isoformat()), _summary(alone))
             outcomes[day.isoformat()] = outcome
         if not together.success and all(outcome.passed for outcome in outcomes.values()):
-            metadata = _check_metadata(together, _span(days))
+            metadata = metadata_of(together, _span(days))
             reason = f"fails over {_span(days)} together, though no single day does: {_summary(together)}"
             outcomes = {key: DayOutcome(False, metadata, reason) for key in outcomes}
         failed = sorted(key for key, outcome in outcomes.items() if not outcome.passed)
@@ -92,13 +101,19 @@ def _entity_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         pool="duckdb_warehouse",
     )
     def _check(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pipeline: PipelineResource
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        pipeline: PipelineResource,
+        lake: LakeResource,
     ) -> dg.AssetCheckResult:
         frame = warehouse.query(f"select * from {mart}")
         context.log.info(f"{mart}: validating the whole table ({len(frame)} rows)")
-        result = validate_mart(frame, mart, pipeline.feature_spec(), site=DataDocsSite(pipeline.data_docs_dir))
+        site = DataDocsSite(pipeline.data_docs_dir)
+        result = validate_mart(frame, mart, pipeline.feature_spec(), site=site)
         return dg.AssetCheckResult(
-            passed=result.success, description=_summary(result), metadata=_check_metadata(result, "whole table")
+            passed=result.success,
+            description=_summary(result),
+            metadata=_check_metadata(result, "whole table", site=site, lake=lake),
         )
 
     return _check
@@ -153,6 +168,9 @@ def data_docs(
     spec = pipeline.feature_spec()
     histories = {history.suite: history for history in site.histories(source=spec.source)}
     metadata: dict[str, Any] = {"index": dg.MetadataValue.path(str(index))}
+    served = lake.reports_page(f"{DATA_DOCS_ROUTE}/index.html")
+    if served is not None:
+        metadata["index_url"] = served
     rows = ["| mart | newest run | newest result | expectations passed | runs passed |", "|---|---|---|---|---|"]
     for mart in MARTS:
         history = histories.get(f"{spec.source}.{mart}")
@@ -172,7 +190,7 @@ def data_docs(
     if not store.is_local:
         url = store.data_docs_dir()
         store.upload_dir(str(site.site_dir), url)
-        metadata["index_url"] = dg.MetadataValue.url(f"{url}/index.html")
+        metadata["index_copy"] = dg.MetadataValue.url(f"{url}/index.html")
     context.log.info(f"Data Docs of {len(histories)} {spec.source} suite(s) at {index}")
     return dg.MaterializeResult(metadata=metadata)
 
@@ -193,7 +211,16 @@ def _summary(result: QualityResult) -> str:
     )
 
 
-def _check_metadata(result: QualityResult, scope: str) -> dict[str, Any]:
+def _site_page(site: DataDocsSite, lake: LakeResource, page: str) -> dict[str, Any]:
+    """``data_docs_page`` (the local file) and ``data_docs_url`` (the report server's copy)."""
+    links: dict[str, Any] = {"data_docs_page": dg.MetadataValue.path(page)}
+    served = lake.reports_page(f"{DATA_DOCS_ROUTE}/{Path(page).relative_to(site.site_dir).as_posix()}")
+    if served is not None:
+        links["data_docs_url"] = served
+    return links
+
+
+def _check_metadata(result: QualityResult, scope: str, site: DataDocsSite, lake: LakeResource) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "suite": result.suite,
         "validated": scope,
@@ -203,5 +230,5 @@ def _check_metadata(result: QualityResult, scope: str) -> dict[str, Any]:
         "success_percent": float(result.statistics.get("success_percent") or 0.0),
     }
     if result.docs_page is not None:
-        metadata["data_docs_page"] = dg.MetadataValue.path(result.docs_page)
+        metadata.update(_site_page(site, lake, result.docs_page))
     return metadata

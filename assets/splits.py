@@ -39,6 +39,6 @@ def dataset_splits(
             "window": f"{days[0]} .. {days[-1]}",
             "rows": len(examples),
             "protocols": dg.MetadataValue.md(table.to_markdown(index=False)),
-            "folder": dg.MetadataValue.path(store.url("splits")) if store.is_local else dg.MetadataValue.url(store.url("splits")),
+            "folder": lake.file_link(store.url("splits")),
         }
     )

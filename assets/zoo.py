@@ -142,7 +142,7 @@ def _ranker_partition(
         store.upload_dir(str(local), folder)
     epochs = len(result.history["loss"])
     context.log.info(f"{name}: {trained.metrics}")
-    link = dg.MetadataValue.path if store.is_local else dg.MetadataValue.url
+    link = lake.file_link
     return dg.MaterializeResult(
         metadata={
             **_version_metadata(spec.source, result.spec, version, trained),
@@ -150,7 +150,7 @@ def _ranker_partition(
             "best_epoch": result.best_epoch or epochs,
             "train_seconds": round(result.seconds, 1),
             "examples_per_second": round(result.examples_per_second),
-            "training_curve": link(f"{folder}/training_curve.html"),
+            **lake.report_links("training_curve", f"{folder}/training_curve.html"),
             "checkpoints": link(f"{folder}/checkpoints"),
             "savedmodel_path": link(f"{folder}/savedmodel"),
             **({"onnx_path": link(f"{folder}/ranker.onnx"), **onnx_metadata} if onnx_metadata else {}),
@@ -191,14 +191,15 @@ def _retriever_partition(
         store.upload_dir(str(local), folder)
     retriever = trained.retriever
     context.log.info(f"{name}: {trained.metrics}")
-    link = dg.MetadataValue.path if store.is_local else dg.MetadataValue.url
+    link = lake.file_link
     epochs = len(trained.history["loss"]) if trained.history else retriever.epochs
     optional = {
         "epochs": epochs,
         "best_epoch": trained.best_epoch,
-        "training_curve": link(f"{folder}/training_curve.html") if "training_curve.html" in written else None,
         "checkpoints": link(f"{folder}/checkpoints") if "checkpoints" in written else None,
     }
+    if "training_curve.html" in written:
+        optional.update(lake.report_links("training_curve", f"{folder}/training_curve.html"))
     return dg.MaterializeResult(
         metadata={
             **_version_metadata(spec.source, trained.spec, version, trained),

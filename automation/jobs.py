@@ -42,3 +42,13 @@ zoo_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Train, evaluate and export every bundled model config on the source's newest window.",
 )
+
+# Only the landing: for the synthetic demo, what a day's logs arriving looks like (the
+# generator writes the day); the landing sensor takes it from there.
+landing_job = dg.define_asset_job(
+    name="landing_job",
+    selection=dg.AssetSelection.assets("landing_logs"),
+    partitions_def=daily_partitions,
+    executor_def=dg.in_process_executor,
+    description="Land one day's logs (for the synthetic source: generate them).",
+)

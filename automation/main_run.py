@@ -15,6 +15,7 @@ Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--prepar
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ if os.environ.get("RECLAKE_TF_LOG") != "1":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from automation.launch import follow_run, launch_job, prepare_dagster_home  # noqa: E402
-from reclake.settings import Settings, load_settings  # noqa: E402
+from reclake.settings import DEMO_START_FILE, Settings, load_settings, record_demo_start  # noqa: E402
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,6 +58,14 @@ def _describe(settings: Settings) -> str:
     return f"{what}, ranker {settings.ranker_config}"
 
 
+def _days_not_yet_ended(settings: Settings) -> list:
+    """The run's days that open-ended daily partitions do not hold yet (today and later)."""
+    if settings.partitions_end is not None:
+        return []
+    today = dt.datetime.now(dt.UTC).date()
+    return [day for day in settings.run_days() if day >= today]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     if args.days is not None:
@@ -71,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(tag_file.read_text().strip())
         return 0
+    not_yet = _days_not_yet_ended(settings)
+    if not_yet:
+        print(
+            f"reclake: the run's days reach {not_yet[-1]}, which has not ended yet (UTC); daily partitions "
+            f"end yesterday. Set synthetic.start_date (RECLAKE_SYNTHETIC_START_DATE) or fewer days, or delete "
+            f"{settings.source_state_dir / DEMO_START_FILE} to start the demo window afresh",
+            file=sys.stderr,
+        )
+        return 2
+    record_demo_start(settings)
     home = prepare_dagster_home(_dagster_home(settings))
 
     from assets.features import prepare_dbt_manifest

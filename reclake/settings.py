@@ -28,6 +28,8 @@ DEFAULT_STATE_DIR = PROJECT_ROOT / ".reclake"
 class SyntheticSettings:
     """Knobs of the built-in synthetic log generator (see ``sources.synthetic``)."""
 
+    # Day 0 of the generator. ``load_settings`` fills it, when unset, with the demo
+    # window's start (``demo_start``): the ``days`` days that end yesterday.
     start_date: str = "2024-03-01"
     days: int = 7
     events_per_day: int = 50_000
@@ -68,7 +70,8 @@ class Settings:
         ranker_config: the zoo model config of the pipeline's ranker: a name in
             ``models/configs`` (``dcn_v2_stacked``, ``deepfm``, ``fm``, ``hashed_lr``, ...)
             or a YAML path.
-        partitions_start: first day of the daily partitions (``YYYY-MM-DD``).
+        partitions_start: first day of the daily partitions (``YYYY-MM-DD``); for the
+            synthetic source it defaults to the generator's first day.
         partitions_end: last day with data, for historical sources (``make run``
             materializes ``partitions_start .. partitions_end``); None: open-ended.
         training_window_days: how many newest days train a model (the newest of them is
@@ -78,6 +81,8 @@ class Settings:
             backfill over a long history reports its newest days only).
         quarantine_max_share: largest share of quarantined rows a day may have before the
             blocking check on ``raw_events`` fails.
+        reports_url: where ``make ui`` serves the lake's reports over HTTP
+            (``monitoring.report_server``); the assets link their reports there.
         synthetic: the synthetic generator's knobs.
     """
 
@@ -96,6 +101,7 @@ class Settings:
     drift_reference_days: int = 7
     drift_days_per_run: int = 14
     quarantine_max_share: float = 0.01
+    reports_url: str = "http://127.0.0.1:3002"
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
     @property
@@ -139,6 +145,11 @@ class Settings:
         return Path(self.state_dir) / self.source
 
     @property
+    def data_docs_dir(self) -> Path:
+        """The source's Great Expectations project and Data Docs site (a local folder)."""
+        return self.source_state_dir / "data_docs"
+
+    @property
     def current_model_tag_file(self) -> Path:
         """Where the ``bento_model`` asset pins the tag that ``make serve`` serves."""
         return self.source_state_dir / "current_model_tag"
@@ -180,6 +191,7 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_DRIFT_REFERENCE_DAYS": (None, "drift_reference_days"),
     "RECLAKE_DRIFT_DAYS_PER_RUN": (None, "drift_days_per_run"),
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
+    "RECLAKE_REPORTS_URL": (None, "reports_url"),
     "RECLAKE_SYNTHETIC_START_DATE": ("synthetic", "start_date"),
     "RECLAKE_SYNTHETIC_DAYS": ("synthetic", "days"),
     "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": ("synthetic", "events_per_day"),
@@ -230,15 +242,47 @@ def config_file_path(environ: Mapping[str, str] | None = None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+# Where the synthetic demo's first day is recorded (in the source's state folder), so
+# that its days keep their data and its partitions their start as the calendar moves on.
+DEMO_START_FILE = "demo_start"
+
+
+def demo_start(source_dir: Path, days: int, today: dt.date | None = None) -> str:
+    """First day of the synthetic demo: the recorded one (``record_demo_start``), else
+    the first of the ``days`` days that end yesterday (UTC), so that a new demo's daily
+    partitions are all materialized by ``make run`` and tomorrow's day is the next one."""
+    recorded = source_dir / DEMO_START_FILE
+    if recorded.is_file():
+        return recorded.read_text().strip()
+    today = today or dt.datetime.now(dt.UTC).date()
+    return (today - dt.timedelta(days=days)).isoformat()
+
+
+def record_demo_start(settings: Settings) -> Path | None:
+    """Record the synthetic source's first day in its state folder unless one is already
+    recorded (``make run`` and ``make ui`` do, before the first run). Returns the file,
+    or None for a real source."""
+    if settings.source != "synthetic":
+        return None
+    recorded = settings.source_state_dir / DEMO_START_FILE
+    if not recorded.is_file():
+        recorded.parent.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(settings.synthetic.start_date + "\n")
+    return recorded
+
+
+def load_settings(environ: Mapping[str, str] | None = None, today: dt.date | None = None) -> Settings:
     """Read settings from defaults, the config file and ``RECLAKE_*`` variables.
 
     Args:
         environ: the environment to read (``os.environ`` when None).
+        today: the calendar day the synthetic demo's window ends before (UTC today when
+            None); only read when no start day is set or recorded (``demo_start``).
 
     Returns:
         A frozen ``Settings``. The lake and the warehouse default to the source's folder
-        in the state dir (``<state_dir>/<source>/``) unless set explicitly.
+        in the state dir (``<state_dir>/<source>/``) unless set explicitly; the synthetic
+        source's ``start_date`` to ``demo_start`` and ``partitions_start`` to it.
 
     Raises:
         ValueError: on an unknown key in the config file or a value of the wrong type.
@@ -272,6 +316,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     source_dir = state / str(top.get("source", Settings.source))
     top.setdefault("lake_root", str(source_dir / "lake"))
     top.setdefault("warehouse_path", str(source_dir / "warehouse.duckdb"))
+    if str(top.get("source", Settings.source)) == "synthetic":
+        if "start_date" not in synthetic:
+            days = _coerce(SyntheticSettings, "days", synthetic.get("days", SyntheticSettings.days))
+            synthetic["start_date"] = demo_start(source_dir, days, today)
+        top.setdefault("partitions_start", synthetic["start_date"])
 
     where = str(path) if path else "settings"
     top["synthetic"] = _build(SyntheticSettings, synthetic, f"{where} [synthetic]")

@@ -24,7 +24,9 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for ``settings``, keyed by the names the assets ask for."""
     return {
-        "lake": LakeResource(root=settings.lake_root, s3_endpoint_url=settings.s3_endpoint_url),
+        "lake": LakeResource(
+            root=settings.lake_root, s3_endpoint_url=settings.s3_endpoint_url, reports_url=settings.reports_url
+        ),
         "warehouse": WarehouseResource(path=settings.warehouse_path),
         "dbt": DbtCliResource(
             project_dir=str(PROJECT_ROOT / "dbt_project"),
@@ -42,7 +44,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             source_options=dict(settings.source_options),
             feature_spec_path=settings.feature_spec,
             downloads_dir=str(settings.source_state_dir / "downloads"),
-            data_docs_dir=str(settings.source_state_dir / "data_docs"),
+            data_docs_dir=str(settings.data_docs_dir),
             ranker_config=settings.ranker_config,
             training_window_days=settings.training_window_days,
             drift_reference_days=settings.drift_reference_days,

@@ -16,6 +16,10 @@ os.environ["BENTOML_HOME"] = str(_SESSION_STATE / "bentoml")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# The tests' synthetic world starts on a fixed day (a user's demo ends yesterday instead):
+# in this process, whose code location fixes its partitions at import, and in every child.
+PINNED_CALENDAR = {"RECLAKE_SYNTHETIC_START_DATE": "2024-03-01"}
+os.environ.update(PINNED_CALENDAR)
 
 import pytest  # noqa: E402
 
@@ -34,9 +38,10 @@ def session_state_dir() -> Path:
 
 def process_env(environ: dict[str, str]) -> dict[str, str]:
     """The environment of a process a test starts: this one's, without any ``RECLAKE_*``
-    variable an earlier test's code location wrote into it, plus ``environ``."""
+    variable an earlier test's code location wrote into it, plus the tests' calendar and
+    ``environ``."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("RECLAKE_")}
-    return {**inherited, **environ}
+    return {**inherited, **PINNED_CALENDAR, **environ}
 
 
 def free_port() -> int:
@@ -62,6 +67,7 @@ def make_settings(tmp_path: Path, state_dir: Path, **overrides: str):
         "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": "6000",
         "RECLAKE_SYNTHETIC_USERS": "400",
         "RECLAKE_SYNTHETIC_ITEMS": "150",
+        **PINNED_CALENDAR,
     }
     environ.update({f"RECLAKE_{name}": value for name, value in overrides.items()})
     return load_settings(environ)

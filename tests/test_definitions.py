@@ -1,10 +1,12 @@
 """The code location loads: every asset, check, job, schedule and sensor resolves."""
 
+import datetime as dt
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 from conftest import PROJECT_ROOT, make_settings
 
 
@@ -31,6 +33,13 @@ def test_jobs_schedules_and_sensors_resolve(tmp_path, session_state_dir):
     assert "landing_logs" not in {n.name for n in ingest.nodes_in_topological_order}
     assert defs.get_schedule_def("ingest_to_serve_job_schedule").cron_schedule == "0 2 * * *"
     assert defs.get_sensor_def("landing_sensor").job_name == "ingest_to_serve_job"
+    # The demo's feed lands the day that just ended, and only the landing.
+    feed = defs.get_schedule_def("synthetic_feed_schedule")
+    assert feed.job_name == "landing_job" and feed.default_status == dg.DefaultScheduleStatus.STOPPED
+    tick = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 3, 9, 0, 10, tzinfo=dt.UTC))
+    (request,) = feed.evaluate_tick(tick).run_requests
+    assert request.partition_key == "2024-03-08"
+    assert {n.name for n in defs.resolve_job_def("landing_job").nodes_in_topological_order} == {"landing_logs"}
     groups = {spec.group_name for spec in defs.resolve_all_asset_specs()}
     assert groups == {
         "landing", "bronze", "features", "quality", "datasets", "models", "serving", "monitoring", "model_zoo",

@@ -47,7 +47,7 @@ def world(tmp_path_factory):
     }
     env = process_env(environ)
     env.pop("BENTOML_HOME", None)  # the settings' store, as for a user
-    return load_settings(environ), env, Path(environ["DAGSTER_HOME"])
+    return load_settings(env), env, Path(environ["DAGSTER_HOME"])
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 import pytest
 import requests
-from conftest import make_settings
+from conftest import free_port, make_settings
 from serving_support import running_service
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,9 @@ DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 def main_run(tmp_path_factory, session_state_dir):
     from automation.run_summary import check_outcomes, run_main_job
 
-    settings = make_settings(tmp_path_factory.mktemp("pipeline"), session_state_dir)
+    settings = make_settings(
+        tmp_path_factory.mktemp("pipeline"), session_state_dir, REPORTS_URL=f"http://127.0.0.1:{free_port()}"
+    )
     instance = dg.DagsterInstance.ephemeral()
     summary, summary_url = run_main_job(settings, instance)
     return settings, instance, summary, summary_url, check_outcomes(instance, summary["run_id"])
@@ -43,6 +45,43 @@ def test_summary_is_written_and_names_every_output(main_run):
     assert Path(summary["drift_report_path"]).read_text().lstrip().lower().startswith("<!doctype html")
     assert summary["bento_model_tag"].startswith("reclake_synthetic:")
     assert settings.current_model_tag_file.read_text().strip() == summary["bento_model_tag"]
+
+
+def test_every_report_opens_from_its_asset_over_http(main_run):
+    """The drift report, Data Docs and each check's validation page are one click away
+    in the UI: their metadata URLs answer from the report server ``make ui`` starts."""
+    from monitoring.data_quality import DataDocsSite
+    from monitoring.report_server import ReportRoots, start_report_server
+    from reclake.lake import Lake
+
+    settings, instance, summary, _, _ = main_run
+    drift = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_report"), asset_partitions=[DAYS[-1]]), limit=1
+    ).records[0]
+    docs = instance.get_latest_materialization_event(dg.AssetKey("data_docs"))
+    urls = [
+        drift.asset_materialization.metadata["report_url"].value,
+        docs.asset_materialization.metadata["index_url"].value,
+    ]
+    checks = instance.get_records_for_run(summary["run_id"], of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    pages = [
+        record.event_log_entry.dagster_event.event_specific_data.metadata.get("data_docs_url") for record in checks
+    ]
+    urls += [page.value for page in pages if page is not None]
+    assert len(urls) >= 2 + len(DAYS), urls  # a page per event-mart day, at least
+    assert all(url.startswith(settings.reports_url + "/") for url in urls), urls
+
+    roots = ReportRoots(Lake.open(settings.lake_root), str(DataDocsSite(settings.data_docs_dir).site_dir))
+    server = start_report_server(roots, "127.0.0.1", int(settings.reports_url.rsplit(":", 1)[1]))
+    try:
+        for url in urls:
+            page = requests.get(url, timeout=30)
+            assert page.status_code == 200 and page.text.lstrip().lower().startswith("<!doctype html"), url
+        index = requests.get(settings.reports_url + "/", timeout=30).text
+        assert f"dt%3D{DAYS[-1]}/drift_report.html" in index and "data_docs/index.html" in index
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_every_asset_and_partition_is_materialized(main_run):

@@ -77,3 +77,26 @@ def test_dbt_reads_bronze_from_s3_into_the_warehouse(s3_run):
         facts = con.execute("select count(*), count(distinct event_id) from fct_events").fetchone()
     assert counts == {day: 500 for day in DAYS}
     assert facts == (1000, 1000)
+
+
+def test_reports_in_the_bucket_are_served_over_http(s3_run):
+    """A browser cannot open ``s3://``: the report server reads the bucket through s3fs."""
+    import requests
+
+    from monitoring.report_server import ReportRoots, start_report_server
+    from reclake.lake import Lake
+
+    settings, endpoint = s3_run
+    lake = Lake.open(settings.lake_root, endpoint)
+    report = "reports/drift/dt=2024-03-02/drift_report.html"
+    lake.write_bytes(lake.url(report), b"<!doctype html><title>drift in the bucket</title>")
+    port = free_port()
+    server = start_report_server(ReportRoots(lake), "127.0.0.1", port)
+    try:
+        page = requests.get(f"http://127.0.0.1:{port}/{report}", timeout=30)
+        assert page.status_code == 200 and "drift in the bucket" in page.text
+        assert report.replace("=", "%3D") in requests.get(f"http://127.0.0.1:{port}/", timeout=30).text
+        assert requests.get(f"http://127.0.0.1:{port}/data_docs/index.html", timeout=30).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,19 +1,51 @@
 """Settings: defaults, a config file and RECLAKE_* variables, with clear errors."""
 
+import datetime as dt
 import json
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from reclake.settings import load_settings
+from reclake.settings import DEMO_START_FILE, PROJECT_ROOT, load_settings, record_demo_start
 
 
 def test_defaults_live_under_the_project_state_folder():
-    settings = load_settings({})
+    settings = load_settings({"RECLAKE_SYNTHETIC_START_DATE": "2024-03-01"})
     assert settings.source == "synthetic"
+    assert Path(settings.state_dir) == PROJECT_ROOT / ".reclake"
     assert Path(settings.lake_root) == Path(settings.state_dir) / "synthetic" / "lake"
     assert settings.synthetic.days == 7 and settings.synthetic.events_per_day == 50_000
     assert settings.run_days()[0].isoformat() == "2024-03-01" and len(settings.run_days()) == 7
+    assert settings.partitions_start == "2024-03-01"
+
+
+def test_the_demo_window_ends_yesterday_and_stays_once_recorded(tmp_path):
+    """A new demo's days are the seven that end yesterday, so its partitions (which end
+    yesterday) are all filled by one run; once recorded, the window's start stays as the
+    calendar moves on, and the next day to land is the next calendar day."""
+    environ = {"RECLAKE_STATE_DIR": str(tmp_path)}
+    today = dt.date(2026, 12, 3)
+    settings = load_settings(environ, today=today)
+    days = settings.run_days()
+    assert (days[0], days[-1], len(days)) == (dt.date(2026, 11, 26), dt.date(2026, 12, 2), 7)
+    assert settings.partitions_start == "2026-11-26" and settings.synthetic.start_date == "2026-11-26"
+    partitions = dg.DailyPartitionsDefinition(start_date=settings.partitions_start)
+    assert partitions.get_partition_keys(current_time=dt.datetime(2026, 12, 3, 9, tzinfo=dt.UTC)) == [
+        day.isoformat() for day in days
+    ]
+
+    later = dt.date(2026, 12, 20)
+    assert load_settings(environ, today=later).run_days()[0] == dt.date(2026, 12, 13)  # not recorded: moves
+    recorded = record_demo_start(settings)
+    assert recorded == tmp_path / "synthetic" / DEMO_START_FILE
+    assert load_settings(environ, today=later).run_days() == days
+    assert record_demo_start(load_settings(environ, today=later)) == recorded
+    assert recorded.read_text().strip() == "2026-11-26"
+
+    pinned = load_settings({**environ, "RECLAKE_SYNTHETIC_START_DATE": "2024-03-01"}, today=later)
+    assert pinned.run_days()[0] == dt.date(2024, 3, 1) and pinned.partitions_start == "2024-03-01"
+    assert record_demo_start(load_settings({**environ, "RECLAKE_SOURCE": "criteo"})) is None
 
 
 def test_config_file_then_environment(tmp_path):
