@@ -47,7 +47,7 @@ test: install
 ## (drift reports, Data Docs, training curves) on the port of RECLAKE_REPORTS_URL (3002)
 ui: install
 	$(BIN)/python -m automation.main_run --prepare-only
-	@$(BIN)/python -m monitoring.report_server & reports=$$!; \
+	@$(BIN)/python -m monitoring.report_server --exit-with-parent & reports=$$!; \
 		trap 'kill $$reports 2>/dev/null' EXIT INT TERM; \
 		$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
 

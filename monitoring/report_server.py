@@ -18,9 +18,12 @@ from __future__ import annotations
 import argparse
 import html
 import mimetypes
+import os
 import posixpath
+import signal
 import sys
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -176,6 +179,18 @@ def start_report_server(roots: ReportRoots, host: str, port: int) -> ThreadingHT
     return server
 
 
+def _exit_when_orphaned(poll_seconds: float = 2.0) -> None:
+    """End this process once its parent has gone (it is then re-parented)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="reclake-reports-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     from reclake.settings import load_settings
 
@@ -184,7 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=default.hostname or "127.0.0.1")
     parser.add_argument("--port", type=int, default=default.port or 80)
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the process that started this one ends (make ui)"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    # Started in the background by a shell, SIGINT arrives ignored: Ctrl-C should stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.exit_with_parent:
+        _exit_when_orphaned()
     from monitoring.data_quality import DataDocsSite
 
     roots = ReportRoots(

@@ -1,8 +1,15 @@
 """The report server: a lake's reports (and the local Data Docs site) over real HTTP."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
 import pytest
 import requests
-from conftest import free_port
+from conftest import PROJECT_ROOT, free_port, process_env
 
 from monitoring.report_server import ReportRoots, lake_path, start_report_server
 from reclake.lake import Lake
@@ -80,3 +87,60 @@ def test_missing_and_outside_paths_are_404(served):
     escape = requests.get(f"{served}/%2e%2e/secret.txt", timeout=10)
     assert escape.status_code == 404 and "the secret" not in escape.text
     assert requests.get(f"{served}/data_docs/%2e%2e/%2e%2e/secret.txt", timeout=10).status_code == 404
+
+
+def _wait_for(predicate, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_command_stops_on_ctrl_c_and_with_the_shell_that_started_it(tmp_path):
+    """As ``make ui`` starts it: in the background of a shell (where SIGINT arrives
+    ignored), beside Dagster. Ctrl-C stops it, and so does the end of that shell."""
+    port = free_port()
+    env = process_env(
+        {
+            "RECLAKE_STATE_DIR": str(tmp_path),
+            "RECLAKE_LAKE_ROOT": str(tmp_path / "lake"),
+            "RECLAKE_REPORTS_URL": f"http://127.0.0.1:{port}",
+        }
+    )
+    command = f"{sys.executable} -m monitoring.report_server --exit-with-parent & echo $!; exec sleep 600"
+    shell = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT, text=True)
+    try:
+        server = int(shell.stdout.readline())
+        assert _wait_for(lambda: _answers(f"http://127.0.0.1:{port}/")), "the report server never answered"
+        shell.kill()  # the shell ends (as when `dagster dev` stops): the server follows
+        assert _wait_for(lambda: _gone(server), 15), "the report server outlived its shell"
+    finally:
+        shell.kill()
+
+    ignoring = subprocess.Popen(
+        [sys.executable, "-m", "monitoring.report_server"],
+        env=env, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        assert _wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"))
+        ignoring.send_signal(signal.SIGINT)
+        assert ignoring.wait(timeout=15) == 0
+    finally:
+        ignoring.kill()
