@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,4 +108,15 @@ def feature_tables(
         "min_date": window.start.date().isoformat(),
         "max_date": window.end.date().isoformat(),
     }
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    started, built, tests, failed = time.perf_counter(), 0, 0, 0
+    for event in dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream():
+        if isinstance(event, dg.Output | dg.AssetMaterialization):
+            built += 1
+        elif isinstance(event, dg.AssetCheckResult):
+            tests, failed = tests + 1, failed + (not event.passed)
+        yield event
+    # One line instead of dbt's command line (its vars are the whole feature spec).
+    context.log.info(
+        f"dbt build of {dbt_vars['min_date']} .. {dbt_vars['max_date']} (end exclusive): {built} models, "
+        f"{tests} tests ({failed} failed) in {time.perf_counter() - started:.1f} s"
+    )

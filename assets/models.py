@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.progress import epoch_logger
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
@@ -65,7 +66,9 @@ def recommender_model(
     user_features = warehouse.query("select * from user_features") if spec.user_id else None
     item_features = warehouse.query("select * from item_features") if spec.item_id else None
 
-    trained = train_recommender(examples, spec, days, item_features, ranker=pipeline.ranker_config)
+    trained = train_recommender(
+        examples, spec, days, item_features, ranker=pipeline.ranker_config, on_epoch_end=epoch_logger(context, "ranker")
+    )
     metrics = trained.metrics
     metric, higher_is_better = promotion_metric(spec)
     decision = decide_promotion(

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.progress import epoch_logger
 from models.configs import config_names
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
@@ -120,7 +121,9 @@ def _ranker_partition(
     folder = store.url("models", "zoo", name, version)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp)
-        trained = train_ranker(examples, spec, days, name, checkpoint_dir=local / "checkpoints")
+        trained = train_ranker(
+            examples, spec, days, name, checkpoint_dir=local / "checkpoints", on_epoch_end=epoch_logger(context, name)
+        )
         result = trained.result
         training_curve_html(result.history, f"{name} on {spec.source}, {version}", local / "training_curve.html")
         export_recommender(

@@ -14,6 +14,7 @@ through ``dagster_home/direct/dagster.yaml``: the same storage, launched at once
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -124,6 +125,42 @@ def launch_job(job_name: str, tags: Mapping[str, str], home: Path, log_file: Pat
     return run_id, process
 
 
+# Lines of a run's log not worth a console line: Dagster's and dagster-dbt's bookkeeping
+# (dbt's command line carries the whole feature spec; the asset logs a summary instead).
+_BOOKKEEPING = (
+    "A dbt subsetted execution",
+    "Running dbt command",
+    "Finished dbt command",
+    "Writing file at",
+    "Loading file from",
+)
+_LINE_LIMIT = 160
+
+
+def progress_line(entry) -> str | None:
+    """The console line of a run's log message (an ``EventLogEntry`` without a Dagster
+    event: what the steps log), or None for debug output and bookkeeping."""
+    if entry.dagster_event is not None or entry.level < logging.INFO:
+        return None
+    message = (entry.user_message or "").strip()
+    if not message or message.startswith(_BOOKKEEPING):
+        return None
+    line = message.splitlines()[0]
+    return line if len(line) <= _LINE_LIMIT else line[: _LINE_LIMIT - 3] + "..."
+
+
+def step_labels(instance, run) -> dict[str, str]:
+    """Step key -> what the UI calls it: the asset (``feature_tables``), or for a step
+    that only evaluates a check, ``check <asset>/<check name>``."""
+    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    labels = {}
+    for step in snapshot.steps:
+        checks = [output.properties.asset_check_key for output in step.outputs if output.properties]
+        if checks and all(key is not None for key in checks):
+            labels[step.key] = "check " + ", ".join(key.to_user_string() for key in checks)
+    return labels
+
+
 def _tail(log_file: Path | None, lines: int = 40) -> str:
     """The last ``lines`` lines of ``log_file``, as the continuation of an error message."""
     if log_file is None or not log_file.exists():
@@ -140,7 +177,8 @@ def follow_run(
     poll_seconds: float = 1.0,
     log_file: Path | None = None,
 ):
-    """Wait for a run to finish, echoing one line per step as it starts and ends.
+    """Wait for a run to finish, echoing one line per step as it starts and ends, and
+    the steps' own progress lines (``progress_line``) in between.
 
     Args:
         instance: the ``DagsterInstance`` the run was submitted to.
@@ -158,9 +196,12 @@ def follow_run(
     import dagster as dg
 
     started: dict[str, float] = {}
+    labels: dict[str, str] | None = None
     cursor = None
     while True:
         run = instance.get_run_by_id(run_id)
+        if run is not None and labels is None:
+            labels = step_labels(instance, run)
         if run is None:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(
@@ -174,16 +215,19 @@ def follow_run(
         for record in connection.records:
             event = record.event_log_entry.dagster_event
             if event is None:
+                line = progress_line(record.event_log_entry)
+                if line is not None:
+                    echo(f"      {line}")
                 continue
             if event.event_type == dg.DagsterEventType.STEP_START:
                 started[event.step_key] = record.event_log_entry.timestamp
-                echo(f"  {event.step_key} ...")
+                echo(f"  {labels.get(event.step_key, event.step_key)} ...")
             elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
                 seconds = record.event_log_entry.timestamp - started.get(
                     event.step_key, record.event_log_entry.timestamp
                 )
                 outcome = "done" if event.event_type == dg.DagsterEventType.STEP_SUCCESS else "FAILED"
-                echo(f"  {event.step_key} {outcome} in {seconds:.1f} s")
+                echo(f"  {labels.get(event.step_key, event.step_key)} {outcome} in {seconds:.1f} s")
             elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 if not evaluation.passed:

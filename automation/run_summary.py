@@ -103,7 +103,8 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
     Returns:
         The summary (the run's configuration: ``source``, ``ranker_config``,
         ``events_per_day``; ``model_version``, ``metrics``, ``savedmodel_path``,
-        ``bento_model_tag``, ``drift_report_path``, ``partitions``, plus
+        ``bento_model_tag``, ``drift_report_path`` and ``drift_report_url`` (on the report
+        server of ``make ui``), ``partitions``, plus
         ``stage_seconds``, ``checks`` and ``run_id``) and the URL of ``run_summary.json``.
     """
     run = instance.get_run_by_id(run_id)
@@ -135,6 +136,7 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
         "savedmodel_path": model["savedmodel_path"],
         "bento_model_tag": latest["bento_model"]["bento_model_tag"],
         "drift_report_path": drift.get("report_path"),
+        "drift_report_url": drift.get("report_url"),
         "stage_seconds": step_durations(instance, run_id),
         "checks": {"passed": sum(checks.values()), "failed": sorted(k for k, ok in checks.items() if not ok)},
         "run_id": run_id,

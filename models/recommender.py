@@ -23,7 +23,7 @@ from models.retrieval import RetrievalConfig
 from models.splits import split_training_window, trained_span
 from models.training import evaluate_retrieval, train_retrieval
 from models.zoo.config import ModelSpec
-from models.zoo.registry import TrainingResult, ZooTrainingResult, evaluate_model, train_model
+from models.zoo.registry import EpochHook, TrainingResult, ZooTrainingResult, evaluate_model, train_model
 from reclake.feature_spec import FeatureSpec
 
 DEFAULT_RANKER = "dcn_v2_stacked"
@@ -91,6 +91,7 @@ def train_ranker(
     days: Sequence[dt.date],
     config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec = DEFAULT_RANKER,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    on_epoch_end: EpochHook | None = None,
 ) -> TrainedRanker:
     """Train a zoo config on the window's temporal split (early stopping on the validation
     day) and evaluate it on the held-out day.
@@ -101,6 +102,7 @@ def train_ranker(
         days: the window's days, oldest first (one day is split inside the day).
         config: the zoo model config.
         checkpoint_dir: where per-epoch checkpoints go; None: none.
+        on_epoch_end: progress after each epoch (``models.zoo.registry.EpochHook``).
 
     Raises:
         ValueError: no days, a part of the split is empty, or the config does not fit the
@@ -109,7 +111,9 @@ def train_ranker(
     if not days:
         raise ValueError("no days of training_examples to train on")
     train, validation, test = split_training_window(examples, days)
-    result = train_model(config, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir)
+    result = train_model(
+        config, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end
+    )
     metrics = {name: float(value) for name, value in evaluate_model(result.model, test).items() if value is not None}
     return TrainedRanker(
         result=result,
@@ -131,6 +135,7 @@ def train_recommender(
     ranker: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec = DEFAULT_RANKER,
     retrieval_config: RetrievalConfig = DEFAULT_RETRIEVAL,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    on_epoch_end: EpochHook | None = None,
 ) -> TrainedRecommender:
     """Train and evaluate a source's ranker (and retrieval, where it has ids).
 
@@ -143,11 +148,12 @@ def train_recommender(
         ranker: the zoo model config of the ranker.
         retrieval_config: the two-tower settings.
         checkpoint_dir: where the ranker's per-epoch checkpoints go; None: none.
+        on_epoch_end: progress after each of the ranker's epochs (``EpochHook``).
 
     Raises:
         ValueError: no days, or a part of the split is empty.
     """
-    ranker_run = train_ranker(examples, spec, days, ranker, checkpoint_dir)
+    ranker_run = train_ranker(examples, spec, days, ranker, checkpoint_dir, on_epoch_end)
     train, validation, test = ranker_run.train, ranker_run.validation, ranker_run.test
     ranking = ranker_run.result
     metrics = {f"ranking_{name}": value for name, value in ranker_run.metrics.items()}

@@ -12,7 +12,7 @@ import inspect
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,9 @@ MODEL_TYPES: dict[str, type[FeatureModel]] = {
     "mmoe": MMoE,
 }
 CHECKPOINT_PATTERN = "epoch-{epoch:03d}"
+
+# Progress after each training epoch: (1-based epoch, epochs configured, that epoch's metrics).
+EpochHook = Callable[[int, int, dict[str, float]], None]
 """Weights checkpoint name per epoch inside ``checkpoint_dir`` (TensorFlow checkpoint format)."""
 MODEL_CONFIG_FILE = "model_config.json"
 """Written next to the checkpoints: ``{"spec", "model"}`` (the model's ``get_config``)."""
@@ -240,6 +243,7 @@ def train_model(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     strategy: tf.distribute.Strategy | None = None,
     verbose: int = 0,
+    on_epoch_end: EpochHook | None = None,
 ) -> ZooTrainingResult:
     """Train the model a config describes on ``training_examples`` rows of a source.
 
@@ -258,6 +262,8 @@ def train_model(
             (``{"spec", "model"}``); ``load_checkpoint`` restores one.
         strategy: Distribution strategy; ``distribution.choose_strategy()`` when ``None``.
         verbose: Keras ``fit`` verbosity.
+        on_epoch_end: called after each epoch with ``(epoch, epochs, logs)``: the 1-based
+            epoch, the configured number and that epoch's metrics (progress for a console).
 
     Returns:
         The trained model, per-epoch history (``loss``, ``auc`` or per-output metrics,
@@ -301,6 +307,14 @@ def train_model(
             callbacks.append(early_stopping)
     if checkpoint_dir is not None:
         callbacks.extend(_checkpoint_callbacks(checkpoint_dir, spec, model, strategy))
+    if on_epoch_end is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: on_epoch_end(
+                    epoch + 1, settings.epochs, {name: float(value) for name, value in (logs or {}).items()}
+                )
+            )
+        )
 
     started = time.perf_counter()
     history = model.fit(
