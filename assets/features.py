@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from assets.partitions import daily_partitions, single_run_backfill
+from assets.partitions import daily_partitions, describe_days, partition_days, single_run_backfill
 from reclake.settings import PROJECT_ROOT
 from resources import DBT_EXECUTABLE
 from resources.lake import LakeResource
@@ -117,6 +117,6 @@ def feature_tables(
         yield event
     # One line instead of dbt's command line (its vars are the whole feature spec).
     context.log.info(
-        f"dbt build of {dbt_vars['min_date']} .. {dbt_vars['max_date']} (end exclusive): {built} models, "
+        f"dbt build of {describe_days(partition_days(context))}: {built} models, "
         f"{tests} tests ({failed} failed) in {time.perf_counter() - started:.1f} s"
     )

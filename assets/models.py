@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.progress import epoch_logger
+from assets.progress import epoch_logger, metrics_line
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
@@ -99,7 +99,7 @@ def recommender_model(
             seen_items=trained.seen_items,
         )
         store.upload_dir(str(local), url)
-    context.log.info(f"model {version}: {metrics}")
+    context.log.info(f"model {version}: {metrics_line(metrics)}")
     return dg.Output(
         ExportedModel(
             model_version=version,

@@ -18,7 +18,9 @@ def settings_partitions(settings: Settings) -> tuple[dt.datetime, dt.datetime | 
 
 
 _start, _end = settings_partitions(load_settings())
-daily_partitions = dg.DailyPartitionsDefinition(start_date=_start.strftime("%Y-%m-%d"), end_date=_end and _end.strftime("%Y-%m-%d"))
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=_start.strftime("%Y-%m-%d"), end_date=_end and _end.strftime("%Y-%m-%d")
+)
 
 # Backfills of many days run as one run: one dbt invocation, one pass over the files.
 single_run_backfill = dg.BackfillPolicy.single_run()
@@ -38,3 +40,8 @@ def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
     window = context.partition_time_window
     start, end = window.start.date(), window.end.date()
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
+
+
+def describe_days(days: list[dt.date]) -> str:
+    """``2024-03-01`` for one day, ``2024-03-01 .. 2024-03-07`` for several (in order)."""
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]} .. {days[-1]}"

@@ -22,7 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import DayOutcome, evaluations_per_day
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_partitions, describe_days, partition_days
 from monitoring.data_quality import MARTS, DataDocsSite, QualityResult, validate_mart
 from monitoring.report_server import DATA_DOCS_ROUTE
 from resources.lake import LakeResource
@@ -69,7 +69,9 @@ def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         for day in days:
             rows = int((dates == day).sum())
             if together.success:
-                outcome = DayOutcome(True, {**metadata_of(together, _span(days)), "rows": rows}, _summary(together))
+                outcome = DayOutcome(
+                    True, {**metadata_of(together, describe_days(days)), "rows": rows}, _summary(together)
+                )
             elif rows == 0:
                 outcome = DayOutcome(True, {"rows": 0, "status": "no rows"}, "no rows on this day: nothing to validate")
             else:
@@ -77,8 +79,8 @@ def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
                 outcome = DayOutcome(alone.success, metadata_of(alone, day.isoformat()), _summary(alone))
             outcomes[day.isoformat()] = outcome
         if not together.success and all(outcome.passed for outcome in outcomes.values()):
-            metadata = metadata_of(together, _span(days))
-            reason = f"fails over {_span(days)} together, though no single day does: {_summary(together)}"
+            metadata = metadata_of(together, describe_days(days))
+            reason = f"fails over {describe_days(days)} together, though no single day does: {_summary(together)}"
             outcomes = {key: DayOutcome(False, metadata, reason) for key in outcomes}
         failed = sorted(key for key, outcome in outcomes.items() if not outcome.passed)
         context.log.info(f"{mart}: {len(outcomes) - len(failed)} of {len(outcomes)} day(s) passed {together.suite}")
@@ -117,10 +119,6 @@ def _entity_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         )
 
     return _check
-
-
-def _span(days: list) -> str:
-    return days[0].isoformat() if len(days) == 1 else f"{days[0]} .. {days[-1]}"
 
 
 fct_events_expectations = _event_mart_check(

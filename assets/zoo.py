@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.progress import epoch_logger
+from assets.progress import epoch_logger, metrics_line
 from models.configs import config_names
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
@@ -144,7 +144,7 @@ def _ranker_partition(
             }
         store.upload_dir(str(local), folder)
     epochs = len(result.history["loss"])
-    context.log.info(f"{name}: {trained.metrics}")
+    context.log.info(f"{name}: {metrics_line(trained.metrics)}")
     link = lake.file_link
     return dg.MaterializeResult(
         metadata={
@@ -193,7 +193,7 @@ def _retriever_partition(
         written = {path.name for path in local.iterdir()}
         store.upload_dir(str(local), folder)
     retriever = trained.retriever
-    context.log.info(f"{name}: {trained.metrics}")
+    context.log.info(f"{name}: {metrics_line(trained.metrics)}")
     link = lake.file_link
     epochs = len(trained.history["loss"]) if trained.history else retriever.epochs
     optional = {

@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import partition_range_tags
+from assets.progress import readable
 from reclake.lake import Lake
 from reclake.settings import Settings
 
@@ -85,15 +86,6 @@ def failed_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
         for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         if entry.dagster_event is not None
     ]
-
-
-def readable(value: Any) -> Any:
-    """A metric as a person reads it: whole numbers as ints, others to 4 significant digits."""
-    if isinstance(value, bool) or not isinstance(value, float):
-        return value
-    if value.is_integer() and abs(value) >= 1:
-        return int(value)
-    return float(f"{value:.4g}")
 
 
 def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str) -> tuple[dict[str, Any], str]:
