@@ -15,7 +15,7 @@ import dagster as dg  # noqa: E402
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from assets import features, ingest, models, monitoring, quality, serving, splits, zoo  # noqa: E402
+from assets import features, ingest, models, monitoring, quality, serving, splits, zoo, with_group_owners  # noqa: E402
 from assets.partitions import daily_partitions, settings_partitions  # noqa: E402
 from automation.jobs import ingest_to_serve_job, landing_job, main_job, zoo_job  # noqa: E402
 from automation.schedules import daily_ingest_schedule, synthetic_feed_schedule  # noqa: E402
@@ -48,7 +48,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     for name, value in settings.child_process_environment().items():
         os.environ[name] = value
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingest, features, quality, splits, models, serving, monitoring, zoo]),
+        assets=with_group_owners(
+            dg.load_assets_from_modules([ingest, features, quality, splits, models, serving, monitoring, zoo])
+        ),
         asset_checks=dg.load_asset_checks_from_modules([quality]),
         jobs=[main_job, ingest_to_serve_job, zoo_job, landing_job],
         schedules=[daily_ingest_schedule] + ([synthetic_feed_schedule] if settings.source == "synthetic" else []),

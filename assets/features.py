@@ -65,6 +65,24 @@ def prepare_dbt_manifest() -> bool:
 prepare_dbt_manifest()
 
 
+def describe_dbt_test(test: Mapping[str, Any]) -> str:
+    """A sentence for a dbt data test's manifest node: what it asserts and what a failure does."""
+    if test.get("description"):
+        return test["description"]
+    metadata = test.get("test_metadata") or {}
+    kwargs = {k: v for k, v in (metadata.get("kwargs") or {}).items() if k not in ("model", "column_name")}
+    if not metadata:
+        what = f"dbt test `{test['name']}` ({test.get('original_file_path', 'singular test')})"
+    else:
+        what = f"dbt test `{metadata['name']}`"
+        if test.get("column_name"):
+            what += f" on column `{test['column_name']}`"
+        if kwargs:
+            what += ": " + "; ".join(f"{key} {value}" for key, value in kwargs.items())
+    blocking = (test.get("config", {}).get("severity") or "error").lower() == "error"
+    return what + (". Blocking: a failure stops the assets downstream." if blocking else ". A warning only.")
+
+
 class ReclakeDbtTranslator(DagsterDbtTranslator):
     """Puts dbt models in the ``features`` group and maps the bronze source to ``raw_events``."""
 
@@ -75,6 +93,16 @@ class ReclakeDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "features"
+
+    def get_asset_check_spec(
+        self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetCheckSpec | None:
+        """dbt's own check spec, described from the test's definition when its YAML gives
+        no ``description`` (``not_null`` on ``user_id``, ``expression_is_true``: ...)."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return spec._replace(description=describe_dbt_test(manifest["nodes"][unique_id]))
 
 
 @dbt_assets(

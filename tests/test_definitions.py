@@ -44,6 +44,14 @@ def test_jobs_schedules_and_sensors_resolve(tmp_path, session_state_dir):
     assert groups == {
         "landing", "bronze", "features", "quality", "datasets", "models", "serving", "monitoring", "model_zoo",
     }  # fmt: skip
+    # The catalog reads well: every asset says what it holds, what it is made with and who owns it.
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.description and len(spec.description) > 40, spec.key
+        assert spec.kinds and spec.owners, spec.key
+    graph = defs.resolve_asset_graph()
+    assert len(graph.asset_check_keys) > 20
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).description, key
     # The zoo is partitioned by model config, not by day: its own job, outside the daily ones.
     zoo = defs.resolve_job_def("model_zoo_job")
     assert {n.name for n in zoo.nodes_in_topological_order} == {"zoo_model"}
