@@ -15,7 +15,7 @@ import dagster as dg  # noqa: E402
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from assets import features, ingest, models, monitoring, quality, serving, splits, zoo, with_group_owners  # noqa: E402
+from assets import features, ingest, models, monitoring, quality, serving, splits, with_group_owners, zoo  # noqa: E402
 from assets.partitions import daily_partitions, settings_partitions  # noqa: E402
 from automation.jobs import ingest_to_serve_job, landing_job, main_job, zoo_job  # noqa: E402
 from automation.schedules import daily_ingest_schedule, synthetic_feed_schedule  # noqa: E402
