@@ -24,7 +24,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test ui reports serve bench clean
+.PHONY: install browser run test ui reports serve bench clean
 
 install: $(INSTALLED)
 
@@ -40,8 +40,17 @@ run: install
 	$(BIN)/python -m automation.main_run
 
 ## test: the whole test suite (what CI runs), on TEST_WORKERS processes
-test: install
+test: install browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+## browser: Debian's Chromium and ChromeDriver for the browser test, when root can apt-get
+## them (about 20 s); without them that test is skipped and says why
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; }; } || \
+	echo "browser: Chromium not installed (needs root and apt-get); the browser test will be skipped"
 
 ## ui: the Dagster UI on UI_PORT, with the runs `make run` recorded, and the report server
 ## (drift reports, Data Docs, training curves) on the port of RECLAKE_REPORTS_URL (3002)
