@@ -21,6 +21,8 @@ export BENTOML_HOME := $(STATE_DIR)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 export DO_NOT_TRACK := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
+# Runs over long partition ranges start in seconds (automation/launch.py RUN_CREATION_ENV).
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
 
 INSTALLED := $(VENV)/.installed
 

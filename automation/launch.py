@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def launch_job(job_name: str, tags: Mapping[str, str], home: Path, log_file: Pat
         process = subprocess.Popen(
             command,
             cwd=PROJECT_ROOT,
-            env={**os.environ, "DAGSTER_HOME": str(home / "direct")},
+            env={**RUN_CREATION_ENV, **os.environ, "DAGSTER_HOME": str(home / "direct")},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -135,6 +136,16 @@ _BOOKKEEPING = (
     "Loading file from",
 )
 _LINE_LIMIT = 160
+# Progress lines echoed per step; a long history's per-day lines are counted past this.
+_LINES_PER_STEP = 12
+
+# Dagster writes one "planned" event per asset per partition when it creates a run over a
+# partition range: a run over years of daily partitions spent minutes (365 days) to hours
+# in SQLite before its first step. With this, one event per asset names the whole range;
+# the cost: partitions of a run that fails show as missing, not failed. Set for every
+# process that creates runs (`dagster job launch` here unless the environment says
+# otherwise; the UI and daemon by the Makefile).
+RUN_CREATION_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
 
 
 def progress_line(entry) -> str | None:
@@ -196,6 +207,7 @@ def follow_run(
     import dagster as dg
 
     started: dict[str, float] = {}
+    lines: dict[str | None, int] = defaultdict(int)
     labels: dict[str, str] | None = None
     cursor = None
     while True:
@@ -216,8 +228,11 @@ def follow_run(
             event = record.event_log_entry.dagster_event
             if event is None:
                 line = progress_line(record.event_log_entry)
+                step = record.event_log_entry.step_key
                 if line is not None:
-                    echo(f"      {line}")
+                    lines[step] += 1
+                    if lines[step] <= _LINES_PER_STEP:
+                        echo(f"      {line}")
                 continue
             if event.event_type == dg.DagsterEventType.STEP_START:
                 started[event.step_key] = record.event_log_entry.timestamp
@@ -226,6 +241,8 @@ def follow_run(
                 seconds = record.event_log_entry.timestamp - started.get(
                     event.step_key, record.event_log_entry.timestamp
                 )
+                if lines[event.step_key] > _LINES_PER_STEP:
+                    echo(f"      ... {lines[event.step_key] - _LINES_PER_STEP} more line(s) in the run's log (make ui)")
                 outcome = "done" if event.event_type == dg.DagsterEventType.STEP_SUCCESS else "FAILED"
                 echo(f"  {labels.get(event.step_key, event.step_key)} {outcome} in {seconds:.1f} s")
             elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:

@@ -74,8 +74,19 @@ def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
         # Executed by a run worker process the launcher started, not by `make run` itself.
         engine = [e.message for e in instance.all_logs(run.run_id) if "Executing steps in process" in e.message]
         assert engine and all("pid" in message for message in engine)
+        # One planned event per asset naming the whole range, not one per asset per day:
+        # what lets a run over years of days start in seconds (bench/long_history.py).
+        planned = [
+            e.dagster_event.event_specific_data
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        ]
+        raw = [data for data in planned if data.asset_key == dg.AssetKey("raw_events")]
+        assert len(raw) == 1 and sorted(raw[0].partitions_subset.get_partition_keys()) == DAYS
+        assert len(planned) == len({data.asset_key for data in planned})
     for step in ("raw_events", "feature_tables", "recommender_model", "bento_model"):
         assert f"  {step} done in " in stdout, step
+    assert "  check fct_events:fct_events_expectations done in " in stdout
+    assert "      ranker epoch 1/" in stdout and "Running dbt command" not in stdout
     assert summary["events_per_day"] == {day: 4000 for day in DAYS}
     assert isinstance(summary["metrics"]["ranking_examples"], int)
 
