@@ -11,7 +11,7 @@ and the core count.
 (Dagster's default: one planned event per asset per partition) to measure what it saves;
 expect minutes before the first step from a few hundred days on.
 
-Usage: ``python bench/long_history.py [--days 2400] [--events-per-day 40] [--planned-per-partition]``
+Usage: ``python bench/long_history.py [--days 2400] [--events-per-day 300] [--planned-per-partition]``
 """
 
 import argparse
@@ -31,7 +31,7 @@ STEP_LINE = re.compile(r"^  (?P<step>\S.*?) (?:\.\.\.|done in (?P<seconds>[\d.]+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=2400)
-    parser.add_argument("--events-per-day", type=int, default=40)
+    parser.add_argument("--events-per-day", type=int, default=300)
     parser.add_argument("--planned-per-partition", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args()
