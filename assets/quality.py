@@ -32,6 +32,20 @@ from resources.warehouse import WarehouseResource
 _FAILURES_IN_DESCRIPTION = 5
 
 
+def _suite_check(mart: str, description: str, **options: Any):
+    """The decorator of a mart's blocking Great Expectations check, ``<mart>_expectations``
+    (``options``: e.g. ``partitions_def``); it queues on the warehouse's pool."""
+    return dg.asset_check(
+        asset=dg.AssetKey(mart),
+        name=f"{mart}_expectations",
+        blocking=True,
+        description=description,
+        compute_kind="greatexpectations",
+        pool="duckdb_warehouse",
+        **options,
+    )
+
+
 def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
     """The blocking Great Expectations check of an event mart, with a result per day.
 
@@ -42,15 +56,7 @@ def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
     carries the failure of the days together.
     """
 
-    @dg.asset_check(
-        asset=dg.AssetKey(mart),
-        name=f"{mart}_expectations",
-        partitions_def=daily_partitions,
-        blocking=True,
-        description=description,
-        compute_kind="greatexpectations",
-        pool="duckdb_warehouse",
-    )
+    @_suite_check(mart, description, partitions_def=daily_partitions)
     def _check(
         context: dg.AssetCheckExecutionContext,
         warehouse: WarehouseResource,
@@ -94,14 +100,7 @@ def _entity_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
     """The blocking Great Expectations check of an entity mart: unpartitioned by design,
     since the table holds the newest state per id, whatever days the run built."""
 
-    @dg.asset_check(
-        asset=dg.AssetKey(mart),
-        name=f"{mart}_expectations",
-        blocking=True,
-        description=description,
-        compute_kind="greatexpectations",
-        pool="duckdb_warehouse",
-    )
+    @_suite_check(mart, description)
     def _check(
         context: dg.AssetCheckExecutionContext,
         warehouse: WarehouseResource,
