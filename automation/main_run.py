@@ -80,15 +80,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(tag_file.read_text().strip())
         return 0
-    not_yet = _days_not_yet_ended(settings)
-    if not_yet:
-        print(
-            f"reclake: the run's days reach {not_yet[-1]}, which has not ended yet (UTC); daily partitions "
-            f"end yesterday. Set synthetic.start_date (RECLAKE_SYNTHETIC_START_DATE) or fewer days, or delete "
-            f"{settings.source_state_dir / DEMO_START_FILE} to start the demo window afresh",
-            file=sys.stderr,
-        )
-        return 2
     record_demo_start(settings)
     home = prepare_dagster_home(_dagster_home(settings))
 
@@ -98,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_only:
         print(f"DAGSTER_HOME={home}")
         return 0
+    not_yet = _days_not_yet_ended(settings)
+    if not_yet:
+        print(
+            f"reclake: the run's days reach {not_yet[-1]}, which has not ended yet (UTC); daily partitions "
+            f"end yesterday. Set synthetic.start_date (RECLAKE_SYNTHETIC_START_DATE) or fewer days, or delete "
+            f"{settings.source_state_dir / DEMO_START_FILE} to start the demo window afresh",
+            file=sys.stderr,
+        )
+        return 2
 
     import dagster as dg
 

@@ -116,3 +116,25 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path):
         load_settings({"RECLAKE_SYNTHETIC_DAYS": "seven"})
     with pytest.raises(FileNotFoundError, match="RECLAKE_CONFIG"):
         load_settings({"RECLAKE_CONFIG": str(tmp_path / "missing.yaml")})
+
+
+def test_make_run_refuses_days_that_have_not_ended(tmp_path):
+    """A recorded demo start with more days than have passed since: `make run` says which
+    day is not over and how to move the window, before launching anything."""
+    import subprocess
+    import sys
+
+    from conftest import process_env
+
+    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)
+    (tmp_path / "synthetic").mkdir()
+    (tmp_path / "synthetic" / DEMO_START_FILE).write_text(start.isoformat())
+    env = process_env({"RECLAKE_STATE_DIR": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster_home")})
+    env.pop("RECLAKE_SYNTHETIC_START_DATE")
+    completed = subprocess.run(
+        [sys.executable, "-m", "automation.main_run"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert "has not ended yet" in completed.stderr and DEMO_START_FILE in completed.stderr
+    assert not list((tmp_path / "dagster_home").glob("history/runs/*.db"))  # nothing launched
