@@ -33,7 +33,8 @@ def dataset_splits(
         store.write_parquet(assignment, store.split_file(protocol))
         counts[protocol] = assignment["part"].value_counts().reindex(["train", "validation", "test"]).fillna(0).astype(int)
     table = pd.DataFrame(counts).T.rename_axis("protocol").reset_index()
-    context.log.info(f"splits of {days[0]} .. {days[-1]}:\n{table}")
+    sizes = "; ".join(f"{row.protocol} {row.train}/{row.validation}/{row.test}" for row in table.itertuples())
+    context.log.info(f"splits of {days[0]} .. {days[-1]} (train/validation/test rows): {sizes}")
     return dg.MaterializeResult(
         metadata={
             "window": f"{days[0]} .. {days[-1]}",
