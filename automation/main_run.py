@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(json.dumps(summary, indent=2))
     print(f"finished in {elapsed:.1f} s; model {summary['model_version']} served as {summary['bento_model_tag']}")
-    print("next: `make ui` (the run, its assets and checks), `make serve` (the model over HTTP)")
+    print(
+        f"next: `make ui` (the run, its assets and checks; reports at {settings.reports_url}/), "
+        "`make serve` (the model over HTTP)"
+    )
     print(summary_url)
     return 0
 
