@@ -145,7 +145,6 @@ def _ranker_partition(
         store.upload_dir(str(local), folder)
     epochs = len(result.history["loss"])
     context.log.info(f"{name}: {metrics_line(trained.metrics)}")
-    link = lake.file_link
     return dg.MaterializeResult(
         metadata={
             **_version_metadata(spec.source, result.spec, version, trained),
@@ -154,9 +153,9 @@ def _ranker_partition(
             "train_seconds": round(result.seconds, 1),
             "examples_per_second": round(result.examples_per_second),
             **lake.report_links("training_curve", f"{folder}/training_curve.html"),
-            "checkpoints": link(f"{folder}/checkpoints"),
-            "savedmodel_path": link(f"{folder}/savedmodel"),
-            **({"onnx_path": link(f"{folder}/ranker.onnx"), **onnx_metadata} if onnx_metadata else {}),
+            "checkpoints": lake.file_link(f"{folder}/checkpoints"),
+            "savedmodel_path": lake.file_link(f"{folder}/savedmodel"),
+            **({"onnx_path": lake.file_link(f"{folder}/ranker.onnx"), **onnx_metadata} if onnx_metadata else {}),
         }
     )
 
@@ -194,12 +193,11 @@ def _retriever_partition(
         store.upload_dir(str(local), folder)
     retriever = trained.retriever
     context.log.info(f"{name}: {metrics_line(trained.metrics)}")
-    link = lake.file_link
     epochs = len(trained.history["loss"]) if trained.history else retriever.epochs
     optional = {
         "epochs": epochs,
         "best_epoch": trained.best_epoch,
-        "checkpoints": link(f"{folder}/checkpoints") if "checkpoints" in written else None,
+        "checkpoints": lake.file_link(f"{folder}/checkpoints") if "checkpoints" in written else None,
     }
     if "training_curve.html" in written:
         optional.update(lake.report_links("training_curve", f"{folder}/training_curve.html"))
@@ -210,7 +208,7 @@ def _retriever_partition(
             "train_seconds": round(retriever.seconds, 1),
             "examples_per_second": round(retriever.examples_per_second),
             **{key: value for key, value in optional.items() if value is not None},
-            "savedmodel_path": link(f"{folder}/savedmodel"),
+            "savedmodel_path": lake.file_link(f"{folder}/savedmodel"),
             "topk_agreement": exported.topk_agreement,
         }
     )

@@ -162,7 +162,7 @@ def progress_line(entry) -> str | None:
 
 def step_labels(instance, run) -> dict[str, str]:
     """Step key -> what the UI calls it: the asset (``feature_tables``), or for a step
-    that only evaluates a check, ``check <asset>/<check name>``."""
+    that only evaluates a check, ``check <asset>:<check name>``."""
     snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
     labels = {}
     for step in snapshot.steps:

@@ -42,12 +42,11 @@ MODEL_TYPES: dict[str, type[FeatureModel]] = {
     "mmoe": MMoE,
 }
 CHECKPOINT_PATTERN = "epoch-{epoch:03d}"
-
-# Progress after each training epoch: (1-based epoch, epochs configured, that epoch's metrics).
-EpochHook = Callable[[int, int, dict[str, float]], None]
 """Weights checkpoint name per epoch inside ``checkpoint_dir`` (TensorFlow checkpoint format)."""
 MODEL_CONFIG_FILE = "model_config.json"
 """Written next to the checkpoints: ``{"spec", "model"}`` (the model's ``get_config``)."""
+EpochHook = Callable[[int, int, dict[str, float]], None]
+"""Progress after each training epoch: (1-based epoch, epochs configured, that epoch's metrics)."""
 
 
 TRUE_PCTR_COLUMN = "true_pctr"
