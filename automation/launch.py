@@ -85,11 +85,18 @@ def _write_managed(path: Path, body: str) -> None:
 
 def prepare_dagster_home(home: Path) -> Path:
     """Create the instance folder ``home`` (``dagster.yaml``, plus ``direct/`` for console
-    runs) and point ``DAGSTER_HOME`` at it. Returns ``home``, resolved."""
+    runs) and its storage, and point ``DAGSTER_HOME`` at it. Returns ``home``, resolved."""
+    import dagster as dg
+
     home = home.resolve()
     _write_managed(home / "dagster.yaml", _INSTANCE_SETTINGS)
     _write_managed(home / "direct" / "dagster.yaml", _INSTANCE_SETTINGS + _direct_settings(home))
     os.environ["DAGSTER_HOME"] = str(home)
+    # Create the SQLite storage here, in one process: `dagster job launch` and the process
+    # following its run, opening a fresh home at once, both ran the schema migration and
+    # one failed ("table alembic_version already exists").
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return home
 
 
