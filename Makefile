@@ -26,7 +26,7 @@ export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install browser run test ui reports serve bench clean
+.PHONY: install browser run lint test test-fast ui reports serve bench clean
 
 install: $(INSTALLED)
 
@@ -41,9 +41,18 @@ $(INSTALLED): pyproject.toml
 run: install
 	$(BIN)/python -m automation.main_run
 
-## test: the whole test suite (what CI runs), on TEST_WORKERS processes
-test: install browser
+## lint: ruff, and the import contracts of docs/architecture.md (pyproject.toml [tool.importlinter])
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+## test: lint, then the whole test suite (what CI runs), on TEST_WORKERS processes
+test: install browser lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+## test-fast: the unit tests only (no servers, dbt or pipeline runs), in under a minute
+test-fast: install
+	$(BIN)/python -m pytest -m unit -n $(TEST_WORKERS) -q
 
 ## browser: Debian's Chromium and ChromeDriver for the browser test, when root can apt-get
 ## them (about 20 s); without them that test is skipped and says why

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
-# tensorflow-recommenders is Keras-2 only: set before anything imports TensorFlow.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from reclake.runtime import configure_process
+
+configure_process()  # before anything imports TensorFlow or Great Expectations
 
 import dagster as dg  # noqa: E402
 
@@ -27,8 +27,8 @@ from resources import build_resources  # noqa: E402
 def build_definitions(settings: Settings) -> dg.Definitions:
     """All assets, checks, jobs, schedules and sensors, with resources for ``settings``.
 
-    Child processes (dbt, BentoML) read the lake, warehouse and model store locations
-    from the environment, so they are exported here, where the settings are resolved.
+    Nothing here writes the environment: the resources hand locations to dbt and
+    BentoML explicitly.
 
     The daily partitions are fixed when the asset modules are imported, from the
     process's settings (a code location serves one source's calendar): ``settings`` must
@@ -45,8 +45,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             f"{daily_partitions.end or 'open'}: set RECLAKE_CONFIG (or RECLAKE_PARTITIONS_START/_END) before "
             "importing the definitions, one source per process"
         )
-    for name, value in settings.child_process_environment().items():
-        os.environ[name] = value
     return dg.Definitions(
         assets=with_group_owners(
             dg.load_assets_from_modules([ingest, features, quality, splits, models, serving, monitoring, zoo])

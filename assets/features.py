@@ -133,9 +133,14 @@ def feature_tables(
     dbt_vars = {
         **pipeline.feature_spec().dbt_vars(),
         "lake_root": lake.root,
+        # Locations go to dbt explicitly (profiles.yml reads these vars), never through
+        # variables this process would have to export.
+        "warehouse_path": str(Path(warehouse.path).resolve()),
         "min_date": window.start.date().isoformat(),
         "max_date": window.end.date().isoformat(),
     }
+    if lake.s3_endpoint_url:
+        dbt_vars["s3_endpoint_url"] = lake.s3_endpoint_url
     started, built, tests, failed = time.perf_counter(), 0, 0, 0
     for event in dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream():
         if isinstance(event, dg.Output | dg.AssetMaterialization):

@@ -22,10 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up lines (CPU features, no CUDA) are not errors; RECLAKE_TF_LOG=1 shows them.
-if os.environ.get("RECLAKE_TF_LOG") != "1":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from reclake.runtime import configure_process
+
+configure_process()  # before anything imports TensorFlow (its C++ start-up lines stay quiet)
 
 from automation.launch import follow_run, launch_job, prepare_dagster_home  # noqa: E402
 from reclake.settings import DEMO_START_FILE, Settings, load_settings, record_demo_start  # noqa: E402

@@ -31,13 +31,14 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from reclake.runtime import configure_process  # noqa: E402
+
+configure_process()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from reclake.runtime import configure_process  # noqa: E402
+
+configure_process()
 
 STAGES = ("landing", "bronze", "features")  # asset groups: landing files to feature marts
 

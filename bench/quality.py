@@ -42,7 +42,6 @@ as soon as it is measured).
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -50,9 +49,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
+from reclake.runtime import configure_process  # noqa: E402
+
+configure_process()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -18,8 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from reclake.runtime import configure_process  # noqa: E402
+
+configure_process()
 
 KEYS = ("model_family", "auc", "logloss", "bayes_logloss", "calibration", "rmse", "ctr_auc", "ctcvr_auc", "cvr_auc",
         "hr@10", "hr@100", "recall@10", "ndcg@10", "mrr@10", "users", "cold_users", "catalogue_items",

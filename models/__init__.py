@@ -11,9 +11,11 @@ an error that says how to fix it.
 import os
 import sys
 
+from reclake.runtime import configure_process
+
 _LEGACY_KERAS_VALUES = ("1", "true", "True")
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+configure_process()
 
 
 def _require_legacy_keras() -> None:

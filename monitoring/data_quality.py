@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from reclake.contracts import BINARY_LABELS, DERIVED_RANGES, LABELS, PRICES
 from reclake.feature_spec import FeatureColumn, FeatureSpec
 
 if TYPE_CHECKING:
@@ -51,12 +52,6 @@ ENTITY_MARTS: dict[str, str] = {"user_features": "user", "item_features": "item"
 """Marts with one row per id, validated as a whole table, and the entity each describes."""
 MARTS: tuple[str, ...] = (*EVENT_MARTS, *ENTITY_MARTS)
 
-# Canonical bronze columns every source's fct_events carries (null where the source has none).
-_CANONICAL_LABELS = ("clicked", "converted", "rating")
-_BINARY_COLUMNS = ("clicked", "converted")
-_PRICE_COLUMNS = ("price", "bid_price", "market_price")
-# Columns dbt derives from event_ts for every source, and their ranges.
-_DERIVED_RANGES: dict[str, tuple[int, int]] = {"hour_of_day": (0, 23), "day_of_week": (0, 6)}
 # Suite parameters of the event marts: the validated days.
 _FIRST_DAY, _LAST_DAY, _WINDOW_END = "first_day", "last_day", "window_end"
 _DATASOURCE = "reclake"
@@ -141,9 +136,9 @@ def mart_columns(mart: str, spec: FeatureSpec) -> tuple[str, ...]:
     """
     _check_mart(mart)
     features = [c.name for c in spec.bronze_feature_columns]
-    derived = list(_DERIVED_RANGES)
+    derived = list(DERIVED_RANGES)
     if mart == "fct_events":
-        columns = ["event_id", "event_ts", "event_date", "user_id", "item_id", *_CANONICAL_LABELS, *_PRICE_COLUMNS]
+        columns = ["event_id", "event_ts", "event_date", "user_id", "item_id", *LABELS, *PRICES]
         columns += [*features, *derived, "label", "is_positive"]
     elif mart == "training_examples":
         columns = ["event_id", "event_date", "event_ts", *spec.id_columns, *features, *derived]
@@ -224,11 +219,11 @@ def _event_mart_expectations(mart: str, spec: FeatureSpec) -> list[Any]:
         ]
         expectations += [
             expect.ExpectColumnValuesToBeBetween(column=name, min_value=0, notes="prices are non-negative")
-            for name in _PRICE_COLUMNS
+            for name in PRICES
             if not _is_spec_column(spec, name)
         ]
     expectations += _label_expectations(mart, spec)
-    for name, (low, high) in _DERIVED_RANGES.items():
+    for name, (low, high) in DERIVED_RANGES.items():
         expectations.append(_not_null(name, "derived from event_ts"))
         expectations.append(
             expect.ExpectColumnValuesToBeBetween(
@@ -308,11 +303,11 @@ def _label_expectations(mart: str, spec: FeatureSpec) -> list[Any]:
         expectations.append(
             expect.ExpectColumnValuesToBeBetween(column="label", min_value=0, notes="trained on log1p(label)")
         )
-    labels = _CANONICAL_LABELS if mart == "fct_events" else spec.label_columns
+    labels = LABELS if mart == "fct_events" else spec.label_columns
     expectations += [
         expect.ExpectColumnValuesToBeInSet(column=name, value_set=[0, 1], notes="0/1 label")
         for name in labels
-        if name in _BINARY_COLUMNS
+        if name in BINARY_LABELS
     ]
     if {"clicked", "converted"} <= set(spec.label_columns):
         expectations.append(

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from reclake.contracts import SQL_TYPES, event_sql_types
+
 SPEC_DIR = Path(__file__).resolve().parent / "feature_specs"
 
 ROLES = ("user", "item", "context")
@@ -32,9 +34,6 @@ LABEL_KINDS = ("binary", "regression")
 # Columns dbt derives from event_ts for every source; a spec may use them as features.
 DERIVED_COLUMNS: dict[str, str] = {"hour_of_day": "int", "day_of_week": "int"}
 # SQL type of each spec dtype in the bronze Parquet files and the dbt models.
-SQL_TYPES: dict[str, str] = {"string": "string", "int": "bigint", "float": "double"}
-
-
 class FeatureSpecError(ValueError):
     """A feature spec that does not describe a usable feature layer; names file and key."""
 
@@ -254,13 +253,15 @@ class FeatureSpec:
     def dbt_vars(self) -> dict[str, Any]:
         """The spec as dbt vars: what ``dbt_project`` models loop over.
 
-        Keys: ``source``; ``feature_columns`` (bronze spec columns: name, sql_type, role);
+        Keys: ``source``; ``canonical_columns`` (the event contract's columns -> SQL
+        type, ``reclake.contracts``); ``feature_columns`` (bronze spec columns: name, sql_type, role);
         ``user_columns`` / ``item_columns`` (names); ``has_user_id`` / ``has_item_id``;
         ``label_column``; ``label_columns`` (every label); ``positive_threshold``;
         ``windows_days``; ``history_length``; ``rate_prior``; ``rate_prior_weight``.
         """
         return {
             "source": self.source,
+            "canonical_columns": event_sql_types(),
             "feature_columns": [
                 {"name": c.name, "sql_type": c.sql_type, "role": c.role} for c in self.bronze_feature_columns
             ],

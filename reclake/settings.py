@@ -158,18 +158,6 @@ class Settings:
         """The source's feature spec: ``feature_spec`` when set, else the packaged one."""
         return load_feature_spec(self.feature_spec or self.source)
 
-    def child_process_environment(self) -> dict[str, str]:
-        """Variables that tools run as child processes (dbt, BentoML) read these settings from."""
-        env = {
-            "RECLAKE_LAKE_ROOT": self.lake_root,
-            "RECLAKE_WAREHOUSE_PATH": str(Path(self.warehouse_path).resolve()),
-            "BENTOML_HOME": str(self.bentoml_home.resolve()),
-            "TF_USE_LEGACY_KERAS": "1",
-        }
-        if self.s3_endpoint_url:
-            env["RECLAKE_S3_ENDPOINT_URL"] = self.s3_endpoint_url
-        return env
-
 
 # Settings holding local paths (or URLs); relative paths in a config file are relative to it.
 _PATH_SETTINGS = ("state_dir", "lake_root", "warehouse_path", "source_path", "feature_spec")

@@ -1,6 +1,5 @@
 """The BentoML model store as a Dagster resource: where served models are registered."""
 
-import os
 import shlex
 import sys
 import tempfile
@@ -30,7 +29,6 @@ class ModelStoreResource(dg.ConfigurableResource):
 
     def register(self, lake: Lake, savedmodel_url: str, metadata: dict, labels: dict[str, str]) -> str:
         """Copy a SavedModel from the lake into the store; returns its ``name:version`` tag."""
-        self._use_home()
         from serving.bento_store import save_to_bento_store
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -39,21 +37,19 @@ class ModelStoreResource(dg.ConfigurableResource):
                 local = Path(savedmodel_url)
             else:
                 lake.fs.get(savedmodel_url.rstrip("/") + "/", str(local) + "/", recursive=True)
-            return save_to_bento_store(str(local), name=self.model_name, metadata=metadata, labels=labels)
+            return save_to_bento_store(self.bentoml_home, str(local), name=self.model_name, metadata=metadata, labels=labels)
 
     def savedmodel_dir(self, tag: str) -> str:
         """Local path of the SavedModel stored under ``tag``."""
-        self._use_home()
         from serving.bento_store import savedmodel_path
 
-        return savedmodel_path(tag)
+        return savedmodel_path(self.bentoml_home, tag)
 
     def versions(self) -> list[dict]:
         """Every registered version, newest first, with its labels and metrics."""
-        self._use_home()
         from serving.bento_store import list_versions
 
-        return list_versions(self.model_name)
+        return list_versions(self.bentoml_home, self.model_name)
 
     def pin(self, tag: str) -> None:
         """Make ``tag`` the model that ``make serve`` serves."""
@@ -77,14 +73,3 @@ class ModelStoreResource(dg.ConfigurableResource):
             f"RECLAKE_BENTO_MODEL_TAG={shlex.quote(tag)} {shlex.quote(str(bentoml))} serve "
             f"serving.service:RecommenderService --host 127.0.0.1 --port {port}"
         )
-
-    def _use_home(self) -> None:
-        """Point BentoML at this store; refuse if it already resolved another one."""
-        home = str(Path(self.bentoml_home).resolve())
-        current = os.environ.get("BENTOML_HOME")
-        if "bentoml" in sys.modules and current and Path(current).resolve() != Path(home):
-            raise RuntimeError(
-                f"BentoML is already using the store {current}; this resource wants {home}. "
-                "Set BENTOML_HOME before BentoML is imported."
-            )
-        os.environ["BENTOML_HOME"] = home

@@ -35,10 +35,10 @@ class PipelineResource(dg.ConfigurableResource):
     feature_spec_path: str | None = None
     downloads_dir: str
     data_docs_dir: str
-    ranker_config: str = "dcn_v2_stacked"
+    ranker_config: str
     training_window_days: int
     drift_reference_days: int
-    drift_days_per_run: int = 14
+    drift_days_per_run: int
     quarantine_max_share: float
 
 

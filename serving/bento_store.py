@@ -1,7 +1,10 @@
-"""Put an exported recommender SavedModel into the BentoML model store.
+"""Put an exported recommender SavedModel into a BentoML model store, and read it back.
 
-The store lives under ``$BENTOML_HOME`` (default ``~/bentoml``). The bento model folder
-holds the SavedModel at ``<model.path>/savedmodel``, where ``serving.service`` loads it.
+Every function names its store explicitly by the BentoML home that holds it (the store is
+``<bentoml_home>/models``), so one process can use several stores and nothing depends on
+``BENTOML_HOME`` having been set before BentoML was imported. ``bentoml serve`` reads its
+store from ``BENTOML_HOME``: serve with the same home. The bento model folder holds the
+SavedModel at ``<model.path>/savedmodel``, where ``serving.service`` loads it.
 """
 
 from __future__ import annotations
@@ -11,11 +14,18 @@ import shutil
 from typing import Any
 
 import bentoml
+from bentoml._internal.models.model import ModelStore
 
 SAVEDMODEL_SUBDIR = "savedmodel"
 
 
+def model_store(bentoml_home: str | os.PathLike[str]) -> ModelStore:
+    """The model store of the BentoML home ``bentoml_home`` (created when missing)."""
+    return ModelStore(os.path.join(os.fspath(bentoml_home), "models"))
+
+
 def save_to_bento_store(
+    bentoml_home: str | os.PathLike[str],
     savedmodel_dir: str | os.PathLike[str],
     name: str,
     metadata: dict[str, Any] | None = None,
@@ -25,6 +35,7 @@ def save_to_bento_store(
     """Copy a SavedModel directory into a new BentoML model.
 
     Args:
+        bentoml_home: The BentoML home whose store receives the model.
         savedmodel_dir: Local SavedModel written by ``models.export.export_recommender``.
         name: Bento model name (lowercase letters, digits, ``_ - .``).
         metadata: JSON-like metadata stored with the model (e.g. metrics, training window).
@@ -44,23 +55,25 @@ def save_to_bento_store(
     if not os.path.isfile(os.path.join(source, "saved_model.pb")):
         raise FileNotFoundError(f"{source} is not a SavedModel directory (no saved_model.pb)")
     tag = name if version is None else f"{name}:{version}"
-    with bentoml.models.create(tag, metadata=dict(metadata or {}), labels=dict(labels or {})) as model:
+    with bentoml.models.create(
+        tag, metadata=dict(metadata or {}), labels=dict(labels or {}), _model_store=model_store(bentoml_home)
+    ) as model:
         shutil.copytree(source, model.path_of(SAVEDMODEL_SUBDIR))
     return str(model.tag)
 
 
-def savedmodel_path(tag: str) -> str:
-    """Local path of the SavedModel inside the stored bento model ``tag``.
+def savedmodel_path(bentoml_home: str | os.PathLike[str], tag: str) -> str:
+    """Local path of the SavedModel inside the bento model ``tag`` of ``bentoml_home``'s store.
 
     Raises:
         bentoml.exceptions.NotFound: if the store has no model with that tag.
     """
-    return bentoml.models.get(tag).path_of(SAVEDMODEL_SUBDIR)
+    return bentoml.models.get(tag, _model_store=model_store(bentoml_home)).path_of(SAVEDMODEL_SUBDIR)
 
 
-def list_versions(name: str) -> list[dict[str, Any]]:
-    """Every stored version of a model, newest first: tag, creation time, labels, metadata."""
-    models = [model for model in bentoml.models.list() if model.tag.name == name]
+def list_versions(bentoml_home: str | os.PathLike[str], name: str) -> list[dict[str, Any]]:
+    """Every version of a model in ``bentoml_home``'s store, newest first: tag, creation time, labels, metadata."""
+    models = [model for model in bentoml.models.list(_model_store=model_store(bentoml_home)) if model.tag.name == name]
     models.sort(key=lambda model: model.creation_time, reverse=True)
     return [
         {

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports tensorflow
+from reclake.runtime import configure_process
+
+configure_process()  # before anything imports tensorflow
 
 from datetime import UTC, datetime  # noqa: E402
 

@@ -16,26 +16,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from reclake.contracts import BINARY_LABELS, EVENT_COLUMN_KINDS, PANDAS_DTYPES, PRICES
 from reclake.feature_spec import FeatureSpec
 
-# Canonical columns every source's bronze has, in order, with their kind. Sources that
-# lack one leave it null. The feature spec adds the source's own columns after these.
-CANONICAL_KINDS: dict[str, str] = {
-    "event_id": "string",
-    "event_ts": "timestamp",
-    "user_id": "string",
-    "item_id": "string",
-    "clicked": "int",
-    "converted": "int",
-    "rating": "float",
-    "price": "float",
-    "bid_price": "float",
-    "market_price": "float",
-}
-_PANDAS_DTYPES = {"string": "object", "timestamp": "datetime64[us]", "int": "Int64", "float": "float64"}
 _SPEC_KINDS = {"string": "string", "int": "int", "float": "float"}
-_BINARY_LABELS = ("clicked", "converted")
-_PRICES = ("price", "bid_price", "market_price")
 
 
 def bronze_columns(spec: FeatureSpec) -> dict[str, str]:
@@ -44,7 +28,7 @@ def bronze_columns(spec: FeatureSpec) -> dict[str, str]:
     The canonical columns first, then the spec's stored (not derived) feature columns
     that are not canonical, in spec order.
     """
-    columns = dict(CANONICAL_KINDS)
+    columns = dict(EVENT_COLUMN_KINDS)
     for column in spec.bronze_feature_columns:
         columns.setdefault(column.name, _SPEC_KINDS[column.dtype])
     return columns
@@ -74,9 +58,9 @@ def bronze_events_schema(spec: FeatureSpec, day: dt.date) -> pa.DataFrameSchema:
         checks: list[pa.Check] = []
         if kind == "string" and name in required:
             checks.append(pa.Check.str_length(min_value=1))
-        if name in _BINARY_LABELS:
+        if name in BINARY_LABELS:
             checks.append(pa.Check.isin([0, 1]))
-        if name in _PRICES:
+        if name in PRICES:
             checks.append(pa.Check.ge(0))
         if name == "event_ts":
             checks.append(pa.Check.in_range(start, start + pd.Timedelta(days=1), include_max=False))
@@ -89,7 +73,7 @@ def bronze_events_schema(spec: FeatureSpec, day: dt.date) -> pa.DataFrameSchema:
             if spec_column.max_value is not None:
                 checks.append(pa.Check.le(spec_column.max_value))
         columns[name] = pa.Column(
-            _PANDAS_DTYPES[kind],
+            PANDAS_DTYPES[kind],
             checks,
             nullable=name not in required,
             unique=name == "event_id",
@@ -227,7 +211,7 @@ def validate_events(
         for row in reasons[reasons.notna()].index:
             problems.setdefault(row, []).append((column, reasons[row]))
 
-    candidates = typed.drop(index=list(problems)).astype({c: _PANDAS_DTYPES[k] for c, k in kinds.items()})
+    candidates = typed.drop(index=list(problems)).astype({c: PANDAS_DTYPES[k] for c, k in kinds.items()})
     try:
         valid = schema.validate(candidates, lazy=True)
     except pa.errors.SchemaErrors as errors:

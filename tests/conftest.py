@@ -9,13 +9,13 @@ import socket
 import tempfile
 from pathlib import Path
 
+from reclake.runtime import configure_process
+
 # Before anything imports TensorFlow or BentoML, in this process and in its children.
 _SESSION_STATE = Path(tempfile.mkdtemp(prefix="reclake-test-state-"))
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ["BENTOML_HOME"] = str(_SESSION_STATE / "bentoml")
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+configure_process()
 # The tests' synthetic world starts on a fixed day (a user's demo ends yesterday instead):
 # in this process, whose code location fixes its partitions at import, and in every child.
 PINNED_CALENDAR = {"RECLAKE_SYNTHETIC_START_DATE": "2024-03-01"}

@@ -14,6 +14,8 @@ from sources.bronze_schema import bronze_columns, required_columns, validate_eve
 from sources.ingest import ingest_landing_day
 from sources.landing import NoLandingDataError, read_landing_day
 
+pytestmark = pytest.mark.unit
+
 DAY = dt.date(2024, 3, 1)
 SYNTHETIC = load_feature_spec("synthetic")
 DEMO = dataclasses.replace(SYNTHETIC, source="demo")

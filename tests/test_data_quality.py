@@ -25,6 +25,8 @@ from monitoring.data_quality import (
 )
 from reclake.feature_spec import FeatureColumn, FeatureSpec, load_feature_spec
 
+pytestmark = pytest.mark.unit
+
 DAY = dt.date(2024, 3, 4)
 SPECS = ("synthetic", "movielens", "criteo")
 

@@ -1,6 +1,7 @@
 """The code location loads: every asset, check, job, schedule and sensor resolves."""
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 from conftest import PROJECT_ROOT, make_settings
+
+from reclake.runtime import PROCESS_FLAGS, QUIET_TENSORFLOW
 
 
 def test_dagster_definitions_validate_passes(tmp_path, session_state_dir):
@@ -98,3 +101,25 @@ def test_the_code_location_loads_without_tensorflow_or_a_dbt_parse(tmp_path, ses
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.split() == ["False", "0"], completed.stdout
+
+
+def test_the_code_location_writes_no_environment_variable_but_the_process_flags(tmp_path, session_state_dir):
+    """Locations reach dbt and BentoML explicitly: importing the definitions leaves the
+    environment as it found it, apart from ``reclake.runtime``'s process flags (and what
+    third-party libraries write when imported: pandera sets Spark variables)."""
+    settings = make_settings(tmp_path, session_state_dir)
+    code = (
+        "import json, os\n"
+        "import dagster, dagster_dbt, pandera\n"
+        "before = dict(os.environ)\n"
+        "import definitions\n"
+        "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_FLAGS and k not in QUIET_TENSORFLOW}
+    env.update(RECLAKE_STATE_DIR=settings.state_dir, RECLAKE_LAKE_ROOT=settings.lake_root)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    written = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert written == {**PROCESS_FLAGS, **QUIET_TENSORFLOW}

@@ -19,6 +19,8 @@ from models.evaluation import (
     rmse,
 )
 
+pytestmark = pytest.mark.unit
+
 
 class TestAuc:
     def test_counts_ordered_pairs(self):

@@ -5,6 +5,8 @@ import pytest
 from reclake.feature_spec import FeatureSpecError, available_specs, load_feature_spec, spec_from_dict
 from sources.formats import FORMATS
 
+pytestmark = pytest.mark.unit
+
 
 def test_every_source_has_a_valid_spec_that_round_trips():
     assert set(available_specs()) == set(FORMATS) | {"synthetic"}

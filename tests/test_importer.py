@@ -13,6 +13,8 @@ from tests_fixtures import FORMAT_FIXTURES
 from reclake.lake import Lake
 from sources.importer import import_source
 
+pytestmark = pytest.mark.unit
+
 
 def _landed(lake: Lake, source: str, day: str) -> pd.DataFrame:
     files = [f for f in lake.list_files(lake.landing_dir(source, dt.date.fromisoformat(day))) if f.endswith(".parquet")]

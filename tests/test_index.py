@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from models.index import PADDING_IDENTIFIER, BruteForceIndex, IVFIndex, build_index, deduplicate_candidates, kmeans
 
+pytestmark = pytest.mark.unit
+
 DIM = 16
 
 

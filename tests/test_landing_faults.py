@@ -15,6 +15,8 @@ from test_bronze_validation import DAY, DEMO, good
 from reclake.lake import Lake
 from sources.ingest import ingest_landing_day
 
+pytestmark = pytest.mark.unit
+
 
 def land(lake: Lake, name: str, content: bytes) -> None:
     lake.write_bytes(lake.landing_dir("demo", DAY) + "/" + name, content)

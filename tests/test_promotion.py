@@ -1,6 +1,10 @@
 """Champion and challenger decisions."""
 
+import pytest
+
 from models.promotion import decide_promotion
+
+pytestmark = pytest.mark.unit
 
 
 def test_nothing_served_yet_promotes():

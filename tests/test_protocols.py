@@ -16,6 +16,8 @@ from models.protocols import (
 )
 from tests.conftest import SHARED_DATA
 
+pytestmark = pytest.mark.unit
+
 DAY = 86_400
 
 

@@ -11,6 +11,8 @@ from conftest import make_settings
 
 from reclake.lake import Lake
 
+pytestmark = pytest.mark.unit
+
 DAY = "2024-03-01"
 ROWS = 200  # three bad rows are 1.5% of the day: above the 1% threshold
 

@@ -9,6 +9,8 @@ from models import evaluation, protocols
 from models.baselines import EASE, EASEConfig, InteractionIndex
 from models.recency import RecencyEASE, RecencyEASEConfig
 
+pytestmark = pytest.mark.unit
+
 # User a met x at t=0, y at t=100 and z at t=1000; user b met x and w at t=50.
 FRAME = pd.DataFrame(
     {

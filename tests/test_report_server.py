@@ -14,6 +14,8 @@ from conftest import PROJECT_ROOT, free_port, process_env
 from monitoring.report_server import ReportRoots, lake_path, start_report_server
 from reclake.lake import Lake
 
+pytestmark = pytest.mark.unit
+
 DRIFT = "reports/drift/dt=2024-03-02/drift_report.html"
 CURVE = "models/v7/training_curve.html"
 

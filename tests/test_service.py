@@ -67,22 +67,12 @@ def bento_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_tag(savedmodel, bento_home) -> str:
-    # A separate interpreter, so BENTOML_HOME is set before bentoml is first imported.
-    code = textwrap.dedent(
-        """
-        import json, sys
-        from serving.bento_store import save_to_bento_store
-        print(save_to_bento_store(
-            sys.argv[1], name="reclake_synthetic", metadata=json.loads(sys.argv[2]), labels={"stage": "test"}
-        ))
-        """
+    # In this process, whose BENTOML_HOME names another store: the store is passed explicitly.
+    from serving.bento_store import save_to_bento_store
+
+    tag = save_to_bento_store(
+        bento_home, savedmodel, name="reclake_synthetic", metadata={"model_version": "svc-v1"}, labels={"stage": "test"}
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(savedmodel), json.dumps({"model_version": "svc-v1"})],
-        cwd=REPO_ROOT, env=_base_env(bento_home), capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    tag = result.stdout.strip().splitlines()[-1]
     stored = bento_home / "models" / tag.replace(":", "/") / "savedmodel" / "saved_model.pb"
     assert stored.is_file()
     return tag
@@ -223,3 +213,41 @@ def test_service_refuses_an_unpinned_model_tag(bento_home):
     assert "does not pin a model version" in lines[1] and "does not pin a model version" in lines[2]
     assert "is not a valid bento tag" in lines[3]
     assert lines[4] == "accepted: reclake_synthetic:abc123"
+
+
+def test_a_built_bento_holds_every_project_module_the_service_imports(model_tag, bento_home):
+    """``bentoml build`` of serving/bentofile.yaml packs the code and the packages the service needs."""
+    env = {**_base_env(bento_home), "RECLAKE_BENTO_MODEL_TAG": model_tag}
+    bentoml = Path(sys.executable).parent / "bentoml"
+    built = subprocess.run(
+        [str(bentoml), "build", "-f", "serving/bentofile.yaml", "--output", "tag", "."],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    bento_tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    name, version = bento_tag.split(":")
+    bento = bento_home / "bentos" / name / version
+    # Every module of this repository that importing the service loads, as a relative path.
+    listed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import sys
+            from pathlib import Path
+            import serving.service
+            root = Path.cwd().resolve()
+            for module in list(sys.modules.values()):
+                path = Path(getattr(module, "__file__", None) or "/").resolve()
+                if path.is_relative_to(root) and ".venv" not in path.parts:
+                    print(path.relative_to(root))
+            """
+        )],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    imported = sorted(set(listed.stdout.split()))
+    assert "serving/service.py" in imported and any(path.startswith("reclake/") for path in imported)
+    missing = [path for path in imported if not (bento / "src" / path).is_file()]
+    assert not missing, f"the bento leaves out {missing}"
+    assert (bento / "src" / "reclake" / "feature_specs" / "synthetic.yaml").is_file()
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower()
+    assert "pyyaml" in requirements and "tensorflow-recommenders" in requirements

@@ -9,6 +9,8 @@ import pytest
 
 from reclake.settings import DEMO_START_FILE, PROJECT_ROOT, load_settings, record_demo_start
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_live_under_the_project_state_folder():
     settings = load_settings({"RECLAKE_SYNTHETIC_START_DATE": "2024-03-01"})

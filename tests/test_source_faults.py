@@ -16,6 +16,8 @@ from reclake.lake import Lake
 from sources.importer import import_source
 from sources.ingest import ingest_landing_day
 
+pytestmark = pytest.mark.unit
+
 BIG_INT = "1" + "0" * 30
 MEGABYTE = "x" * 1_000_000
 

@@ -32,6 +32,8 @@ from sources.formats import (
     read_source,
 )
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = FORMAT_FIXTURES
 
 

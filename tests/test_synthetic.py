@@ -13,6 +13,8 @@ from reclake.settings import SyntheticSettings
 from sources.bronze_schema import bronze_columns, validate_events
 from sources.synthetic import SyntheticWorld, generate_day, to_jsonl_gz
 
+pytestmark = pytest.mark.unit
+
 DAY = dt.date(2024, 3, 1)
 SMALL = SyntheticSettings(events_per_day=4000, n_users=300, n_items=80, seed=3)
 

@@ -7,20 +7,10 @@
 
 {% macro canonical_columns() %}
     {#- Returns the bronze columns every source has, in bronze order, as
-        `{name: sql_type}` (docs/data-contracts.md). Ids, labels and prices a source lacks
-        are null. -#}
-    {{ return({
-        'event_id': 'string',
-        'event_ts': 'timestamp',
-        'user_id': 'string',
-        'item_id': 'string',
-        'clicked': 'bigint',
-        'converted': 'bigint',
-        'rating': 'double',
-        'price': 'double',
-        'bid_price': 'double',
-        'market_price': 'double',
-    }) }}
+        `{name: sql_type}`: the var `canonical_columns`, which the pipeline passes from
+        the one declaration of the event contract (reclake/contracts.py). Ids, labels and
+        prices a source lacks are null. -#}
+    {{ return(var('canonical_columns')) }}
 {% endmacro %}
 
 

@@ -14,22 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from reclake.contracts import event_pandas_dtypes
 from sources.bronze_schema import QUARANTINE_COLUMNS
 
-# Column -> pandas dtype, in output order. Strings are ``object`` columns holding ``str``
-# or ``None``, as in bronze.
-CANONICAL_COLUMNS: dict[str, str] = {
-    "event_id": "object",
-    "event_ts": "datetime64[us]",
-    "user_id": "object",
-    "item_id": "object",
-    "clicked": "Int64",
-    "converted": "Int64",
-    "rating": "float64",
-    "price": "float64",
-    "bid_price": "float64",
-    "market_price": "float64",
-}
+# Column -> pandas dtype, in output order: the event contract (reclake/contracts.py).
+CANONICAL_COLUMNS: dict[str, str] = event_pandas_dtypes()
 
 # Feature kind -> the dtypes its column may have.
 FEATURE_KINDS: dict[str, tuple[str, ...]] = {
