@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from assets.partitions import daily_partitions, describe_days, partition_days, single_run_backfill
+from assets.partitions import describe_days, partition_days, single_run_backfill
 from reclake.settings import PROJECT_ROOT
 from resources import DBT_EXECUTABLE
 from resources.lake import LakeResource
@@ -105,15 +105,6 @@ class ReclakeDbtTranslator(DagsterDbtTranslator):
         return spec._replace(description=describe_dbt_test(manifest["nodes"][unique_id]))
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=ReclakeDbtTranslator(),
-    partitions_def=daily_partitions,
-    backfill_policy=single_run_backfill,
-    # DuckDB allows a single writer: every run that writes the warehouse shares this pool.
-    pool="duckdb_warehouse",
-)
 def feature_tables(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
@@ -153,3 +144,16 @@ def feature_tables(
         f"dbt build of {describe_days(partition_days(context))}: {built} models, "
         f"{tests} tests ({failed} failed) in {time.perf_counter() - started:.1f} s"
     )
+
+
+def build_feature_tables_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """The dbt project's models as ``feature_tables`` assets on the source's daily ``partitions``."""
+    return dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        dagster_dbt_translator=ReclakeDbtTranslator(),
+        partitions_def=partitions,
+        backfill_policy=single_run_backfill,
+        # DuckDB allows a single writer: every run that writes the warehouse shares this pool.
+        pool="duckdb_warehouse",
+    )(feature_tables)

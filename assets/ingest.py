@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import DayOutcome, evaluations_per_day
-from assets.partitions import daily_partitions, partition_days, single_run_backfill
+from assets.partitions import partition_days, single_run_backfill
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
 from sources.event_ids import EventIdIndex
@@ -19,24 +19,6 @@ QUARANTINE_CHECK = "quarantine_share_within_threshold"
 IMPORT_REJECTS_CHECK = "import_rejects_within_threshold"
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=single_run_backfill,
-    group_name="landing",
-    kinds={"python", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            IMPORT_REJECTS_CHECK,
-            asset="landing_logs",
-            blocking=True,
-            description="Fails, and stops everything downstream, when a real source's parser "
-            "rejects more than the configured quarantine share of the rows it read. Parser "
-            "rejects belong to the import of whole source files, not to a day (a line that "
-            "does not parse has no trustworthy date), so every day of the run gets the "
-            "import's figure. The generator writes no rejects: it passes with none.",
-        )
-    ],
-)
 def landing_logs(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
@@ -128,22 +110,6 @@ def _land_real_source(
     return result, summary.input_rows, summary.unparsed_rows
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=single_run_backfill,
-    group_name="bronze",
-    deps=[landing_logs],
-    kinds={"pandas", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            QUARANTINE_CHECK,
-            asset="raw_events",
-            blocking=True,
-            description="Fails, and stops everything downstream, when a day quarantines more "
-            "than the configured share of its rows.",
-        )
-    ],
-)
 def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineResource):
     """Validated bronze events: one Parquet file per day, replaced on every run.
 
@@ -209,3 +175,43 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: 
     yield from evaluations_per_day(
         context, dg.AssetCheckKey(dg.AssetKey("raw_events"), QUARANTINE_CHECK), outcomes, blocking=True
     )
+
+
+def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """``landing_logs`` and ``raw_events`` on the source's daily ``partitions``."""
+    return [
+        dg.asset(
+            partitions_def=partitions,
+            backfill_policy=single_run_backfill,
+            group_name="landing",
+            kinds={"python", "parquet"},
+            check_specs=[
+                dg.AssetCheckSpec(
+                    IMPORT_REJECTS_CHECK,
+                    asset="landing_logs",
+                    blocking=True,
+                    description="Fails, and stops everything downstream, when a real source's parser "
+                    "rejects more than the configured quarantine share of the rows it read. Parser "
+                    "rejects belong to the import of whole source files, not to a day (a line that "
+                    "does not parse has no trustworthy date), so every day of the run gets the "
+                    "import's figure. The generator writes no rejects: it passes with none.",
+                )
+            ],
+        )(landing_logs),
+        dg.asset(
+            partitions_def=partitions,
+            backfill_policy=single_run_backfill,
+            group_name="bronze",
+            deps=[dg.AssetKey("landing_logs")],
+            kinds={"pandas", "parquet"},
+            check_specs=[
+                dg.AssetCheckSpec(
+                    QUARANTINE_CHECK,
+                    asset="raw_events",
+                    blocking=True,
+                    description="Fails, and stops everything downstream, when a day quarantines more "
+                    "than the configured share of its rows.",
+                )
+            ],
+        )(raw_events),
+    ]

@@ -7,23 +7,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from assets.partitions import daily_partitions, partition_days, single_run_backfill
+from assets.partitions import partition_days, single_run_backfill
 from monitoring.drift import build_drift_report, monitored_columns
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=single_run_backfill,
-    group_name="monitoring",
-    deps=[dg.AssetKey("training_examples")],
-    kinds={"evidently", "html"},
-    pool="duckdb_warehouse",
-    # Each day is reported as its own materialization, with its own report and figures.
-    output_required=False,
-)
 def drift_report(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
@@ -92,3 +82,17 @@ def drift_report(
                 ),
             },
         )
+
+
+def build_drift_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """``drift_report`` on the source's daily ``partitions``."""
+    return dg.asset(
+        partitions_def=partitions,
+        backfill_policy=single_run_backfill,
+        group_name="monitoring",
+        deps=[dg.AssetKey("training_examples")],
+        kinds={"evidently", "html"},
+        pool="duckdb_warehouse",
+        # Each day is reported as its own materialization, with its own report and figures.
+        output_required=False,
+    )(drift_report)

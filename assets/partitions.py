@@ -1,10 +1,11 @@
-"""The daily partitions every day-shaped asset shares, declared once."""
+"""The daily partitions every day-shaped asset shares, built from the settings, and helpers
+for the days a run covers."""
 
 import datetime as dt
 
 import dagster as dg
 
-from reclake.settings import Settings, load_settings
+from reclake.settings import Settings
 
 
 def settings_partitions(settings: Settings) -> tuple[dt.datetime, dt.datetime | None]:
@@ -17,10 +18,13 @@ def settings_partitions(settings: Settings) -> tuple[dt.datetime, dt.datetime | 
     return start, end
 
 
-_start, _end = settings_partitions(load_settings())
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=_start.strftime("%Y-%m-%d"), end_date=_end and _end.strftime("%Y-%m-%d")
-)
+def daily_partitions_for(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """The daily partitions every day-shaped asset of ``settings``' source shares."""
+    start, end = settings_partitions(settings)
+    return dg.DailyPartitionsDefinition(
+        start_date=start.strftime("%Y-%m-%d"), end_date=end and end.strftime("%Y-%m-%d")
+    )
+
 
 # Backfills of many days run as one run: one dbt invocation, one pass over the files.
 single_run_backfill = dg.BackfillPolicy.single_run()

@@ -22,7 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import DayOutcome, evaluations_per_day
-from assets.partitions import daily_partitions, describe_days, partition_days
+from assets.partitions import describe_days, partition_days
 from monitoring.data_quality import MARTS, DataDocsSite, QualityResult, validate_mart
 from monitoring.report_server import DATA_DOCS_ROUTE
 from resources.lake import LakeResource
@@ -46,8 +46,8 @@ def _suite_check(mart: str, description: str, **options: Any):
     )
 
 
-def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
-    """The blocking Great Expectations check of an event mart, with a result per day.
+def _event_mart_check(mart: str, description: str, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    """The blocking Great Expectations check of an event mart, with a result per day of ``partitions``.
 
     The run's days are validated in one suite run. A pass holds for each day: every
     expectation but the window's row count is row- or column-wise, so it holds on any
@@ -56,7 +56,7 @@ def _event_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
     carries the failure of the days together.
     """
 
-    @_suite_check(mart, description, partitions_def=daily_partitions)
+    @_suite_check(mart, description, partitions_def=partitions)
     def _check(
         context: dg.AssetCheckExecutionContext,
         warehouse: WarehouseResource,
@@ -120,18 +120,6 @@ def _entity_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-fct_events_expectations = _event_mart_check(
-    "fct_events",
-    "Great Expectations suite from the feature spec on fct_events, a result per day: unique event ids, "
-    "days inside the partition, ids present or null as the spec says, 0/1 labels and is_positive, "
-    "non-negative prices, allowed values, ranges and nullability of the spec columns.",
-)
-training_examples_expectations = _event_mart_check(
-    "training_examples",
-    "Great Expectations suite from the feature spec on training_examples, a result per day: the "
-    "fct_events rules plus every label, the aggregates (counts >= 0, positives <= events, longer "
-    "windows >= shorter, rates in [0, 1]) and user_history.",
-)
 user_features_expectations = _entity_mart_check(
     "user_features",
     "Great Expectations suite from the feature spec on the whole user_features table: one row per "
@@ -144,6 +132,26 @@ item_features_expectations = _entity_mart_check(
     "item_id, the item columns' rules and the aggregates (empty when the source has no items). "
     "Unpartitioned by design: the table is the newest state per item, not a day's rows.",
 )
+
+
+def build_event_mart_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The event marts' checks (``fct_events``, ``training_examples``) on the source's daily ``partitions``."""
+    return [
+        _event_mart_check(
+            "fct_events",
+            "Great Expectations suite from the feature spec on fct_events, a result per day: unique event ids, "
+            "days inside the partition, ids present or null as the spec says, 0/1 labels and is_positive, "
+            "non-negative prices, allowed values, ranges and nullability of the spec columns.",
+            partitions,
+        ),
+        _event_mart_check(
+            "training_examples",
+            "Great Expectations suite from the feature spec on training_examples, a result per day: the "
+            "fct_events rules plus every label, the aggregates (counts >= 0, positives <= events, longer "
+            "windows >= shorter, rates in [0, 1]) and user_history.",
+            partitions,
+        ),
+    ]
 
 
 @dg.asset(

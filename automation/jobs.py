@@ -6,11 +6,13 @@ queue on the ``duckdb_warehouse`` pool anyway, and the rest (training, drift) al
 use both cores of a small machine. One process per run imports the code location once;
 the multiprocess executor would start a process per step and pay that import (and
 TensorFlow's) twenty times per run for no parallelism.
+
+The daily jobs take their partitions from the assets they select (the source's daily
+partitions, built with the definitions), so the same jobs serve any source.
 """
 
 import dagster as dg
 
-from assets.partitions import daily_partitions
 from assets.zoo import zoo_configs
 
 # The model zoo is partitioned by config, not by day: it has a job of its own.
@@ -20,7 +22,6 @@ _ZOO = dg.AssetSelection.groups("model_zoo")
 main_job = dg.define_asset_job(
     name="reclake_main_job",
     selection=dg.AssetSelection.all() - _ZOO,
-    partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
     description="Landing logs -> bronze -> dbt features -> checks and splits -> models -> BentoML -> drift report.",
 )
@@ -29,7 +30,6 @@ main_job = dg.define_asset_job(
 ingest_to_serve_job = dg.define_asset_job(
     name="ingest_to_serve_job",
     selection=dg.AssetSelection.assets("raw_events").downstream() - _ZOO,
-    partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
     description="A landed day -> bronze -> features -> retrained, served model -> drift report.",
 )
@@ -48,7 +48,6 @@ zoo_job = dg.define_asset_job(
 landing_job = dg.define_asset_job(
     name="landing_job",
     selection=dg.AssetSelection.assets("landing_logs"),
-    partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
     description="Land one day's logs (for the synthetic source: generate them).",
 )

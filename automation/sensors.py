@@ -11,30 +11,36 @@ from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 
 
-@dg.sensor(
-    job=ingest_to_serve_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches landing/<source>/dt=YYYY-MM-DD/ and runs ingest_to_serve_job once per "
-    "new or re-delivered day; the cursor remembers what it has launched. A re-delivered or late "
-    "day's run also covers the ingested days within the features' longest window after it.",
-)
-def landing_sensor(
-    context: dg.SensorEvaluationContext, lake: LakeResource, pipeline: PipelineResource
-) -> dg.SensorResult:
-    landed = lake.get_lake().landed_days(pipeline.source)
-    partitions = ingest_to_serve_job.partitions_def
-    valid_keys = set(partitions.get_partition_keys(dynamic_partitions_store=context.instance))
-    in_range = {day: fp for day, fp in landed.items() if day.isoformat() in valid_keys}
-    skipped = sorted(set(landed) - set(in_range))
-    ingested = {
-        dt.date.fromisoformat(key) for key in context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
-    }
-    lookback = max(pipeline.feature_spec().aggregates.windows_days)
-    arrivals, cursor = decide_arrivals(in_range, context.cursor, ingested, lookback_days=lookback)
-    if skipped:
-        context.log.warning(f"landed days outside the partitions, ignored: {[d.isoformat() for d in skipped]}")
-    return dg.SensorResult(run_requests=[_run_request(arrival) for arrival in arrivals], cursor=cursor)
+def build_landing_sensor(daily_partitions: dg.PartitionsDefinition) -> dg.SensorDefinition:
+    """The landing sensor of a source whose days are ``daily_partitions``: landed days
+    outside them are reported and ignored."""
+
+    @dg.sensor(
+        job=ingest_to_serve_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Watches landing/<source>/dt=YYYY-MM-DD/ and runs ingest_to_serve_job once per "
+        "new or re-delivered day; the cursor remembers what it has launched. A re-delivered or late "
+        "day's run also covers the ingested days within the features' longest window after it.",
+    )
+    def landing_sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource, pipeline: PipelineResource
+    ) -> dg.SensorResult:
+        landed = lake.get_lake().landed_days(pipeline.source)
+        valid_keys = set(daily_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
+        in_range = {day: fp for day, fp in landed.items() if day.isoformat() in valid_keys}
+        skipped = sorted(set(landed) - set(in_range))
+        ingested = {
+            dt.date.fromisoformat(key)
+            for key in context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
+        }
+        lookback = max(pipeline.feature_spec().aggregates.windows_days)
+        arrivals, cursor = decide_arrivals(in_range, context.cursor, ingested, lookback_days=lookback)
+        if skipped:
+            context.log.warning(f"landed days outside the partitions, ignored: {[d.isoformat() for d in skipped]}")
+        return dg.SensorResult(run_requests=[_run_request(arrival) for arrival in arrivals], cursor=cursor)
+
+    return landing_sensor
 
 
 def _run_request(arrival: Arrival) -> dg.RunRequest:

@@ -17,7 +17,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ["BENTOML_HOME"] = str(_SESSION_STATE / "bentoml")
 configure_process()
 # The tests' synthetic world starts on a fixed day (a user's demo ends yesterday instead):
-# in this process, whose code location fixes its partitions at import, and in every child.
+# in the settings this process builds (make_settings) and in every child process.
 PINNED_CALENDAR = {"RECLAKE_SYNTHETIC_START_DATE": "2024-03-01"}
 os.environ.update(PINNED_CALENDAR)
 

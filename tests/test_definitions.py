@@ -62,6 +62,25 @@ def test_jobs_schedules_and_sensors_resolve(tmp_path, session_state_dir):
     assert set(defs.get_assets_def("zoo_model").partitions_def.get_partition_keys()) >= {"deepfm", "esmm", "hashed_lr"}
 
 
+def test_one_process_builds_the_definitions_of_two_sources(tmp_path, session_state_dir):
+    """Partitions come from the settings, not from the process: a synthetic world and a
+    historical source with a fixed calendar build side by side."""
+    from definitions import build_definitions
+
+    synthetic = build_definitions(make_settings(tmp_path / "synthetic", session_state_dir))
+    historical = build_definitions(
+        make_settings(tmp_path / "criteo", session_state_dir, SOURCE="criteo", SOURCE_PATH=str(tmp_path / "day_0"),
+                      PARTITIONS_START="2013-01-01", PARTITIONS_END="2013-01-08")
+    )  # fmt: skip
+    synthetic_days = synthetic.resolve_job_def("reclake_main_job").partitions_def.get_partition_keys()
+    historical_job = historical.resolve_job_def("ingest_to_serve_job")
+    assert synthetic_days[:3] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    assert historical_job.partitions_def.get_partition_keys() == [f"2013-01-0{day}" for day in range(1, 9)]
+    raw_events = historical.get_assets_def("raw_events").partitions_def
+    assert raw_events.get_partition_keys() == historical_job.partitions_def.get_partition_keys()
+    assert historical.get_sensor_def("landing_sensor").job_name == "ingest_to_serve_job"
+
+
 def _bare_python(code: str) -> subprocess.CompletedProcess:
     """``python -c code`` in the project root: a process whose ``__main__`` has no file,
     like Dagster's run and step workers."""
