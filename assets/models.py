@@ -15,7 +15,7 @@ from sources.truth import with_true_pctr
 
 
 @dataclass(frozen=True)
-class ExportedModel:
+class ServingCandidate:
     """What ``recommender_model`` hands to serving: where the SavedModel is, and how good it is."""
 
     model_version: str
@@ -37,7 +37,7 @@ def recommender_model(
     lake: LakeResource,
     pipeline: PipelineResource,
     model_store: ModelStoreResource,
-) -> dg.Output[ExportedModel]:
+) -> dg.Output[ServingCandidate]:
     """The source's ranker (and two-tower retrieval, where it has ids), trained on the
     newest days and exported as one SavedModel.
 
@@ -54,7 +54,7 @@ def recommender_model(
     if it is at least as good on the source's promotion metric (AUC, or RMSE for
     ratings). ``bento_model`` registers every model and serves only promoted ones.
     """
-    from models.export import export_recommender
+    from models.export.savedmodel import export_recommender
     from models.promotion import decide_promotion
     from models.recommender import promotion_metric, train_recommender
 
@@ -101,7 +101,7 @@ def recommender_model(
         store.upload_dir(str(local), url)
     context.log.info(f"model {version}: {metrics_line(metrics)}")
     return dg.Output(
-        ExportedModel(
+        ServingCandidate(
             model_version=version,
             savedmodel_url=url,
             metrics=metrics,
@@ -136,8 +136,8 @@ def recommender_model(
 def _champion_score(context, model_store: ModelStoreResource, test, metric: str) -> float | None:
     """The served model's ``metric`` on ``test``, or None if nothing comparable is served."""
     from models import evaluation
-    from models.export import load_recommender
-    from models.features import label_array
+    from models.export.savedmodel import load_recommender
+    from models.inputs.features import label_array
 
     tag = model_store.pinned()
     if tag is None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 if TYPE_CHECKING:  # the registry imports TensorFlow: not at code-location load
-    from models.zoo.registry import EpochHook
+    from models.training.registry import EpochHook
 
 
 def epoch_logger(context: dg.AssetExecutionContext, what: str) -> EpochHook:

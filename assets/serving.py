@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.models import ExportedModel
+from assets.models import ServingCandidate
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 
@@ -10,7 +10,7 @@ from resources.model_store import ModelStoreResource
 @dg.asset(group_name="serving", kinds={"bentoml"})
 def bento_model(
     context: dg.AssetExecutionContext,
-    recommender_model: ExportedModel,
+    recommender_model: ServingCandidate,
     lake: LakeResource,
     model_store: ModelStoreResource,
 ) -> dg.MaterializeResult:

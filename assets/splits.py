@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from models.splits import make_splits
+from models.inputs.splits import make_splits
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
@@ -19,7 +19,7 @@ def dataset_splits(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource, pipeline: PipelineResource
 ) -> dg.MaterializeResult:
     """The newest ``training_window_days`` of ``training_examples``, split under every
-    protocol the source supports (``models/splits.py``): ``temporal`` (the pipeline's),
+    protocol the source supports (``models/inputs/splits.py``): ``temporal`` (the pipeline's),
     ``random_80_20`` (TensorFlow Recommenders), ``leave_one_out`` and ``per_user_8_1_1``
     (RecBole; sources with user and item ids). Each is written to
     ``splits/<protocol>.parquet`` as ``event_id, part``, seeded, so every model and

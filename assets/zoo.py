@@ -52,7 +52,7 @@ def zoo_model(
     Multi-task rankers need click and conversion labels, retrievers user and item ids:
     on other sources the partition records why it was not trained.
     """
-    from models.zoo.config import RETRIEVER, load_spec
+    from models.training.config import RETRIEVER, load_spec
 
     name = context.partition_key
     if load_spec(name).family == RETRIEVER:
@@ -96,14 +96,14 @@ def _ranker_partition(
     lake: LakeResource,
     pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
-    from models.curves import training_curve_html
-    from models.export import export_recommender
-    from models.features import feature_arrays
-    from models.onnx_export import export_onnx
+    from models.export.onnx import export_onnx
+    from models.export.savedmodel import export_recommender
+    from models.inputs.features import feature_arrays
+    from models.ranking.base import MULTITASK_LABELS
     from models.recommender import train_ranker
-    from models.zoo.base import MULTITASK_LABELS
-    from models.zoo.config import load_spec
-    from models.zoo.registry import MODEL_TYPES
+    from models.training.config import load_spec
+    from models.training.curves import training_curve_html
+    from models.training.registry import MODEL_TYPES
 
     spec = pipeline.feature_spec()
     model_class = MODEL_TYPES[load_spec(name).type]
@@ -167,9 +167,9 @@ def _retriever_partition(
     lake: LakeResource,
     pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
-    from models.curves import training_curve_html
-    from models.retrieval_export import export_retriever
-    from models.retrieval_zoo import train_retriever
+    from models.export.retrievers import export_retriever
+    from models.training.curves import training_curve_html
+    from models.training.retrievers import train_retriever
 
     spec = pipeline.feature_spec()
     if not spec.has_ids:

@@ -47,11 +47,11 @@ import pandas as pd  # noqa: E402
 from scipy.optimize import minimize_scalar  # noqa: E402
 
 from models import evaluation  # noqa: E402
-from models.zoo import evaluate_model, train_model  # noqa: E402
-from models.zoo.examples import synthetic_training_examples  # noqa: E402
+from models.training.registry import evaluate_model, train_model  # noqa: E402
 from reclake.feature_spec import load_feature_spec  # noqa: E402
 from reclake.settings import SyntheticSettings  # noqa: E402
 from sources.synthetic import SyntheticWorld, click_factor_term  # noqa: E402
+from sources.training_examples import synthetic_training_examples  # noqa: E402
 
 FACTOR_NOISE = (0.1, 0.2, 0.3)
 """Standard deviations of the error added to every true factor (whose spread is 0.45)."""

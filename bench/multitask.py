@@ -44,11 +44,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from models import evaluation  # noqa: E402
-from models.features import feature_arrays  # noqa: E402
-from models.zoo import load_spec, predict_tasks, train_model  # noqa: E402
-from models.zoo.examples import synthetic_training_examples  # noqa: E402
+from models.inputs.features import feature_arrays  # noqa: E402
+from models.training.config import load_spec  # noqa: E402
+from models.training.registry import predict_tasks, train_model  # noqa: E402
 from reclake.feature_spec import load_feature_spec  # noqa: E402
 from reclake.settings import SyntheticSettings  # noqa: E402
+from sources.training_examples import synthetic_training_examples  # noqa: E402
 
 PROBABILITY_EPSILON = 1e-7
 SPEC = load_feature_spec("synthetic")

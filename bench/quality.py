@@ -13,13 +13,13 @@ Reads ``u.data`` (tab-separated ``user, item, rating, unix seconds``; 100,000 ra
   hyper-parameters chosen on the validation part; at test time the train and
   validation items are masked, as RecBole does.
 
-Models: the matrix baselines of ``models.baselines`` (random, popularity, EASE, BPR-MF,
+Models: the matrix baselines of ``models.retrieval.baselines`` (random, popularity, EASE, BPR-MF,
 an EASE + BPR-MF blend, biased and Bayesian MF), EASE over a recency-weighted profile at
-the request's time (``models.recency``; TFRS split only, where every test rating is a
+the request's time (``models.retrieval.recency``; TFRS split only, where every test rating is a
 request at its own time) and the TensorFlow models trained on the interaction frames:
 the two-tower retriever without and with the log-Q correction and with a pooled history
-of the user's 50 latest items (``models.retrieval``), SASRec (``models.sequence``), the
-joint retrieval + rating model (``models.joint``) and an EASE + joint blend. The
+of the user's 50 latest items (``models.retrieval.two_tower``), SASRec (``models.retrieval.sequence``), the
+joint retrieval + rating model (``models.retrieval.joint``) and an EASE + joint blend. The
 TensorFlow models' epoch count is chosen on validation: one run on the tuning rows is
 scored after every epoch, then the model is refitted on the final training rows with the
 best epoch count.
@@ -58,8 +58,9 @@ configure_process()
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from models import evaluation, protocols  # noqa: E402
-from models.baselines import (  # noqa: E402
+from models import evaluation  # noqa: E402
+from models.inputs import protocols  # noqa: E402
+from models.retrieval.baselines import (  # noqa: E402
     BPRMF,
     EASE,
     BayesianMF,
@@ -71,10 +72,10 @@ from models.baselines import (  # noqa: E402
     Recommender,
     ScoreBlend,
 )
-from models.joint import JointConfig, fit_joint  # noqa: E402
-from models.recency import RecencyEASE, RecencyEASEConfig  # noqa: E402
-from models.retrieval import RetrievalConfig, fit_two_tower  # noqa: E402
-from models.sequence import SASRecConfig, fit_sasrec  # noqa: E402
+from models.retrieval.joint import JointConfig, fit_joint  # noqa: E402
+from models.retrieval.recency import RecencyEASE, RecencyEASEConfig  # noqa: E402
+from models.retrieval.sequence import SASRecConfig, fit_sasrec  # noqa: E402
+from models.retrieval.two_tower import RetrievalConfig, fit_two_tower  # noqa: E402
 
 EASE_L2_GRID = (100.0, 200.0, 300.0, 400.0, 600.0, 1000.0)
 BLEND_BPR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)

@@ -34,7 +34,7 @@ def main() -> None:
 
     from automation.launch import prepare_dagster_home
     from definitions import build_definitions
-    from models.zoo.config import bundled_configs
+    from models.training.config import bundled_configs
     from reclake.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -2,7 +2,7 @@
 
 - Click models: ``auc``, ``logloss``, ``normalized_entropy``, ``bayes_logloss`` and the
   calibration summaries ``expected_calibration_error`` / ``predicted_to_observed_ratio``
-  (re-exported from ``monitoring.calibration``, which owns them).
+  (re-exported from ``models.calibration``, which owns them with ``calibration_table``).
 - Rating models: ``rmse``, ``mae``.
 - Top-K recommenders: ``recall_at_k`` over explicit id lists, and ``ranking_metrics``
   over a full score matrix (every item ranked, the user's training items masked).
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.calibration import expected_calibration_error, predicted_to_observed_ratio
+from models.calibration import expected_calibration_error, predicted_to_observed_ratio
 
 __all__ = [
     "LOGLOSS_EPSILON",

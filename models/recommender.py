@@ -18,12 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from models.popularity import POSITIVE_COLUMN, popular_items
-from models.retrieval import RetrievalConfig
-from models.splits import split_training_window, trained_span
-from models.training import evaluate_retrieval, train_retrieval
-from models.zoo.config import ModelSpec
-from models.zoo.registry import EpochHook, TrainingResult, ZooTrainingResult, evaluate_model, train_model
+from models.inputs.splits import split_training_window, trained_span
+from models.retrieval.popularity import POSITIVE_COLUMN, popular_items
+from models.retrieval.two_tower import RetrievalConfig
+from models.training.config import ModelSpec
+from models.training.registry import EpochHook, TrainingResult, ZooTrainingResult, evaluate_model, train_model
+from models.training.two_tower import evaluate_retrieval, train_retrieval
 from reclake.feature_spec import FeatureSpec
 
 DEFAULT_RANKER = "dcn_v2_stacked"
@@ -71,7 +71,7 @@ class TrainedRanker:
 
     Attributes:
         result: the trained model, its per-epoch history, rows, seconds, config, best epoch.
-        metrics: ``models.zoo.registry.evaluate_model`` on the test part (None values dropped).
+        metrics: ``models.training.registry.evaluate_model`` on the test part (None values dropped).
         train, validation, test: the rows of each part of the split.
         trained_on: (first, last) training day; evaluated_on: the held-out day.
     """
@@ -102,7 +102,7 @@ def train_ranker(
         days: the window's days, oldest first (one day is split inside the day).
         config: the zoo model config.
         checkpoint_dir: where per-epoch checkpoints go; None: none.
-        on_epoch_end: progress after each epoch (``models.zoo.registry.EpochHook``).
+        on_epoch_end: progress after each epoch (``models.training.registry.EpochHook``).
 
     Raises:
         ValueError: no days, a part of the split is empty, or the config does not fit the

@@ -18,6 +18,10 @@ browsed as HTML. ``build_data_docs`` rebuilds a site and returns its ``index.htm
 
 Great Expectations is slow to import (seconds), so it is imported inside the functions
 that use it. Plain Python: no Dagster.
+
+One module on purpose (about 700 lines): the suites derived from the spec, their
+validation and the Data Docs site that stores and shows the results are one workflow
+over one Great Expectations context.
 """
 
 from __future__ import annotations

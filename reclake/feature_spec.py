@@ -6,7 +6,7 @@ transform the models apply (embedding, hashing, quantile bucketizing, normalizat
 cyclical time), plus hashed crosses of column pairs, the label and its target
 transform, and the point-in-time aggregates the dbt layer computes. The same spec
 drives bronze validation (``sources.bronze_schema``), the dbt models (through
-``dbt_vars``), the models' Keras preprocessing (``models.features``), the serving
+``dbt_vars``), the models' Keras preprocessing (``models.inputs.features``), the serving
 schemas and the drift and quality reports, so training and serving cannot disagree.
 
 Specs live in ``reclake/feature_specs/<source>.yaml``; ``load_feature_spec`` reads one
@@ -134,7 +134,7 @@ class AggregateSpec:
     ``<entity>_positive_rate_<w>d`` = (positives + prior * weight) / (events + weight),
     over the events strictly before each event. ``user_history`` holds the user's last
     ``history_length`` positive items before the event within the longest window (newest
-    first, not padded: ``models.features.history_array`` pads with ``""``).
+    first, not padded: ``models.inputs.features.history_array`` pads with ``""``).
     """
 
     windows_days: tuple[int, ...] = (1, 7, 30)
@@ -280,7 +280,7 @@ class FeatureSpec:
 
     # ---- serialisation ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain form (the YAML layout); ``spec_from_dict(spec.to_dict()) == spec``."""
+        """Plain form (the YAML layout); ``feature_spec_from_dict(spec.to_dict()) == spec``."""
         columns = {}
         for column in self.columns:
             entry = {"role": column.role, "dtype": column.dtype, "transform": column.transform}
@@ -330,7 +330,7 @@ _COLUMN_DEFAULTS: dict[str, Any] = {
 }
 
 
-def spec_from_dict(data: Mapping[str, Any], where: str = "feature spec") -> FeatureSpec:
+def feature_spec_from_dict(data: Mapping[str, Any], where: str = "feature spec") -> FeatureSpec:
     """Build and validate a spec from its YAML layout.
 
     Raises:
@@ -466,7 +466,7 @@ def load_feature_spec(source_or_path: str | os.PathLike[str]) -> FeatureSpec:
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
         raise FeatureSpecError(f"{path}: expected a mapping at the top level")
-    return spec_from_dict(data, where=str(path))
+    return feature_spec_from_dict(data, where=str(path))
 
 
 def check_frame_columns(spec: FeatureSpec, columns: Sequence[str], what: str) -> None:

@@ -36,7 +36,7 @@ def save_to_bento_store(
 
     Args:
         bentoml_home: The BentoML home whose store receives the model.
-        savedmodel_dir: Local SavedModel written by ``models.export.export_recommender``.
+        savedmodel_dir: Local SavedModel written by ``models.export.savedmodel.export_recommender``.
         name: Bento model name (lowercase letters, digits, ``_ - .``).
         metadata: JSON-like metadata stored with the model (e.g. metrics, training window).
         labels: String labels (e.g. ``{"stage": "candidate"}``).

@@ -35,7 +35,7 @@ import bentoml  # noqa: E402
 import pandas as pd  # noqa: E402
 from bentoml.exceptions import InvalidArgument  # noqa: E402
 
-from models.export import load_recommender  # noqa: E402
+from models.export.savedmodel import load_recommender  # noqa: E402
 from serving.bento_store import SAVEDMODEL_SUBDIR  # noqa: E402
 from serving.schemas import (  # noqa: E402
     ModelInfoResponse,

@@ -120,7 +120,7 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
     assert set(spec.model_feature_names) <= columns
 
     # The served model answers with the spec's inputs.
-    from models.export import load_recommender
+    from models.export.savedmodel import load_recommender
     from resources.model_store import ModelStoreResource
 
     store = ModelStoreResource(

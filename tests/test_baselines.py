@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from models.baselines import (
+from models.evaluation import rmse
+from models.retrieval.baselines import (
     BPRMF,
     EASE,
     BayesianMF,
@@ -21,7 +22,6 @@ from models.baselines import (
     RandomScores,
     ScoreBlend,
 )
-from models.evaluation import rmse
 
 # Users a, b, c over items x, y, z, w: a={x, y}, b={x, z}, c={x}.
 FRAME = pd.DataFrame(

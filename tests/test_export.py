@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import toy_examples
 
-from models.export import METADATA_FILE, SEEN_SCORE, export_recommender, load_recommender
-from models.features import feature_arrays
-from models.popularity import popular_items
-from models.retrieval import RetrievalConfig
-from models.splits import split_by_day
-from models.training import train_retrieval
-from models.zoo.registry import predict_values, train_model
+from models.export.savedmodel import METADATA_FILE, SEEN_SCORE, export_recommender, load_recommender
+from models.inputs.features import feature_arrays
+from models.inputs.splits import split_by_day
+from models.retrieval.popularity import popular_items
+from models.retrieval.two_tower import RetrievalConfig
+from models.training.registry import predict_values, train_model
+from models.training.two_tower import train_retrieval
 from reclake.feature_spec import load_feature_spec
 
 SPEC = toy_examples.SPEC

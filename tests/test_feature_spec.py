@@ -2,7 +2,7 @@
 
 import pytest
 
-from reclake.feature_spec import FeatureSpecError, available_specs, load_feature_spec, spec_from_dict
+from reclake.feature_spec import FeatureSpecError, available_specs, feature_spec_from_dict, load_feature_spec
 from sources.formats import FORMATS
 
 pytestmark = pytest.mark.unit
@@ -13,7 +13,7 @@ def test_every_source_has_a_valid_spec_that_round_trips():
     for source in available_specs():
         spec = load_feature_spec(source)
         assert spec.source == source
-        assert spec_from_dict(spec.to_dict()) == spec
+        assert feature_spec_from_dict(spec.to_dict()) == spec
 
 
 def test_serving_inputs_cover_every_model_feature_exactly_once():
@@ -66,7 +66,7 @@ BASE = {
 )
 def test_a_bad_spec_names_where_it_is_wrong(change, message):
     with pytest.raises(FeatureSpecError, match=message):
-        spec_from_dict({**BASE, **change}, where="demo.yaml")
+        feature_spec_from_dict({**BASE, **change}, where="demo.yaml")
 
 
 def test_an_unknown_source_lists_the_packaged_specs():

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.index import PADDING_IDENTIFIER, BruteForceIndex, IVFIndex, build_index, deduplicate_candidates, kmeans
+from models.retrieval.index import (
+    PADDING_IDENTIFIER,
+    BruteForceIndex,
+    IVFIndex,
+    build_index,
+    deduplicate_candidates,
+    kmeans,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from models import evaluation
-from models.joint import JointConfig, fit_joint
+from models.retrieval.joint import JointConfig, fit_joint
 
 GROUPS, N_ITEMS, N_USERS = 4, 40, 200
 

@@ -17,23 +17,32 @@ import tensorflow as tf
 import tf_keras as keras
 from conftest import free_port
 
-from models.features import FittedFeatures
-from models.zoo import MODEL_TYPES, build_model, evaluate_model, load_spec, predict_tasks, train_model
-from models.zoo.config import RANKER, bundled_configs
-from models.zoo.distribution import choose_strategy, mixed_precision_policy, parse_tf_config
-from models.zoo.examples import synthetic_training_examples
-from models.zoo.layers import (
+from models.inputs.features import FittedFeatures
+from models.ranking.layers import (
     MLP,
     FactorizationMachine,
     HashedFeatureCrosses,
     MixtureOfExperts,
     NumericFieldEmbedding,
 )
-from models.zoo.multitask import ESMM, MMoE
-from models.zoo.rankers import FM, BiasedMF, DCNv2, DeepFM, HashedLogisticRegression
-from models.zoo.registry import MODEL_CONFIG_FILE, load_checkpoint, predict_values, training_labels
+from models.ranking.multitask import ESMM, MMoE
+from models.ranking.rankers import FM, BiasedMF, DCNv2, DeepFM, HashedLogisticRegression
+from models.training.config import RANKER, bundled_configs, load_spec
+from models.training.distribution import choose_strategy, mixed_precision_policy, parse_tf_config
+from models.training.registry import (
+    MODEL_CONFIG_FILE,
+    MODEL_TYPES,
+    build_model,
+    evaluate_model,
+    load_checkpoint,
+    predict_tasks,
+    predict_values,
+    train_model,
+    training_labels,
+)
 from reclake.feature_spec import load_feature_spec
 from reclake.settings import SyntheticSettings
+from sources.training_examples import synthetic_training_examples
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_NAMES = ("fm", "deepfm", "dcn_v2_stacked", "dcn_v2_parallel", "hashed_lr", "biased_mf", "esmm", "mmoe")
@@ -54,7 +63,7 @@ SPEC = load_feature_spec("synthetic")
 
 def feature_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Model inputs of the synthetic spec."""
-    from models.features import feature_arrays as spec_arrays
+    from models.inputs.features import feature_arrays as spec_arrays
 
     return spec_arrays(frame, SPEC)
 # Tiny-data settings on top of the bundled configs. With ~100 steps, FM (whose logit
@@ -129,9 +138,9 @@ def trained(split, checkpoint_dir):
 WORKER_CODE = textwrap.dedent(
     """
     import datetime as dt, json
-    from models.zoo import train_model
-    from models.zoo.distribution import choose_strategy
-    from models.zoo.examples import synthetic_training_examples
+    from models.training.registry import train_model
+    from models.training.distribution import choose_strategy
+    from sources.training_examples import synthetic_training_examples
     from reclake.feature_spec import load_feature_spec
     from reclake.settings import SyntheticSettings
     import tensorflow as tf

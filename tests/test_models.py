@@ -12,14 +12,14 @@ import tensorflow as tf
 import toy_examples
 
 from models import evaluation
-from models.encoder import FeatureEncoder
-from models.features import FittedFeatures, feature_arrays, history_array, label_array, string_vocabulary
-from models.popularity import popular_items
-from models.retrieval import RetrievalConfig
-from models.splits import split_by_day, split_training_window
-from models.training import evaluate_retrieval, train_retrieval
-from models.zoo.registry import evaluate_model, predict_values, train_model
-from reclake.feature_spec import spec_from_dict
+from models.inputs.encoder import FeatureEncoder
+from models.inputs.features import FittedFeatures, feature_arrays, history_array, label_array, string_vocabulary
+from models.inputs.splits import split_by_day, split_training_window
+from models.retrieval.popularity import popular_items
+from models.retrieval.two_tower import RetrievalConfig
+from models.training.registry import evaluate_model, predict_values, train_model
+from models.training.two_tower import evaluate_retrieval, train_retrieval
+from reclake.feature_spec import feature_spec_from_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
@@ -101,7 +101,7 @@ class TestFeatures:
         moments = FittedFeatures.fit(SPEC, frame).moments
         assert moments["price"] == pytest.approx((0.5, 0.25))
         assert moments["user_positive_rate_7d"] == pytest.approx((0.2, 0.01))
-        movielens_like = spec_from_dict(
+        movielens_like = feature_spec_from_dict(
             {"source": "demo", "label": {"column": "rating", "kind": "regression", "clip_percentiles": [10, 90]},
              "ids": {"user_id": False, "item_id": False},
              "columns": {"age": {"role": "context", "dtype": "int", "transform": "bucketize", "quantiles": 4}}}
@@ -250,7 +250,7 @@ class TestRanking:
     def test_a_regression_label_trains_a_rating_model(self):
         """A rating spec: the ranker regresses the (clipped) label and beats the mean."""
         rng = np.random.default_rng(5)
-        spec = spec_from_dict(
+        spec = feature_spec_from_dict(
             {"source": "demo", "label": {"column": "rating", "kind": "regression", "positive_threshold": 4},
              "ids": {"user_id": True, "item_id": True}, "id_min_count": 1,
              "aggregates": {"windows_days": [7]},
@@ -313,7 +313,7 @@ class TestRetrieval:
 
 
 def test_every_protocol_splits_the_window_reproducibly(examples):
-    from models.splits import make_splits
+    from models.inputs.splits import make_splits
 
     days = [pd.Timestamp(d).date() for d in DAYS]
     splits = make_splits(examples, SPEC, days)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import toy_examples
 
-from monitoring.calibration import calibration_table, expected_calibration_error, predicted_to_observed_ratio
+from models.calibration import calibration_table, expected_calibration_error, predicted_to_observed_ratio
 from monitoring.drift import build_drift_report, monitored_columns
 from reclake.feature_spec import load_feature_spec
 

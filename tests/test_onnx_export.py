@@ -10,10 +10,10 @@ import onnxruntime
 import pandas as pd
 import pytest
 
-from models.features import FittedFeatures, feature_arrays, label_array
-from models.onnx_export import METADATA_HASHED_INPUTS, METADATA_RAW_INPUTS, OUTPUT_NAME, export_onnx
-from models.zoo import build_model
-from reclake.feature_spec import spec_from_dict
+from models.export.onnx import METADATA_HASHED_INPUTS, METADATA_RAW_INPUTS, OUTPUT_NAME, export_onnx
+from models.inputs.features import FittedFeatures, feature_arrays, label_array
+from models.training.registry import build_model
+from reclake.feature_spec import feature_spec_from_dict
 
 # Every transform of the feature spec: string and int vocabularies, hashing, quantile
 # buckets, log-normalised and plain numbers, a cyclical hour, and a hashed cross.
@@ -88,7 +88,7 @@ def held_out_rows(spec) -> dict[str, np.ndarray]:
 
 def trained(spec_dict: dict, ranker: dict, epochs: int = 1):
     """A ranker fitted on 1,000 impressions (``epochs=0``: built, not trained)."""
-    spec = spec_from_dict(spec_dict)
+    spec = feature_spec_from_dict(spec_dict)
     train = impressions(1000, seed=0)
     fitted = FittedFeatures.fit(spec, train)
     model = build_model({"training": {"learning_rate": 0.01}, **ranker}, fitted)
@@ -143,7 +143,7 @@ def test_a_model_without_hashing_runs_in_onnx_runtime_alone(tmp_path):
 
 
 def test_multitask_models_are_refused():
-    spec = spec_from_dict({**UNHASHED_SPEC, "extra_labels": ["converted"]})
+    spec = feature_spec_from_dict({**UNHASHED_SPEC, "extra_labels": ["converted"]})
     frame = impressions(300, seed=2).assign(converted=0)
     model = build_model("esmm", FittedFeatures.fit(spec, frame))
     with pytest.raises(ValueError, match="ESMM is multi-task; export_onnx handles single-output rankers"):

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import protocols
-from models.protocols import (
+from models.inputs import protocols
+from models.inputs.protocols import (
     leave_one_out,
     per_user_random_split,
     split_counts,

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 
-from models import evaluation, protocols
-from models.baselines import EASE, EASEConfig, InteractionIndex
-from models.recency import RecencyEASE, RecencyEASEConfig
+from models import evaluation
+from models.inputs import protocols
+from models.retrieval.baselines import EASE, EASEConfig, InteractionIndex
+from models.retrieval.recency import RecencyEASE, RecencyEASEConfig
 
 pytestmark = pytest.mark.unit
 

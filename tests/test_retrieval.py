@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from models import evaluation
-from models.retrieval import (
+from models.retrieval.two_tower import (
     HISTORY_FEATURE,
     CandidateProbability,
     RetrievalConfig,

@@ -17,11 +17,11 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from models.export import METADATA_FILE
-from models.retrieval_export import PADDING_ID, export_retriever, load_retriever, topk_agreement
-from models.retrieval_zoo import RETRIEVER_TYPES, positive_interactions, train_retriever
-from models.zoo.config import RANKER, RETRIEVER, bundled_configs, load_spec
-from models.zoo.registry import MODEL_TYPES
+from models.export.retrievers import PADDING_ID, export_retriever, load_retriever, topk_agreement
+from models.export.savedmodel import METADATA_FILE
+from models.training.config import RANKER, RETRIEVER, bundled_configs, load_spec
+from models.training.registry import MODEL_TYPES
+from models.training.retrievers import RETRIEVER_TYPES, positive_interactions, train_retriever
 from reclake.feature_spec import load_feature_spec
 
 SPEC = load_feature_spec("synthetic")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from models.sequence import (
+from models.retrieval.sequence import (
     SASRecConfig,
     SASRecNetwork,
     causal_attention_mask,

@@ -14,11 +14,11 @@ import requests
 import toy_examples
 from serving_support import running_service
 
-from models.export import export_recommender, load_recommender
-from models.popularity import popular_items
-from models.retrieval import RetrievalConfig
-from models.training import train_retrieval
-from models.zoo.registry import train_model
+from models.export.savedmodel import export_recommender, load_recommender
+from models.retrieval.popularity import popular_items
+from models.retrieval.two_tower import RetrievalConfig
+from models.training.registry import train_model
+from models.training.two_tower import train_retrieval
 
 pytestmark = pytest.mark.integration
 

@@ -67,7 +67,7 @@ def test_a_multitask_config_reports_its_three_tasks(zoo_run):
 
 
 def _retrieve(folder: Path, user_ids: list[str], k: int):
-    from models.retrieval_export import load_retriever
+    from models.export.retrievers import load_retriever
 
     return load_retriever(folder / "savedmodel").retrieve(user_ids, k)
 

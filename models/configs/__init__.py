@@ -1,7 +1,7 @@
 """The bundled model configs: one YAML file per model (``<name>.yaml``) in this folder.
 
 Reading the folder needs neither TensorFlow nor Keras, so the code location can list the
-zoo's partitions without importing either; ``models.zoo.config`` parses the files.
+zoo's partitions without importing either; ``models.training.config`` parses the files.
 """
 
 from pathlib import Path

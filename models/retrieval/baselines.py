@@ -15,6 +15,10 @@ columns and builds the ``scipy.sparse`` training matrix. Then
 
 Models are numpy/scipy (BPR-MF trains with TensorFlow) and seeded: the same matrix and
 config give the same model. ``ScoreBlend`` combines fitted models' scores.
+
+One module on purpose (about 700 lines): seven small models behind one matrix interface,
+each a few dozen lines; one file keeps the interface and every implementation of it in
+view.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A zoo model takes the raw model features of a feature spec (the dict that
 ``features.feature_arrays`` returns) and does its own preprocessing
-(``models.encoder.FeatureEncoder``), so a trained model can be exported without
+(``models.inputs.encoder.FeatureEncoder``), so a trained model can be exported without
 Python-side feature code. Single-task rankers return one value ``[B]``: a probability
 for a binary label, the (transformed) target for a regression label; multi-task
 rankers return ``{"pctr", "pcvr", "pctcvr"}``, each ``[B]``.
@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import FittedFeatures
+from models.inputs.features import FittedFeatures
 
 MULTITASK_LABELS: dict[str, str] = {"pctr": "clicked", "pctcvr": "converted"}
 """Multi-task output -> the ``training_examples`` label column its loss is taken against.

@@ -1,6 +1,6 @@
 """Export a trained zoo retriever as a SavedModel with a ``retrieve`` signature.
 
-Every retriever of ``models.retrieval_zoo`` is served in one factorised form: a query
+Every retriever of ``models.training.retrievers`` is served in one factorised form: a query
 vector per known user, computed at export time (for the two-tower with history and for
 SASRec from the user's latest items: this is how their history is served), a vector
 and a bias per catalogue item, and ``scores = query . item + bias``. Popularity, EASE
@@ -34,8 +34,8 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from models.export import METADATA_FILE, REQUIRED_METADATA, ExportedModel
-from models.retrieval_zoo import Factors, TrainedRetriever
+from models.export.savedmodel import METADATA_FILE, REQUIRED_METADATA, SavedModelExport
+from models.training.retrievers import Factors, TrainedRetriever
 
 RETRIEVE_INPUTS = {"user_id": "string", "k": "int"}
 RETRIEVE_OUTPUTS = ("item_ids", "scores")
@@ -143,7 +143,7 @@ def export_retriever(
     """Write a trained retriever's SavedModel to ``path`` and check it against the model.
 
     Args:
-        trained: ``models.retrieval_zoo.train_retriever``'s result.
+        trained: ``models.training.retrievers.train_retriever``'s result.
         metadata: ``model_version``, ``trained_on`` ([first_day, last_day]),
             ``evaluated_on`` (day) and ``metrics`` (dict); JSON-serialisable.
         path: Local directory to create; must not exist or be empty.
@@ -197,7 +197,7 @@ def export_retriever(
     return RetrieverExport(path=path, topk_agreement=agreement, users_checked=int(len(checked)))
 
 
-class ExportedRetriever(ExportedModel):
+class ExportedRetriever(SavedModelExport):
     """A SavedModel written by ``export_retriever``, called through its ``retrieve`` signature.
 
     Attributes:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reclake.feature_spec import FeatureColumn, FeatureSpec, spec_from_dict
+from reclake.feature_spec import FeatureColumn, FeatureSpec, feature_spec_from_dict
 
 HISTORY_COLUMN = "user_history"
 HISTORY_PADDING = ""
@@ -224,7 +224,7 @@ class FittedFeatures:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FittedFeatures:
-        spec = spec_from_dict(data["spec"])
+        spec = feature_spec_from_dict(data["spec"])
         vocabularies = {}
         for name, values in data["vocabularies"].items():
             dtype = next(c.dtype for c in spec.model_features if c.name == name)

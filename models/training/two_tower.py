@@ -5,7 +5,7 @@ notebook, a CLI) only moves frames around. The two-tower model learns from the
 positive interactions (``is_positive``: clicks for CTR sources, ratings at or above the
 spec's threshold for rating sources); its towers embed the ids plus the string columns
 of the user and item roles of the feature spec. Rankers are trained by the config-driven
-zoo (``models.zoo.registry``).
+zoo (``models.training.registry``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import evaluation
-from models.features import feature_arrays, require_columns, string_vocabulary
-from models.popularity import POSITIVE_COLUMN
-from models.retrieval import RetrievalConfig, TwoTowerModel, build_index, build_retrieval_model
-from models.zoo.registry import TrainingResult
+from models.inputs.features import feature_arrays, require_columns, string_vocabulary
+from models.retrieval.popularity import POSITIVE_COLUMN
+from models.retrieval.two_tower import RetrievalConfig, TwoTowerModel, build_index, build_retrieval_model
+from models.training.registry import TrainingResult
 from reclake.feature_spec import FeatureSpec
 
 

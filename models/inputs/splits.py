@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from models import protocols
-from models.features import require_columns
+from models.inputs import protocols
+from models.inputs.features import require_columns
 from reclake.feature_spec import FeatureSpec
 
 PARTS = ("train", "validation", "test")

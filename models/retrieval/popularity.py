@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from models.features import require_columns
+from models.inputs.features import require_columns
 
 POSITIVE_COLUMN = "is_positive"
 

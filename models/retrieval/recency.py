@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from models.baselines import EASE, EASEConfig, InteractionIndex
+from models.retrieval.baselines import EASE, EASEConfig, InteractionIndex
 
 
 def unix_seconds(values: Sequence | np.ndarray | pd.Series) -> np.ndarray:

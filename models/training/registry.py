@@ -24,12 +24,12 @@ import tf_keras as keras
 from scipy.optimize import minimize_scalar
 
 from models import evaluation
-from models.features import FittedFeatures, feature_arrays, label_array, require_columns
-from models.zoo.base import MULTITASK_LABELS, FeatureModel
-from models.zoo.config import ModelSpec, load_spec
-from models.zoo.distribution import choose_strategy, is_chief, mixed_precision_policy
-from models.zoo.multitask import ESMM, MMoE
-from models.zoo.rankers import FM, BiasedMF, DCNv2, DeepFM, HashedLogisticRegression
+from models.inputs.features import FittedFeatures, feature_arrays, label_array, require_columns
+from models.ranking.base import MULTITASK_LABELS, FeatureModel
+from models.ranking.multitask import ESMM, MMoE
+from models.ranking.rankers import FM, BiasedMF, DCNv2, DeepFM, HashedLogisticRegression
+from models.training.config import ModelSpec, load_spec
+from models.training.distribution import choose_strategy, is_chief, mixed_precision_policy
 from reclake.feature_spec import FeatureSpec
 
 MODEL_TYPES: dict[str, type[FeatureModel]] = {
@@ -77,7 +77,7 @@ class TrainingResult:
 
 @dataclass
 class ZooTrainingResult(TrainingResult):
-    """``models.training.TrainingResult`` plus what the config-driven run decided.
+    """``models.training.two_tower.TrainingResult`` plus what the config-driven run decided.
 
     Attributes:
         spec: The model config that was trained.

@@ -2,15 +2,15 @@
 
 A config has three top-level keys (see ``models/configs/*.yaml`` for one per model)::
 
-    type: deepfm            # which model (registry.MODEL_TYPES or retrieval_zoo.RETRIEVER_TYPES)
+    type: deepfm            # which model (registry.MODEL_TYPES or retriever_kinds.RETRIEVER_KINDS)
     model:                  # the model's settings, e.g. embedding_dim
       embedding_dim: 8
     training:               # how it is trained; every key is optional
       learning_rate: 0.003
 
 The type decides the model's family (``model_family``): *rankers* score impressions
-from every feature (``models.zoo.registry``; ``training`` holds ``TrainingConfig``
-fields), *retrievers* rank the whole catalogue for a user (``models.retrieval_zoo``;
+from every feature (``models.training.registry``; ``training`` holds ``TrainingConfig``
+fields), *retrievers* rank the whole catalogue for a user (``models.training.retrievers``;
 ``training`` holds the ``RetrieverTrainingConfig`` fields the type takes).
 
 Unknown keys are errors that name the key and the config they came from, so a typo
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import tf_keras as keras
 import yaml
 
 from models.configs import CONFIG_DIR, config_names
+from models.training.retriever_kinds import RETRIEVER_KINDS, RetrieverTrainingConfig
 
 """Where ``load_spec("<name>")`` looks for ``<name>.yaml``."""
 
@@ -128,73 +128,13 @@ class TrainingConfig:
             ) from error
 
 
-SELECTION_METRIC_PATTERN = re.compile(r"^[a-z_]+@[1-9][0-9]*$")
-
-
-@dataclass(frozen=True)
-class RetrieverTrainingConfig:
-    """How a retrieval-family zoo model is trained (the ``training:`` section of its config).
-
-    Which keys a config may set depends on its type
-    (``models.retrieval_zoo.RetrieverType.training_keys``): closed-form models (EASE,
-    popularity) take none, BPR-MF its optimiser loop, the TensorFlow models trained in
-    epochs all of them.
-
-    Attributes:
-        learning_rate: Optimiser learning rate; ``None``: the model library's default.
-        batch_size: Training batch size; ``None``: the library's default.
-        epochs: Passes over the training interactions; for models trained in epochs the
-            upper bound of the count chosen on the validation day. ``None``: the
-            library's default.
-        seed: Seed of initialisation and shuffling; ``None``: the library's default.
-        early_stopping_patience: Epochs without a better ``selection_metric`` on the
-            validation day before the validation run stops; ``None`` runs every epoch
-            (the best one is still chosen).
-        selection_metric: The ``evaluation.ranking_metrics`` key (``<name>@<K>``, e.g.
-            ``recall@10``) the epoch count maximises on the validation day.
-    """
-
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    seed: int | None = None
-    early_stopping_patience: int | None = 2
-    selection_metric: str = "recall@10"
-
-    LOOP_FIELDS = ("learning_rate", "batch_size", "epochs", "seed")
-    """Fields that are settings of the model library's training loop."""
-
-    def __post_init__(self) -> None:
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"training.learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("batch_size", "epochs"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"training.{name} must be >= 1, got {value}")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ValueError(
-                f"training.early_stopping_patience must be >= 1 or null, got {self.early_stopping_patience}"
-            )
-        if not isinstance(self.selection_metric, str) or not SELECTION_METRIC_PATTERN.match(self.selection_metric):
-            raise ValueError(
-                f"training.selection_metric must name a ranking metric as <name>@<K> (e.g. recall@10), "
-                f"got {self.selection_metric!r}"
-            )
-
-    def loop_settings(self) -> dict[str, Any]:
-        """The ``LOOP_FIELDS`` the config sets (not ``None``), as keyword arguments."""
-        return {name: getattr(self, name) for name in self.LOOP_FIELDS if getattr(self, name) is not None}
-
-
 def model_family(model_type: str) -> str:
-    """``RETRIEVER`` for the types of ``models.retrieval_zoo.RETRIEVER_TYPES``, ``RANKER``
-    for every other type (``models.zoo.registry`` checks those when it builds them).
+    """``RETRIEVER`` for the types of ``models.training.retriever_kinds.RETRIEVER_KINDS``, ``RANKER``
+    for every other type (``models.training.registry`` checks those when it builds them).
 
     The one place that tells the two families apart.
     """
-    from models.retrieval_zoo import RETRIEVER_TYPES  # imports this module: import when called
-
-    return RETRIEVER if model_type in RETRIEVER_TYPES else RANKER
+    return RETRIEVER if model_type in RETRIEVER_KINDS else RANKER
 
 
 @dataclass(frozen=True)
@@ -203,7 +143,7 @@ class ModelSpec:
 
     Attributes:
         type: Model type name (a key of ``registry.MODEL_TYPES`` or of
-            ``retrieval_zoo.RETRIEVER_TYPES``).
+            ``retriever_kinds.RETRIEVER_KINDS``).
         model: The model's settings (keyword arguments of a ranker's class, or of a
             retriever's settings dataclass).
         training: Training settings: ``TrainingConfig`` for a ranker,
@@ -226,12 +166,10 @@ class ModelSpec:
         return f"{self.type!r} config from {self.source or 'a dict'}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a YAML/JSON-compatible dict (inverse of ``spec_from_dict``)."""
+        """The config as a YAML/JSON-compatible dict (inverse of ``model_spec_from_dict``)."""
         training = dataclasses.asdict(self.training)
         if isinstance(self.training, RetrieverTrainingConfig):
-            from models.retrieval_zoo import RETRIEVER_TYPES
-
-            allowed = RETRIEVER_TYPES[self.type].training_keys
+            allowed = RETRIEVER_KINDS[self.type].training_keys
             training = {name: value for name, value in training.items() if name in allowed}
         else:
             training["optimizer_options"] = dict(self.training.optimizer_options)
@@ -246,7 +184,7 @@ def _unknown_keys(given: Mapping[str, Any], allowed: list[str], where: str) -> N
         raise ValueError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> ModelSpec:
+def model_spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> ModelSpec:
     """Check a config mapping and turn it into a ``ModelSpec``.
 
     Args:
@@ -283,9 +221,7 @@ def spec_from_dict(config: Mapping[str, Any], source: str | None = None) -> Mode
 
 def _retriever_spec(model_type: str, sections: dict[str, dict[str, Any]], where: str, source: str | None) -> ModelSpec:
     """Check a retriever config's sections against its type and build its spec."""
-    from models.retrieval_zoo import RETRIEVER_TYPES
-
-    kind = RETRIEVER_TYPES[model_type]
+    kind = RETRIEVER_KINDS[model_type]
     _unknown_keys(sections["model"], list(kind.model_keys), f"{where} 'model' ({model_type})")
     _unknown_keys(sections["training"], list(kind.training_keys), f"{where} 'training' ({model_type})")
     try:
@@ -334,12 +270,12 @@ def load_spec(config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) ->
 
     Raises:
         FileNotFoundError: if a name or path points at no file.
-        ValueError: if the config is malformed (see ``spec_from_dict``).
+        ValueError: if the config is malformed (see ``model_spec_from_dict``).
     """
     if isinstance(config, ModelSpec):
         return config
     if isinstance(config, Mapping):
-        return spec_from_dict(config)
+        return model_spec_from_dict(config)
     text = os.fspath(config)
     is_path = text.endswith((".yaml", ".yml")) or os.sep in text
     path = Path(text) if is_path else config_path(text)
@@ -347,4 +283,4 @@ def load_spec(config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) ->
         raise FileNotFoundError(f"model config file {path} does not exist")
     with open(path, encoding="utf-8") as handle:
         document = yaml.safe_load(handle)
-    return spec_from_dict(document, source=str(path))
+    return model_spec_from_dict(document, source=str(path))

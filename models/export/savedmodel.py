@@ -21,6 +21,9 @@ spec (``FeatureSpec.request_features``):
 
 ``assets/reclake_model.json`` next to the graph carries the version, metrics, the feature
 spec, the input spec of every signature and the popularity fallback for unknown users.
+
+One module on purpose (about 500 lines): the serving module, its signatures and the
+loader that checks them against the metadata are one contract, written and read here.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import FittedFeatures, column_array, feature_arrays, require_columns
-from models.retrieval import TwoTowerModel, build_index
-from reclake.feature_spec import FeatureColumn, FeatureSpec, spec_from_dict
+from models.inputs.features import FittedFeatures, column_array, feature_arrays, require_columns
+from models.retrieval.two_tower import TwoTowerModel, build_index
+from reclake.feature_spec import FeatureColumn, FeatureSpec, feature_spec_from_dict
 
 MIN_RERANK_CANDIDATES = 100
 METADATA_FILE = os.path.join("assets", "reclake_model.json")
@@ -378,7 +381,7 @@ def _check_values(values: pd.Series, column: FeatureColumn) -> None:
         raise ValueError(f"{column.name} must be in {allowed}; got {bad[:5]}")
 
 
-class ExportedModel:
+class SavedModelExport:
     """A SavedModel folder Reclake exported: its metadata file and its signatures.
 
     Attributes:
@@ -408,7 +411,7 @@ class ExportedModel:
         return int(self.metadata["item_count"])
 
 
-class Recommender(ExportedModel):
+class Recommender(SavedModelExport):
     """A loaded SavedModel written by ``export_recommender``, called through its signatures.
 
     Attributes:
@@ -418,7 +421,7 @@ class Recommender(ExportedModel):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path)
-        self.spec = spec_from_dict(self.metadata["feature_spec"], where=f"{os.fspath(path)} feature_spec")
+        self.spec = feature_spec_from_dict(self.metadata["feature_spec"], where=f"{os.fspath(path)} feature_spec")
 
     @property
     def can_recommend(self) -> bool:

@@ -34,8 +34,8 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import require_columns
-from models.retrieval import catalogue_scores, chronological_order
+from models.inputs.features import require_columns
+from models.retrieval.two_tower import catalogue_scores, chronological_order
 
 PADDING_INDEX = 0
 SCORING_BATCH = 1024

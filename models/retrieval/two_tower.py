@@ -28,6 +28,10 @@ Two options (``RetrievalConfig``):
 user-item pair, e.g. MovieLens ratings) and returns a ``TwoTowerRetriever`` that scores
 full catalogues (``score_all``) or builds a top-k index (``index``).
 ``build_index(model, candidates, k)`` indexes a catalogue for the exported SavedModel.
+
+One module on purpose (about 700 lines): the towers, the in-batch softmax with its log-Q
+correction, the training loop and the scorer share one set of shapes and conventions;
+splitting them would spread one model over files that cannot be read alone.
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.features import HISTORY_COLUMN, require_columns, string_vocabulary
-from models.index import TopKIndex
-from models.index import build_index as build_embedding_index
+from models.inputs.features import HISTORY_COLUMN, require_columns, string_vocabulary
+from models.retrieval.index import TopKIndex
+from models.retrieval.index import build_index as build_embedding_index
 
 DEFAULT_QUERY_FEATURES = ("user_id", "user_segment")
 DEFAULT_CANDIDATE_FEATURES = ("item_id", "category")
@@ -338,7 +342,7 @@ def build_index(
             same features.
         k: Default number of candidates per query (a call may pass its own ``k``); at
             most the number of distinct candidates.
-        kind: ``"brute_force"`` or ``"approximate"`` (see ``models.index``).
+        kind: ``"brute_force"`` or ``"approximate"`` (see ``models.retrieval.index``).
         **options: Options of the approximate index (``num_partitions``, ``nprobe``, ``seed``).
 
     Returns:

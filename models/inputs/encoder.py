@@ -16,7 +16,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from models.features import FittedFeatures
+from models.inputs.features import FittedFeatures
 from reclake.feature_spec import FeatureColumn
 
 _CROSS_SEPARATOR = "\x1f"

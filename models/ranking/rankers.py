@@ -2,8 +2,8 @@
 
 All take the raw model features of a feature spec and return one value ``[B]``: pCTR
 for a binary label, the predicted target for a regression label (a rating). The
-embedding models share ``models.encoder.FeatureEncoder`` for their field embeddings and
-numeric block; the pipeline serves any of them through ``models.export``.
+embedding models share ``models.inputs.encoder.FeatureEncoder`` for their field embeddings and
+numeric block; the pipeline serves any of them through ``models.export.savedmodel``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.encoder import FeatureEncoder, transformed_numeric, vocabulary_lookup
-from models.features import FittedFeatures
-from models.zoo.base import FeatureModel
-from models.zoo.layers import MLP, PACKAGE, FactorizationMachine, HashedFeatureCrosses, NumericFieldEmbedding
+from models.inputs.encoder import FeatureEncoder, transformed_numeric, vocabulary_lookup
+from models.inputs.features import FittedFeatures
+from models.ranking.base import FeatureModel
+from models.ranking.layers import MLP, PACKAGE, FactorizationMachine, HashedFeatureCrosses, NumericFieldEmbedding
 
 DCN_STRUCTURES = ("stacked", "parallel")
 NUMERIC_BUCKET_RANGE = 3.0
@@ -367,7 +367,7 @@ class BiasedMF(FeatureModel):
     sharing the out-of-vocabulary rows the spec gives them. With a binary label the sum
     is a logit (logistic MF). ``l2`` penalises the squared norms of the batch's factor
     vectors and biases (mean over the batch), the SGD form of the ridge penalty of
-    ``models.baselines.BiasedMF``'s ALS.
+    ``models.retrieval.baselines.BiasedMF``'s ALS.
 
     Args:
         fitted: The feature spec (it must have user and item ids) and its statistics.

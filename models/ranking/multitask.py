@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
-from models.encoder import FeatureEncoder
-from models.features import FittedFeatures
-from models.zoo.base import FeatureModel, probability
-from models.zoo.layers import MLP, PACKAGE, MixtureOfExperts
+from models.inputs.encoder import FeatureEncoder
+from models.inputs.features import FittedFeatures
+from models.ranking.base import FeatureModel, probability
+from models.ranking.layers import MLP, PACKAGE, MixtureOfExperts
 
 
 def _check_common(embedding_dim: int, dropout: float) -> None:

@@ -1,24 +1,24 @@
 """Retrieval-family zoo models: trained, chosen and evaluated on a source's training window.
 
 The zoo's *retrievers* rank the whole catalogue for a user (the *rankers* of
-``models.zoo.registry`` score impressions). ``RETRIEVER_TYPES`` is their registry: the
+``models.training.registry`` score impressions). ``RETRIEVER_TYPES`` is their registry: the
 config ``type:`` names one, its ``model:`` and ``training:`` sections become the model
 library's settings (``RetrieverType.settings_for``):
 
-- ``popularity``: ``models.baselines.Popularity``, the same ranking for everyone;
-- ``ease``: ``models.baselines.EASE``, closed-form item-item regression;
-- ``ease_recency``: ``models.recency.RecencyEASE``, EASE over a profile weighted by how
+- ``popularity``: ``models.retrieval.baselines.Popularity``, the same ranking for everyone;
+- ``ease``: ``models.retrieval.baselines.EASE``, closed-form item-item regression;
+- ``ease_recency``: ``models.retrieval.recency.RecencyEASE``, EASE over a profile weighted by how
   recently the user met each item, as of the end of the training window;
-- ``bpr_mf``: ``models.baselines.BPRMF``, matrix factorisation with the BPR loss;
-- ``two_tower``: ``models.retrieval.fit_two_tower`` (log-Q correction, pooled history),
+- ``bpr_mf``: ``models.retrieval.baselines.BPRMF``, matrix factorisation with the BPR loss;
+- ``two_tower``: ``models.retrieval.two_tower.fit_two_tower`` (log-Q correction, pooled history),
   its towers reading the ids plus the spec's string user / item columns, as the
-  pipeline's retrieval does (``models.training.retrieval_features``);
-- ``sasrec``: ``models.sequence.fit_sasrec``, next-item self-attention;
-- ``joint``: ``models.joint.fit_joint``, retrieval + rating on shared embeddings.
+  pipeline's retrieval does (``models.training.two_tower.retrieval_features``);
+- ``sasrec``: ``models.retrieval.sequence.fit_sasrec``, next-item self-attention;
+- ``joint``: ``models.retrieval.joint.fit_joint``, retrieval + rating on shared embeddings.
 
 ``train_retriever`` takes ``training_examples`` rows, keeps the positive interactions
-(``models.training.positive_rows``: the spec's definition of a positive), splits the
-window in time as the ranker zoo does (``models.splits.split_training_window``:
+(``models.training.two_tower.positive_rows``: the spec's definition of a positive), splits the
+window in time as the ranker zoo does (``models.inputs.splits.split_training_window``:
 train days, a validation day, the newest day tests) and
 
 1. for the TensorFlow models trained in epochs, trains on the train days while ranking
@@ -34,12 +34,16 @@ train days, a validation day, the newest day tests) and
 The catalogue is every item of the window's ``training_examples``. Every model is seen
 through ``ZooRetriever``: ``scores(user_ids)`` (its own scoring) and ``factors``, the
 same ranking as ``query_vectors @ item_vectors.T + item_bias``, which is the form
-``models.retrieval_export`` serves.
+``models.export.retrievers`` serves.
+
+One module on purpose (about 850 lines): every zoo retriever is adapted to the same
+``ZooRetriever`` interface, fitted, tuned in epochs on the validation day and evaluated
+the same way; keeping the adapters beside the loop that treats them alike is what makes
+their figures comparable.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import json
@@ -58,22 +62,25 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import evaluation
-from models.baselines import BPRMF, EASE, BPRConfig, EASEConfig, InteractionIndex, Popularity
-from models.features import require_columns
-from models.joint import JointConfig, JointRecommender, fit_joint
-from models.recency import RecencyEASE, RecencyEASEConfig, unix_seconds
-from models.retrieval import RetrievalConfig, TwoTowerRetriever, fit_two_tower
-from models.sequence import SASRec, SASRecConfig, fit_sasrec
-from models.splits import split_training_window, trained_span
-from models.training import positive_rows, retrieval_features
-from models.zoo.config import ModelSpec, RetrieverTrainingConfig, load_spec
-from models.zoo.registry import CHECKPOINT_PATTERN
+from models.inputs.features import require_columns
+from models.inputs.splits import split_training_window, trained_span
+from models.retrieval.baselines import BPRMF, EASE, BPRConfig, EASEConfig, InteractionIndex, Popularity
+from models.retrieval.joint import JointConfig, JointRecommender, fit_joint
+from models.retrieval.recency import RecencyEASE, RecencyEASEConfig, unix_seconds
+from models.retrieval.sequence import SASRec, SASRecConfig, fit_sasrec
+from models.retrieval.two_tower import RetrievalConfig, TwoTowerRetriever, fit_two_tower
+from models.training.config import ModelSpec, load_spec
+from models.training.registry import CHECKPOINT_PATTERN
+from models.training.retriever_kinds import RETRIEVER_KINDS, RetrieverKind, RetrieverTrainingConfig
+from models.training.two_tower import positive_rows, retrieval_features
 from reclake.feature_spec import FeatureSpec
+
+RetrieverFit = Callable[[pd.DataFrame, np.ndarray, FeatureSpec, Any, "EpochHook | None"], "ZooRetriever"]
+"""``fit(interactions, catalogue, feature_spec, settings, on_epoch_end)`` -> a fitted retriever."""
 
 KS = (10, 100)
 """Cut-offs of the reported metrics (those above the catalogue size are left out)."""
 REPORTED_METRICS = ("hr@10", "hr@100", "recall@10", "ndcg@10", "mrr@10")
-EARLY_STOPPING_KEYS = ("early_stopping_patience", "selection_metric")
 RETRIEVER_CONFIG_FILE = "retriever_config.json"
 """Written next to a retriever's checkpoints: ``{"spec"}``, the config that trained it."""
 EMBEDDING_BATCH = 4096
@@ -85,7 +92,7 @@ EpochHook = Callable[[int, "EmbeddingRetriever"], None]
 def positive_interactions(examples: pd.DataFrame, feature_spec: FeatureSpec) -> pd.DataFrame:
     """The positive interactions of ``training_examples`` rows, as the retrievers read them.
 
-    Positives are the rows ``models.training.positive_rows`` keeps (``is_positive``: a
+    Positives are the rows ``models.training.two_tower.positive_rows`` keeps (``is_positive``: a
     click, or a rating at or above the spec's threshold).
 
     Args:
@@ -182,7 +189,7 @@ class ZooRetriever(ABC):
 
 
 class MatrixRetriever(ZooRetriever):
-    """A ``models.baselines`` model fitted on the binary user x catalogue matrix.
+    """A ``models.retrieval.baselines`` model fitted on the binary user x catalogue matrix.
 
     Args:
         model: The fitted model (``score_users`` over the matrix's rows).
@@ -247,7 +254,7 @@ class EASERetriever(MatrixRetriever):
 
 class RecencyEASERetriever(MatrixRetriever):
     """EASE over each user's profile weighted by recency as of the end of the training
-    window (``models.recency``): query the weighted profile, item vectors the weight
+    window (``models.retrieval.recency``): query the weighted profile, item vectors the weight
     matrix's columns. Requests are taken to come just after the newest training interaction.
 
     Args:
@@ -370,7 +377,7 @@ def _in_batches(embed: Callable[[np.ndarray], Any], ids: np.ndarray, width: int)
 
 
 class TwoTowerZooRetriever(EmbeddingRetriever):
-    """``models.retrieval.TwoTowerRetriever``: query tower output . candidate tower output."""
+    """``models.retrieval.two_tower.TwoTowerRetriever``: query tower output . candidate tower output."""
 
     model: TwoTowerRetriever
 
@@ -390,7 +397,7 @@ class TwoTowerZooRetriever(EmbeddingRetriever):
 
 
 class SASRecZooRetriever(EmbeddingRetriever):
-    """``models.sequence.SASRec``: the last position's output . the item embeddings."""
+    """``models.retrieval.sequence.SASRec``: the last position's output . the item embeddings."""
 
     model: SASRec
 
@@ -418,7 +425,7 @@ class SASRecZooRetriever(EmbeddingRetriever):
 
 
 class JointZooRetriever(EmbeddingRetriever):
-    """``models.joint.JointRecommender``: user embedding . item embedding."""
+    """``models.retrieval.joint.JointRecommender``: user embedding . item embedding."""
 
     model: JointRecommender
 
@@ -549,68 +556,42 @@ def _fit_joint(
     return wrap(fit_joint(interactions, settings, on_epoch_end=_epoch_hook(on_epoch_end, wrap)))
 
 
+RETRIEVER_FITS: dict[str, RetrieverFit] = {
+    "popularity": _fit_popularity,
+    "ease": _fit_ease,
+    "ease_recency": _fit_ease_recency,
+    "bpr_mf": _fit_bpr,
+    "two_tower": _fit_two_tower,
+    "sasrec": _fit_sasrec,
+    "joint": _fit_joint,
+}
+"""Retriever type -> the function that fits it (its settings: ``RETRIEVER_KINDS``)."""
+
+
 @dataclass(frozen=True)
 class RetrieverType:
-    """How the zoo configures and fits one retrieval-family model type.
+    """A retriever type as the zoo trains it: its kind (settings, keys) and its fit.
 
     Attributes:
+        kind: What a config of the type may set (``retriever_kinds.RetrieverKind``).
         fit: ``fit(interactions, catalogue, feature_spec, settings, on_epoch_end)`` ->
-            the fitted ``ZooRetriever`` (``on_epoch_end`` only for ``in_epochs`` types).
-        settings: The library's settings dataclass the config's ``model:`` and
-            ``training:`` sections build, or ``None`` for a model without settings.
-        in_epochs: Trained by TensorFlow in epochs, with a per-epoch hook: the epoch
-            count is chosen on the validation day and checkpoints are written.
+            the fitted ``ZooRetriever`` (``on_epoch_end`` only for ``kind.in_epochs``).
     """
 
-    fit: Callable[[pd.DataFrame, np.ndarray, FeatureSpec, Any, EpochHook | None], ZooRetriever]
-    settings: type | None = None
-    in_epochs: bool = False
-
-    def _settings_fields(self) -> tuple[str, ...]:
-        return () if self.settings is None else tuple(f.name for f in dataclasses.fields(self.settings))
+    kind: RetrieverKind
+    fit: RetrieverFit
 
     @property
-    def model_keys(self) -> tuple[str, ...]:
-        """Keys of the config's ``model:`` section: the settings that are not loop settings."""
-        return tuple(name for name in self._settings_fields() if name not in RetrieverTrainingConfig.LOOP_FIELDS)
+    def in_epochs(self) -> bool:
+        return self.kind.in_epochs
 
-    @property
-    def training_keys(self) -> tuple[str, ...]:
-        """Keys of the config's ``training:`` section (``RetrieverTrainingConfig`` fields)."""
-        loop = tuple(name for name in RetrieverTrainingConfig.LOOP_FIELDS if name in self._settings_fields())
-        return loop + (EARLY_STOPPING_KEYS if self.in_epochs else ())
-
-    def settings_for(
-        self, model: Mapping[str, Any], training: RetrieverTrainingConfig, epochs: int | None = None
-    ) -> Any:
-        """The library settings of a config's sections (YAML lists become tuples).
-
-        Args:
-            model: The ``model:`` section.
-            training: The parsed ``training:`` section.
-            epochs: Overrides the configured epoch count.
-
-        Raises:
-            ValueError: a value the library rejects.
-        """
-        if self.settings is None:
-            return None
-        values = {name: tuple(value) if isinstance(value, list) else value for name, value in model.items()}
-        values.update(training.loop_settings())
-        if epochs is not None:
-            values["epochs"] = epochs
-        return self.settings(**values)
+    def settings_for(self, model: Mapping[str, Any], training: RetrieverTrainingConfig, epochs: int | None = None) -> Any:
+        """``RetrieverKind.settings_for``."""
+        return self.kind.settings_for(model, training, epochs)
 
 
-RETRIEVER_TYPES: dict[str, RetrieverType] = {
-    "popularity": RetrieverType(_fit_popularity),
-    "ease": RetrieverType(_fit_ease, EASEConfig),
-    "ease_recency": RetrieverType(_fit_ease_recency, RecencyEASEConfig),
-    "bpr_mf": RetrieverType(_fit_bpr, BPRConfig),
-    "two_tower": RetrieverType(_fit_two_tower, RetrievalConfig, in_epochs=True),
-    "sasrec": RetrieverType(_fit_sasrec, SASRecConfig, in_epochs=True),
-    "joint": RetrieverType(_fit_joint, JointConfig, in_epochs=True),
-}
+RETRIEVER_TYPES: dict[str, RetrieverType] = {name: RetrieverType(RETRIEVER_KINDS[name], fit) for name, fit in RETRIEVER_FITS.items()}
+"""Retriever type -> how the zoo configures and fits it; the same names as ``RETRIEVER_KINDS``."""
 
 
 def retriever_type(spec: ModelSpec) -> RetrieverType:

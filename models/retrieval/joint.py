@@ -4,7 +4,7 @@ One user embedding and one item embedding feed two tasks:
 
 - retrieval: ``score(u, i) = <user, item>``, trained with ``tfrs.tasks.Retrieval``
   (in-batch softmax, accidental hits removed, optional log-Q correction as in
-  ``models.retrieval``);
+  ``models.retrieval.two_tower``);
 - ranking: ``rating(u, i) = MLP([user, item])``, trained with squared error
   (``tfrs.tasks.Ranking``).
 
@@ -33,8 +33,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.features import require_columns, string_vocabulary
-from models.retrieval import CandidateProbability, catalogue_scores, epoch_callback
+from models.inputs.features import require_columns, string_vocabulary
+from models.retrieval.two_tower import CandidateProbability, catalogue_scores, epoch_callback
 
 SCORING_BATCH = 8192
 
@@ -49,7 +49,7 @@ class JointConfig:
         retrieval_weight: Weight of the retrieval loss (>= 0).
         ranking_weight: Weight of the rating loss (>= 0); not both weights may be 0.
         sampling_bias_correction: Log-Q correction of the in-batch negatives
-            (``models.retrieval``), with item probabilities from the training rows.
+            (``models.retrieval.two_tower``), with item probabilities from the training rows.
         learning_rate: Adagrad learning rate.
         batch_size: Training batch size (also in-batch negatives + 1).
         epochs: Passes over the training rows.

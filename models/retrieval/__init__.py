@@ -1,0 +1,9 @@
+"""Retrieval models: candidates for a user out of the whole catalogue.
+
+- ``two_tower``: the two-tower model (log-Q correction, pooled history) and its index;
+- ``index``: brute-force top-k over item embeddings;
+- ``popularity``: the popularity ranking (fallback and baseline);
+- ``baselines``: matrix models (popularity, random, EASE, BPR-MF, biased / Bayesian MF);
+- ``recency``: EASE over a recency-weighted profile;
+- ``sequence``: SASRec; ``joint``: the joint retrieval + rating model.
+"""
