@@ -1,6 +1,7 @@
 """Dagster assets: thin wrappers that call the plain libraries and report metadata.
 
-Groups follow the data's path: ``landing`` -> ``bronze`` -> ``features`` -> ``quality``
+Groups follow the data's path: ``landing`` -> ``bronze`` -> the dbt layers ``staging`` ->
+``intermediate`` -> ``marts`` -> ``quality``
 and ``datasets`` -> ``models`` (and the ``model_zoo``) -> ``serving`` -> ``monitoring``.
 """
 
@@ -12,7 +13,9 @@ import dagster as dg
 GROUP_OWNERS: dict[str, list[str]] = {
     "landing": ["team:data-platform"],
     "bronze": ["team:data-platform"],
-    "features": ["team:data-platform"],
+    "staging": ["team:data-platform"],
+    "intermediate": ["team:data-platform"],
+    "marts": ["team:data-platform"],
     "quality": ["team:data-platform"],
     "datasets": ["team:ml"],
     "models": ["team:ml"],

@@ -21,6 +21,9 @@ from resources.warehouse import WarehouseResource
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT / "dbt_project")
 
+DBT_LAYERS = ("staging", "intermediate", "marts")
+"""The dbt project's layers (folders under ``dbt_project/models``): one asset group each."""
+
 
 def _manifest_is_stale() -> bool:
     """Whether the parsed manifest is missing or older than a file of the dbt project."""
@@ -84,7 +87,8 @@ def describe_dbt_test(test: Mapping[str, Any]) -> str:
 
 
 class ReclakeDbtTranslator(DagsterDbtTranslator):
-    """Puts dbt models in the ``features`` group and maps the bronze source to ``raw_events``."""
+    """Groups dbt models by their layer (``staging``, ``intermediate``, ``marts``: the
+    folder under ``dbt_project/models``) and maps the bronze source to ``raw_events``."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["name"] == "events":
@@ -92,7 +96,8 @@ class ReclakeDbtTranslator(DagsterDbtTranslator):
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return "features"
+        fqn = dbt_resource_props.get("fqn") or []
+        return fqn[1] if len(fqn) > 2 and fqn[1] in DBT_LAYERS else super().get_group_name(dbt_resource_props)
 
     def get_asset_check_spec(
         self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None

@@ -26,7 +26,7 @@ from reclake.runtime import configure_process  # noqa: E402
 
 configure_process()
 
-STAGES = ("landing", "bronze", "features")  # asset groups: landing files to feature marts
+STAGES = ("landing", "bronze", "staging", "intermediate", "marts")  # asset groups: landing files to feature marts
 
 
 def _materialize(defs, instance, first: dt.date, last: dt.date) -> float:

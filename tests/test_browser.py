@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 DEMO_DAYS = 3
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
-GROUPS = ("landing", "bronze", "features", "quality", "datasets", "models", "serving", "monitoring")
+GROUPS = ("landing", "bronze", "staging", "intermediate", "marts", "quality", "datasets", "models", "serving", "monitoring")
 # Chromium's own traffic is refused on a closed network: keep it from trying.
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

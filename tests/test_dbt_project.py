@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 import yaml
@@ -410,3 +411,19 @@ def test_bad_spec_vars_fail_naming_the_var(tmp_path: Path) -> None:
     result = dbtRunner().invoke([*arguments, "--vars", yaml.safe_dump(bad_vars)])
     assert not result.success
     assert "var 'windows_days' must hold whole numbers of days >= 1, got [0, 7]" in str(result.exception)
+
+
+def test_an_event_of_an_unknown_user_fails_the_relationships_test(tmp_path: Path) -> None:
+    """fct_events' ids must exist in the dimensions: a user deleted from dim_users behind
+    dbt's back makes `relationships` fail, naming the test."""
+    lake_root, warehouse_path = tmp_path / "lake", tmp_path / "warehouse.duckdb"
+    window = build_vars(SYNTHETIC, lake_root, DAY_1, DAY_2)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECLAKE_WAREHOUSE_PATH", str(warehouse_path))
+        project = ParsedDbtProject(tmp_path, window)
+        write_bronze_day(lake_root, SYNTHETIC, DAY_1, DAY_1_EVENTS)
+        project.invoke(DbtInvocation(window))
+        with duckdb.connect(str(warehouse_path)) as connection:
+            connection.execute("delete from dim_users where user_id = 'u4'")
+        with pytest.raises(AssertionError, match="relationships_fct_events_user_id"):
+            project.invoke(DbtInvocation(window, command="test", select=("fct_events",)))

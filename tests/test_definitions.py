@@ -45,7 +45,7 @@ def test_jobs_schedules_and_sensors_resolve(tmp_path, session_state_dir):
     assert {n.name for n in defs.resolve_job_def("landing_job").nodes_in_topological_order} == {"landing_logs"}
     groups = {spec.group_name for spec in defs.resolve_all_asset_specs()}
     assert groups == {
-        "landing", "bronze", "features", "quality", "datasets", "models", "serving", "monitoring", "model_zoo",
+        "landing", "bronze", "staging", "intermediate", "marts", "quality", "datasets", "models", "serving", "monitoring", "model_zoo",
     }  # fmt: skip
     # The catalog reads well: every asset says what it holds, what it is made with and who owns it.
     for spec in defs.resolve_all_asset_specs():
