@@ -32,6 +32,7 @@ from dbt_support import (
     DbtInvocation,
     ParsedDbtProject,
     as_lists,
+    bronze_arrow_schema,
     build_vars,
     point_in_time_features,
     read_duckdb_table,
@@ -426,4 +427,30 @@ def test_an_event_of_an_unknown_user_fails_the_relationships_test(tmp_path: Path
         with duckdb.connect(str(warehouse_path)) as connection:
             connection.execute("delete from dim_users where user_id = 'u4'")
         with pytest.raises(AssertionError, match="relationships_fct_events_user_id"):
-            project.invoke(DbtInvocation(window, command="test", select=("fct_events",)))
+            project.invoke(DbtInvocation(window, command="test", select=("fct_events", "dim_users")))
+
+
+def test_the_pandas_examples_builder_agrees_with_the_training_examples_model(tmp_path: Path) -> None:
+    """``sources.training_examples`` (the zoo's and benchmarks' dbt-free frames) computes the
+    point-in-time aggregates in pandas; dbt's ``training_examples`` is the definition. The
+    same generated impressions through both give the same aggregates, row for row."""
+    from reclake.settings import SyntheticSettings
+    from sources.training_examples import synthetic_training_examples
+
+    days = [datetime(2024, 3, 1).date() + pd.Timedelta(days=offset) for offset in range(3)]
+    settings = SyntheticSettings(days=3, events_per_day=400, n_users=25, n_items=15, seed=11)
+    frame = synthetic_training_examples(settings, days)
+    lake_root, warehouse_path = tmp_path / "lake", tmp_path / "warehouse.duckdb"
+    bronze_names = set(bronze_arrow_schema(SYNTHETIC).names)
+    for day, rows in frame.groupby("event_date"):
+        records = rows[[c for c in rows.columns if c in bronze_names]].to_dict("records")
+        write_bronze_day(lake_root, SYNTHETIC, day.isoformat(), records)
+    window = build_vars(SYNTHETIC, lake_root, days[0].isoformat(), (days[-1] + pd.Timedelta(days=1)).isoformat())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECLAKE_WAREHOUSE_PATH", str(warehouse_path))
+        run_dbt(tmp_path, [DbtInvocation(window, select=("+training_examples",))])
+    built = read_duckdb_table(warehouse_path, "training_examples", "event_id").set_index("event_id")
+    columns = [*SYNTHETIC.aggregate_columns("user"), *SYNTHETIC.aggregate_columns("item")]
+    pandas_built = frame.set_index("event_id").sort_index()
+    assert len(built) == len(pandas_built) == 1200
+    pd.testing.assert_frame_equal(built[columns], pandas_built[columns], check_dtype=False, atol=1e-12)
