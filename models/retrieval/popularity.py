@@ -1,4 +1,12 @@
-"""Popularity baseline: the items with the most positive interactions, the fallback for unknown users."""
+"""The served popularity fallback: the items with the most positive events, for unknown users.
+
+This counts positive *events* (an item clicked twice by one user counts twice), the
+signal the served SavedModel has always fallen back on. The zoo's ``popularity``
+retriever (``models.retrieval.baselines.Popularity``, also the zoo retrievers' ranking for
+unknown users) counts distinct (user, item) pairs of a binary matrix instead; the two
+differ only on repeated positives. Both are kept on purpose: merging them would change
+the served fallback or the zoo's recorded figures.
+"""
 
 from __future__ import annotations
 

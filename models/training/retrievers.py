@@ -756,7 +756,7 @@ class TrainedRetriever:
         """``[I]`` each catalogue item's share of the distinct (user, item) training
         pairs (how many users liked it, as the ``popularity`` model counts): the ranking
         of unknown users."""
-        counts = np.asarray(self.seen.sum(axis=0)).ravel()
+        counts = Popularity().fit(self.seen).counts  # the popularity model's own counts
         return counts / counts.sum()
 
     def served_scores(self, user_ids: Sequence | np.ndarray) -> np.ndarray:
