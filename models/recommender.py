@@ -164,10 +164,10 @@ def train_recommender(
     if spec.has_ids:
         retrieval = train_retrieval(fitted_rows, spec, retrieval_config)
         k = min(RETRIEVAL_K, len(item_features))
-        retrieval_metrics = evaluate_retrieval(retrieval.model, test, item_features, spec, k=k)
+        seen = fitted_rows.loc[fitted_rows[POSITIVE_COLUMN] == 1, ["user_id", "item_id"]].drop_duplicates()
+        retrieval_metrics = evaluate_retrieval(retrieval.model, test, item_features, spec, k=k, seen=seen)
         metrics.update({f"retrieval_{name}": float(value) for name, value in retrieval_metrics.items()})
         popular = popular_items(fitted_rows)
-        seen = fitted_rows.loc[fitted_rows[POSITIVE_COLUMN] == 1, ["user_id", "item_id"]].drop_duplicates()
     return TrainedRecommender(
         ranking=ranking,
         retrieval=retrieval,

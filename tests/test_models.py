@@ -301,6 +301,23 @@ class TestRetrieval:
         assert metrics["users"] == test.loc[test["clicked"] == 1, "user_id"].nunique()
         assert retrieval.examples == int(split[0]["clicked"].sum())
 
+    def test_the_served_model_is_scored_like_the_zoo_retrievers(self, retrieval, split, examples):
+        """Given the seen pairs, the full-catalogue metrics of ``evaluation.ranking_metrics``
+        come with recall@k: seen items are masked, and masking a user's held-out items
+        leaves no hit."""
+        train, test = split
+        _, items = toy_examples.feature_tables(examples)
+        seen = train.loc[train["is_positive"] == 1, ["user_id", "item_id"]].drop_duplicates()
+        metrics = evaluate_retrieval(retrieval.model, test, items, SPEC, k=10, seen=seen)
+        assert {"hr@10", "ndcg@10", "recall@10", "mrr@10", "ranked_users", "cold_users"} <= set(metrics)
+        assert metrics["ranked_users"] + metrics["cold_users"] == metrics["users"]
+        assert 0 < metrics["hr@10"] <= 1 and 0 < metrics["ndcg@10"] <= 1
+        held_out = test.loc[test["is_positive"] == 1, ["user_id", "item_id"]]
+        everything_seen = evaluate_retrieval(
+            retrieval.model, test, items, SPEC, k=10, seen=pd.concat([seen, held_out]).drop_duplicates()
+        )
+        assert everything_seen["hr@10"] == 0 and everything_seen["recall@10"] == 0
+
     def test_no_positives_raises(self, examples):
         with pytest.raises(ValueError, match="no positive interaction"):
             train_retrieval(examples.assign(is_positive=0), SPEC)

@@ -290,7 +290,7 @@ def build_retrieval_model(
     return model
 
 
-def _embed(tower: Tower, features: Mapping[str, np.ndarray]) -> np.ndarray:
+def embed_rows(tower: Tower, features: Mapping[str, np.ndarray]) -> np.ndarray:
     """Run a tower over feature arrays in batches; ``[N, D]`` float32."""
     rows = len(next(iter(features.values())))
     outputs = [
@@ -362,7 +362,7 @@ def build_index(
         raise ValueError("cannot build a retrieval index over zero candidates")
     if not 1 <= k <= ids.size:
         raise ValueError(f"k must be between 1 and the number of candidates ({ids.size}), got {k}")
-    return build_embedding_index(kind, _embed(model.candidate_tower, unique), ids, k=k, **options)
+    return build_embedding_index(kind, embed_rows(model.candidate_tower, unique), ids, k=k, **options)
 
 
 def chronological_order(interactions: pd.DataFrame, user_column: str, time_column: str) -> np.ndarray:
@@ -580,11 +580,11 @@ class TwoTowerRetriever:
 
     def user_embeddings(self, user_ids: Sequence | np.ndarray) -> np.ndarray:
         """``[len(user_ids), D]`` query embeddings."""
-        return _embed(self.model.query_tower, self.queries(user_ids))
+        return embed_rows(self.model.query_tower, self.queries(user_ids))
 
     def item_embeddings(self) -> np.ndarray:
         """``[len(item_ids), D]`` candidate embeddings."""
-        return _embed(self.model.candidate_tower, self.candidates)
+        return embed_rows(self.model.candidate_tower, self.candidates)
 
     def score_all(self, user_ids: Sequence | np.ndarray, item_ids: Sequence | np.ndarray | None = None) -> np.ndarray:
         """Dot-product scores of every (user, item) pair.

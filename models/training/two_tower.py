@@ -21,8 +21,9 @@ import tf_keras as keras
 
 from models import evaluation
 from models.inputs.features import feature_arrays, require_columns, string_vocabulary
+from models.retrieval.baselines import InteractionIndex
 from models.retrieval.popularity import POSITIVE_COLUMN
-from models.retrieval.two_tower import RetrievalConfig, TwoTowerModel, build_index, build_retrieval_model
+from models.retrieval.two_tower import RetrievalConfig, TwoTowerModel, build_index, build_retrieval_model, embed_rows
 from models.training.registry import TrainingResult
 from reclake.feature_spec import FeatureSpec
 
@@ -106,12 +107,24 @@ def latest_per_user(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame
 
 
 def evaluate_retrieval(
-    model: TwoTowerModel, test: pd.DataFrame, candidates: pd.DataFrame, spec: FeatureSpec, k: int = 50
+    model: TwoTowerModel,
+    test: pd.DataFrame,
+    candidates: pd.DataFrame,
+    spec: FeatureSpec,
+    k: int = 50,
+    seen: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Recall@k of two-tower retrieval over a candidate catalogue.
+    """Recall@k of two-tower retrieval over a candidate catalogue, and, given ``seen``,
+    the zoo retrievers' full-catalogue metrics, so the served model and the zoo compare.
 
     Each user with a positive interaction in ``test`` is a query (with their newest user
-    columns in ``test``); the relevant set is the items of those interactions.
+    columns in ``test``); the relevant set is the items of those interactions. With
+    ``seen`` (the positive ``user_id, item_id`` pairs the model was fitted on) the users
+    who have some are also ranked every catalogue item with their seen items masked and
+    scored by ``evaluation.ranking_metrics`` at K = 10 and 100 (capped at the catalogue),
+    exactly as ``models.training.retrievers.evaluate_retriever`` scores a zoo retriever;
+    those keys are added (``hr@10``, ``ndcg@10``, ...) with ``ranked_users`` and
+    ``cold_users`` (held-out users without seen pairs, only counted).
 
     Args:
         model: a trained two-tower model.
@@ -134,8 +147,48 @@ def evaluate_retrieval(
     queries = {name: tf.constant(values) for name, values in _string_arrays(users, spec, query).items()}
     _, item_ids = index(model.query_tower(queries))
     recommended = [[item.decode() for item in row] for row in item_ids.numpy()]
-    return {
+    metrics: dict[str, Any] = {
         "recall_at_k": evaluation.recall_at_k(recommended, list(relevant), k),
         "k": int(k),
         "users": int(len(relevant)),
     }
+    if seen is not None:
+        metrics.update(_catalogue_metrics(model, users, positives, candidates, spec, seen))
+    return metrics
+
+
+def _catalogue_metrics(
+    model: TwoTowerModel,
+    users: pd.DataFrame,
+    positives: pd.DataFrame,
+    candidates: pd.DataFrame,
+    spec: FeatureSpec,
+    seen: pd.DataFrame,
+) -> dict[str, Any]:
+    """Full-catalogue top-K metrics of the held-out users who have seen pairs (see
+    ``evaluate_retrieval``)."""
+    query, candidate = retrieval_features(spec)
+    catalogue = candidates.drop_duplicates("item_id")
+    item_ids = catalogue["item_id"].astype(str).to_numpy()
+    warm = users[users["user_id"].astype(str).isin(set(seen["user_id"].astype(str)))]
+    if warm.empty:
+        return {"ranked_users": 0, "cold_users": int(len(users))}
+    user_ids = warm["user_id"].astype(str).to_numpy()
+    index = InteractionIndex(user_ids=user_ids, item_ids=item_ids)
+
+    def in_catalogue(frame: pd.DataFrame) -> pd.DataFrame:
+        """The pairs of the ranked users and the catalogue's items, ids as ``str``."""
+        pairs = frame[["user_id", "item_id"]].astype(str)
+        return pairs[pairs["user_id"].isin(set(user_ids)) & pairs["item_id"].isin(set(item_ids))]
+
+    query_vectors = embed_rows(model.query_tower, _string_arrays(warm, spec, query))
+    item_vectors = embed_rows(model.candidate_tower, _string_arrays(catalogue, spec, candidate))
+    cutoffs = tuple(k for k in (10, 100) if k <= len(item_ids)) or (len(item_ids),)
+    ranked = evaluation.ranking_metrics(
+        query_vectors.astype(np.float64) @ item_vectors.astype(np.float64).T,
+        index.matrix(in_catalogue(seen)),
+        index.items_per_user(in_catalogue(positives)),
+        cutoffs,
+    )
+    users_ranked = ranked.pop("users", len(user_ids))
+    return {**ranked, "ranked_users": int(users_ranked), "cold_users": int(len(users) - len(warm))}
