@@ -307,6 +307,7 @@ class TestRetrieval:
         leaves no hit."""
         train, test = split
         _, items = toy_examples.feature_tables(examples)
+        items = items.sample(frac=1.0, random_state=3)  # a catalogue in no particular order
         seen = train.loc[train["is_positive"] == 1, ["user_id", "item_id"]].drop_duplicates()
         metrics = evaluate_retrieval(retrieval.model, test, items, SPEC, k=10, seen=seen)
         assert {"hr@10", "ndcg@10", "recall@10", "mrr@10", "ranked_users", "cold_users"} <= set(metrics)

@@ -168,9 +168,11 @@ def _catalogue_metrics(
     """Full-catalogue top-K metrics of the held-out users who have seen pairs (see
     ``evaluate_retrieval``)."""
     query, candidate = retrieval_features(spec)
-    catalogue = candidates.drop_duplicates("item_id")
-    item_ids = catalogue["item_id"].astype(str).to_numpy()
+    # InteractionIndex keeps its ids sorted: order the catalogue and the users alike.
+    catalogue = candidates.drop_duplicates("item_id").astype({"item_id": str}).sort_values("item_id")
+    item_ids = catalogue["item_id"].to_numpy()
     warm = users[users["user_id"].astype(str).isin(set(seen["user_id"].astype(str)))]
+    warm = warm.astype({"user_id": str}).sort_values("user_id")
     if warm.empty:
         return {"ranked_users": 0, "cold_users": int(len(users))}
     user_ids = warm["user_id"].astype(str).to_numpy()
