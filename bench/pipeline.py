@@ -5,6 +5,12 @@ For the synthetic source, prints one JSON line with:
   ``dbt build``), for a backfill of ``--days`` days as one run;
 - ``add_one_day_s``: the time to add one more day on top of ``--history`` days of
   history, for each history length given (incremental models should keep it flat);
+- ``duckdb_floor``: plain DuckDB doing the same shape of work on the same landing files
+  in the same run (each JSON line parsed with typed, rule-checked extraction, bad lines
+  to a quarantine file with a reason, bronze Parquet per day, then each event's user and
+  item events and positives over the 1, 7 and 30 days strictly before it), and
+  ``pipeline_to_floor``: how many times slower the pipeline is than that floor (a ratio
+  measured in one run, so a shared machine's noise hits both);
 - peak resident memory and the core count.
 
 Usage: ``python bench/pipeline.py [--events-per-day 50000] [--days 20] [--history 30 90]``
@@ -50,6 +56,69 @@ def _materialize(defs, instance, first: dt.date, last: dt.date) -> float:
     return time.perf_counter() - started
 
 
+_STRINGS = ("event_id", "user_id", "item_id", "user_segment", "device", "category")
+_TYPED = {"event_ts": "timestamp", "slot_position": "bigint", "price": "double", "bid_price": "double",
+          "market_price": "double", "clicked": "bigint", "converted": "bigint"}  # fmt: skip
+_WINDOWS_DAYS = (1, 7, 30)
+
+
+def _duckdb_floor(landing: Path, out: Path) -> dict:
+    """The floor: landing JSON lines -> quarantine + bronze Parquet -> point-in-time counts,
+    in plain DuckDB on one connection; returns seconds, events and quarantined lines."""
+    import duckdb
+
+    out.mkdir(parents=True, exist_ok=True)
+    fields = ",\n".join(
+        [f"json_extract_string(line, '$.{name}') as {name}" for name in _STRINGS]
+        + [f"try_cast(json_extract_string(line, '$.{name}') as {kind}) as {name}" for name, kind in _TYPED.items()]
+    )
+    reason = """case
+        when not json_valid(line) then 'not a JSON object'
+        when event_id is null then 'event_id: missing'
+        when event_ts is null then 'event_ts: not a timestamp'
+        when user_id is null then 'user_id: missing'
+        when item_id is null then 'item_id: missing'
+        when clicked is null or clicked not in (0, 1) then 'clicked: not 0 or 1'
+        when converted is not null and converted not in (0, 1) then 'converted: not 0 or 1'
+        when price < 0 or bid_price < 0 or market_price < 0 then 'a price is negative'
+    end"""
+    windows = ",\n".join(
+        f"count(*) over (partition by {entity}_id order by epoch_us(event_ts) range between "
+        f"{days * 86_400_000_000} preceding and 1 preceding) as {entity}_events_{days}d,\n"
+        f"coalesce(sum(clicked) over (partition by {entity}_id order by epoch_us(event_ts) range between "
+        f"{days * 86_400_000_000} preceding and 1 preceding), 0) as {entity}_positives_{days}d"
+        for entity in ("user", "item")
+        for days in _WINDOWS_DAYS
+    )
+    started = time.perf_counter()
+    connection = duckdb.connect()
+    connection.execute(f"""
+        create table checked as
+        with lines as (
+            select filename, row_number() over (partition by filename) as line_number, line
+            from read_csv('{landing}/*/*.jsonl.gz', columns = {{'line': 'VARCHAR'}}, header = false,
+                          delim = chr(1), quote = '', escape = '', filename = true, compression = 'gzip')
+        ),
+        typed as (select filename, line_number, line, {fields} from lines)
+        select *, {reason} as reason from typed
+    """)
+    connection.execute(f"""copy (select filename, line_number, reason, line from checked where reason is not null)
+                           to '{out}/quarantine.parquet' (format parquet)""")
+    connection.execute(f"""copy (select * exclude (filename, line_number, line, reason), cast(event_ts as date) as dt
+                                 from checked where reason is null)
+                           to '{out}/bronze' (format parquet, partition_by (dt))""")
+    connection.execute(f"""copy (select event_id, event_ts, {windows}
+                                 from read_parquet('{out}/bronze/*/*.parquet', hive_partitioning = true))
+                           to '{out}/features.parquet' (format parquet)""")
+    seconds = time.perf_counter() - started
+    events, quarantined = connection.execute(
+        "select count(*) filter (where reason is null), count(*) filter (where reason is not null) from checked"
+    ).fetchone()
+    connection.close()
+    return {"seconds": round(seconds, 1), "events": int(events), "quarantined": int(quarantined),
+            "events_per_s": round(events / seconds)}  # fmt: skip
+
+
 def _fresh_definitions(root: Path, days: int, events_per_day: int):
     """Definitions on a new state folder (ignoring RECLAKE_* set by earlier ones)."""
     from definitions import build_definitions
@@ -85,6 +154,11 @@ def main() -> None:
         seconds = _materialize(defs, dg.DagsterInstance.ephemeral(), start, start + dt.timedelta(days=args.days - 1))
         events = args.days * args.events_per_day
         report["throughput"] = {"events": events, "seconds": round(seconds, 1), "events_per_s": round(events / seconds)}
+        floor = _duckdb_floor(Path(settings.lake_root) / "landing" / settings.source, root / "duckdb_floor")
+        if floor["events"] != events:
+            raise AssertionError(f"the floor read {floor['events']} events, the pipeline {events}")
+        report["duckdb_floor"] = floor
+        report["pipeline_to_floor"] = round(seconds / floor["seconds"], 1)
 
         report["add_one_day_s"] = {}
         report["history_events_per_day"] = args.history_events_per_day
