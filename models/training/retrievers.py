@@ -61,10 +61,10 @@ import scipy.sparse as sp
 import tensorflow as tf
 import tf_keras as keras
 
-from models import evaluation
 from models.inputs.features import require_columns
 from models.inputs.splits import split_training_window, trained_span
 from models.retrieval.baselines import BPRMF, EASE, BPRConfig, EASEConfig, InteractionIndex, Popularity
+from models.retrieval.evaluation import evaluate_retriever
 from models.retrieval.joint import JointConfig, JointRecommender, fit_joint
 from models.retrieval.recency import RecencyEASE, RecencyEASEConfig, unix_seconds
 from models.retrieval.sequence import SASRec, SASRecConfig, fit_sasrec
@@ -78,7 +78,6 @@ from reclake.feature_spec import FeatureSpec
 RetrieverFit = Callable[[pd.DataFrame, np.ndarray, FeatureSpec, Any, "EpochHook | None"], "ZooRetriever"]
 """``fit(interactions, catalogue, feature_spec, settings, on_epoch_end)`` -> a fitted retriever."""
 
-KS = (10, 100)
 """Cut-offs of the reported metrics (those above the catalogue size are left out)."""
 REPORTED_METRICS = ("hr@10", "hr@100", "recall@10", "ndcg@10", "mrr@10")
 RETRIEVER_CONFIG_FILE = "retriever_config.json"
@@ -603,56 +602,6 @@ def retriever_type(spec: ModelSpec) -> RetrieverType:
     if spec.type not in RETRIEVER_TYPES:
         raise ValueError(f"{spec.describe()}: {spec.type!r} is not a retriever type; known: {sorted(RETRIEVER_TYPES)}")
     return RETRIEVER_TYPES[spec.type]
-
-
-def ranking_cutoffs(n_items: int) -> tuple[int, ...]:
-    """The ``KS`` a catalogue of ``n_items`` can be ranked at.
-
-    Raises:
-        ValueError: the catalogue is smaller than the smallest cut-off.
-    """
-    cutoffs = tuple(k for k in KS if k <= n_items)
-    if not cutoffs:
-        raise ValueError(f"the catalogue has {n_items} items, fewer than the smallest cut-off {KS[0]}")
-    return cutoffs
-
-
-def evaluate_retriever(retriever: ZooRetriever, seen: pd.DataFrame, held_out: pd.DataFrame) -> dict[str, float | int]:
-    """Top-K metrics of a full-catalogue ranking on held-out positive interactions.
-
-    Every held-out user with interactions in ``seen`` is ranked every catalogue item
-    (``retriever.scores``) with their ``seen`` items masked (``evaluation.ranking_metrics``
-    at ``ranking_cutoffs``); held-out users without any (who are served the popularity
-    ranking) are only counted.
-
-    Args:
-        retriever: A fitted retriever.
-        seen: The interactions it was fitted on (``user_id``, ``item_id``).
-        held_out: Later positive interactions (``user_id``, ``item_id`` of the catalogue).
-
-    Returns:
-        ``evaluation.ranking_metrics``' keys (``users``: the users ranked) plus
-        ``cold_users``: held-out users without training interactions.
-
-    Raises:
-        ValueError: no held-out user has training interactions, or an item is not in the
-            catalogue.
-    """
-    held_out_users = np.unique(_ids(held_out["user_id"]))
-    users = held_out_users[np.isin(held_out_users, _ids(seen["user_id"]))]
-    if users.size == 0:
-        raise ValueError(
-            f"none of the {held_out_users.size} held-out users has training interactions: nobody to rank items for"
-        )
-    index = InteractionIndex(user_ids=users, item_ids=retriever.catalogue)
-    metrics = evaluation.ranking_metrics(
-        retriever.scores(users),
-        index.matrix(seen[seen["user_id"].isin(users)]),
-        index.items_per_user(held_out[held_out["user_id"].isin(users)]),
-        ranking_cutoffs(len(retriever.catalogue)),
-    )
-    metrics["cold_users"] = int(held_out_users.size - users.size)
-    return metrics
 
 
 def _choose_epochs(

@@ -21,7 +21,7 @@ import tf_keras as keras
 
 from models import evaluation
 from models.inputs.features import feature_arrays, require_columns, string_vocabulary
-from models.retrieval.baselines import InteractionIndex
+from models.retrieval.evaluation import KS, evaluate_retriever
 from models.retrieval.popularity import POSITIVE_COLUMN
 from models.retrieval.two_tower import RetrievalConfig, TwoTowerModel, build_index, build_retrieval_model, embed_rows
 from models.training.registry import TrainingResult
@@ -50,7 +50,9 @@ def _string_arrays(frame: pd.DataFrame, spec: FeatureSpec, names: Iterable[str])
     return feature_arrays(frame, spec, names=tuple(names))
 
 
-def train_retrieval(train: pd.DataFrame, spec: FeatureSpec, config: RetrievalConfig = RetrievalConfig()) -> TrainingResult:
+def train_retrieval(
+    train: pd.DataFrame, spec: FeatureSpec, config: RetrievalConfig = RetrievalConfig()
+) -> TrainingResult:
     """Fit a two-tower retrieval model on the positive interactions of ``train``.
 
     Args:
@@ -81,7 +83,9 @@ def train_retrieval(train: pd.DataFrame, spec: FeatureSpec, config: RetrievalCon
         candidate_features=candidate,
         # In-batch negatives are drawn by popularity: the log-Q correction needs each
         # candidate's share of the training positives.
-        candidate_counts=dict(zip(items.tolist(), counts.tolist(), strict=True)) if config.sampling_bias_correction else None,
+        candidate_counts=dict(zip(items.tolist(), counts.tolist(), strict=True))
+        if config.sampling_bias_correction
+        else None,
     )
     rows = len(positives)
     dataset = (
@@ -120,10 +124,9 @@ def evaluate_retrieval(
     Each user with a positive interaction in ``test`` is a query (with their newest user
     columns in ``test``); the relevant set is the items of those interactions. With
     ``seen`` (the positive ``user_id, item_id`` pairs the model was fitted on) the users
-    who have some are also ranked every catalogue item with their seen items masked and
-    scored by ``evaluation.ranking_metrics`` at K = 10 and 100 (capped at the catalogue),
-    exactly as ``models.training.retrievers.evaluate_retriever`` scores a zoo retriever;
-    those keys are added (``hr@10``, ``ndcg@10``, ...) with ``ranked_users`` and
+    who have some are also ranked every catalogue item with their seen items masked, by
+    ``models.retrieval.evaluation.evaluate_retriever`` (the function that scores the zoo's
+    retrievers; K = 10 and 100, capped at the catalogue); those keys are added (``hr@10``, ``ndcg@10``, ...) with ``ranked_users`` and
     ``cold_users`` (held-out users without seen pairs, only counted).
 
     Args:
@@ -165,32 +168,33 @@ def _catalogue_metrics(
     spec: FeatureSpec,
     seen: pd.DataFrame,
 ) -> dict[str, Any]:
-    """Full-catalogue top-K metrics of the held-out users who have seen pairs (see
-    ``evaluate_retrieval``)."""
-    query, candidate = retrieval_features(spec)
-    # InteractionIndex keeps its ids sorted: order the catalogue and the users alike.
-    catalogue = candidates.drop_duplicates("item_id").astype({"item_id": str}).sort_values("item_id")
-    item_ids = catalogue["item_id"].to_numpy()
-    warm = users[users["user_id"].astype(str).isin(set(seen["user_id"].astype(str)))]
-    warm = warm.astype({"user_id": str}).sort_values("user_id")
-    if warm.empty:
-        return {"ranked_users": 0, "cold_users": int(len(users))}
-    user_ids = warm["user_id"].astype(str).to_numpy()
-    index = InteractionIndex(user_ids=user_ids, item_ids=item_ids)
+    """``models.retrieval.evaluation.evaluate_retriever`` of the served model, as
+    ``ranked_users`` / ``cold_users`` and the metrics (see ``evaluate_retrieval``)."""
+    scorer = _ServedTwoTower(model, users, candidates, spec)
+    known = set(scorer.catalogue)
+    pairs = [frame[["user_id", "item_id"]].astype(str) for frame in (seen, positives)]
+    seen, held_out = (frame[frame["item_id"].isin(known)] for frame in pairs)
+    cold = int((~users["user_id"].astype(str).isin(set(seen["user_id"]))).sum())
+    if len(scorer.catalogue) < KS[0] or cold == len(users):
+        return {"ranked_users": int(len(users)) - cold, "cold_users": cold}
+    metrics = evaluate_retriever(scorer, seen, held_out)
+    return {**metrics, "ranked_users": int(metrics.pop("users"))}
 
-    def in_catalogue(frame: pd.DataFrame) -> pd.DataFrame:
-        """The pairs of the ranked users and the catalogue's items, ids as ``str``."""
-        pairs = frame[["user_id", "item_id"]].astype(str)
-        return pairs[pairs["user_id"].isin(set(user_ids)) & pairs["item_id"].isin(set(item_ids))]
 
-    query_vectors = embed_rows(model.query_tower, _string_arrays(warm, spec, query))
-    item_vectors = embed_rows(model.candidate_tower, _string_arrays(catalogue, spec, candidate))
-    cutoffs = tuple(k for k in (10, 100) if k <= len(item_ids)) or (len(item_ids),)
-    ranked = evaluation.ranking_metrics(
-        query_vectors.astype(np.float64) @ item_vectors.astype(np.float64).T,
-        index.matrix(in_catalogue(seen)),
-        index.items_per_user(in_catalogue(positives)),
-        cutoffs,
-    )
-    users_ranked = ranked.pop("users", len(user_ids))
-    return {**ranked, "ranked_users": int(users_ranked), "cold_users": int(len(users) - len(warm))}
+class _ServedTwoTower:
+    """The served two-tower as ``evaluate_retriever`` reads a retriever: each held-out
+    user's query (their newest user columns) against every catalogue item."""
+
+    def __init__(self, model: TwoTowerModel, users: pd.DataFrame, candidates: pd.DataFrame, spec: FeatureSpec):
+        query, candidate = retrieval_features(spec)
+        catalogue = candidates.drop_duplicates("item_id").astype({"item_id": str}).sort_values("item_id")
+        self.catalogue = catalogue["item_id"].to_numpy()
+        self._item_vectors = embed_rows(model.candidate_tower, _string_arrays(catalogue, spec, candidate))
+        self._users = users.astype({"user_id": str}).set_index("user_id", drop=False)
+        self._query = query
+        self._model, self._spec = model, spec
+
+    def scores(self, user_ids: np.ndarray) -> np.ndarray:
+        rows = self._users.loc[np.asarray(user_ids).astype(str)]
+        query_vectors = embed_rows(self._model.query_tower, _string_arrays(rows, self._spec, self._query))
+        return query_vectors.astype(np.float64) @ self._item_vectors.astype(np.float64).T
