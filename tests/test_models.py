@@ -309,6 +309,8 @@ class TestRetrieval:
         _, items = toy_examples.feature_tables(examples)
         items = items.sample(frac=1.0, random_state=3)  # a catalogue in no particular order
         seen = train.loc[train["is_positive"] == 1, ["user_id", "item_id"]].drop_duplicates()
+        newcomer = test.loc[test["is_positive"] == 1, "user_id"].iloc[0]  # a held-out user never seen
+        seen = seen[seen["user_id"] != newcomer]
         metrics = evaluate_retrieval(retrieval.model, test, items, SPEC, k=10, seen=seen)
         assert {"hr@10", "ndcg@10", "recall@10", "mrr@10", "ranked_users", "cold_users"} <= set(metrics)
         assert metrics["ranked_users"] + metrics["cold_users"] == metrics["users"]

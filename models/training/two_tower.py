@@ -178,7 +178,8 @@ def _catalogue_metrics(
     if len(scorer.catalogue) < KS[0] or cold == len(users):
         return {"ranked_users": int(len(users)) - cold, "cold_users": cold}
     metrics = evaluate_retriever(scorer, seen, held_out)
-    return {**metrics, "ranked_users": int(metrics.pop("users"))}
+    ranked = int(metrics.pop("users"))  # ``users`` of evaluate_retrieval counts every held-out user
+    return {**metrics, "ranked_users": ranked}
 
 
 class _ServedTwoTower:
