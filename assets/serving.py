@@ -5,6 +5,7 @@ import dagster as dg
 from assets.models import ServingCandidate
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
+from resources.online_store import OnlineStoreResource
 
 
 @dg.asset(group_name="serving", kinds={"bentoml"})
@@ -13,13 +14,15 @@ def bento_model(
     recommender_model: ServingCandidate,
     lake: LakeResource,
     model_store: ModelStoreResource,
+    online_store: OnlineStoreResource,
 ) -> dg.MaterializeResult:
     """The recommender in the BentoML model store; the pinned tag is the one served.
 
     Every trained model is registered (labelled ``champion`` or ``challenger``), so the
     history of versions and their metrics is in the store; only a promoted model
     replaces the pinned tag. ``serving/service.py`` loads the pinned tag (``make serve``
-    passes it as ``RECLAKE_BENTO_MODEL_TAG``), never ``:latest``.
+    passes it as ``RECLAKE_BENTO_MODEL_TAG``), never ``:latest``, and a running service
+    swaps in a newly pinned one by itself (``serving.hot_swap``).
     """
     stage = "champion" if recommender_model.promote else "challenger"
     registered = model_store.register(
@@ -46,7 +49,9 @@ def bento_model(
             "model_version": recommender_model.model_version,
             "previous_tag": previous or "",
             "versions": dg.MetadataValue.md(_versions_table(model_store.versions())),
-            "serve_command": model_store.serve_command(served),
+            "serve_command": model_store.serve_command(
+                served, online_store_url=online_store.url, prediction_log_root=lake.root, s3_endpoint_url=lake.s3_endpoint_url
+            ),
         }
     )
 

@@ -61,7 +61,9 @@ class TrainedRecommender:
 
 
 def promotion_metric(spec: FeatureSpec) -> tuple[str, bool]:
-    """The metric that decides champion vs challenger, and whether higher is better."""
+    """The metric that decides champion vs challenger, and whether higher is better: the
+    held-out RMSE for a rating label, else the AUC of the served score (pCTR; for a
+    multi-task ranker its click task's AUC, ``ranking_ctr_auc``, copied to ``ranking_auc``)."""
     return ("ranking_rmse", False) if spec.label.kind == "regression" else ("ranking_auc", True)
 
 
@@ -115,6 +117,10 @@ def train_ranker(
         config, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end
     )
     metrics = {name: float(value) for name, value in evaluate_model(result.model, test).items() if value is not None}
+    if result.model.multitask:
+        # A multi-task ranker is served for its pCTR (``/predict``'s score): its click
+        # task's AUC and logloss are the ``auc`` / ``logloss`` promotion and the reports compare.
+        metrics["auc"], metrics["logloss"] = metrics["ctr_auc"], metrics["ctr_logloss"]
     return TrainedRanker(
         result=result,
         metrics=metrics,

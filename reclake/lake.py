@@ -101,6 +101,20 @@ class Lake:
     def drift_report_file(self, day: dt.date) -> str:
         return self.url("reports", "drift", f"dt={day.isoformat()}", "drift_report.html")
 
+    def prediction_log_dir(self, source: str, day: dt.date) -> str:
+        """Where the serving process lands its JSON-lines prediction logs of ``day``: under
+        ``landing/prediction_logs/``, apart from ``landing/<source>/`` so the landing sensor
+        never takes them for a source's events."""
+        return self.url("landing", "prediction_logs", source, f"dt={day.isoformat()}")
+
+    def prediction_logs_file(self, source: str, day: dt.date) -> str:
+        """The day's validated prediction logs, one Parquet file."""
+        return self.url("prediction_logs", source, f"dt={day.isoformat()}", "predictions.parquet")
+
+    def prediction_logs_quarantine_file(self, source: str, day: dt.date) -> str:
+        """The day's prediction log lines that failed validation."""
+        return self.url("quarantine", "prediction_logs", source, f"dt={day.isoformat()}", "quarantine.parquet")
+
     def split_file(self, protocol: str) -> str:
         """``event_id, part`` of the training window under one split protocol."""
         return self.url("splits", f"{protocol}.parquet")

@@ -83,6 +83,11 @@ class Settings:
             blocking check on ``raw_events`` fails.
         reports_url: where ``make ui`` serves the lake's reports over HTTP
             (``monitoring.report_server``); the assets link their reports there.
+        online_store_url: the online feature store ``online_features`` publishes to and
+            the service reads (``serving.online_store``): ``redis://host:port/db`` for a
+            Redis server, ``sqlite:///abs/path.sqlite`` or a path for the embedded store;
+            None: the embedded ``<state_dir>/<source>/online_store.sqlite`` (the
+            resolved value is ``online_store``).
         synthetic: the synthetic generator's knobs.
     """
 
@@ -102,6 +107,7 @@ class Settings:
     drift_days_per_run: int = 14
     quarantine_max_share: float = 0.01
     reports_url: str = "http://127.0.0.1:3002"
+    online_store_url: str | None = None
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
     @property
@@ -145,6 +151,14 @@ class Settings:
         return Path(self.state_dir) / self.source
 
     @property
+    def online_store(self) -> str:
+        """The online store's URL: ``online_store_url``, else the source's embedded store
+        ``sqlite:///<state_dir>/<source>/online_store.sqlite``."""
+        if self.online_store_url:
+            return self.online_store_url
+        return "sqlite:///" + str((self.source_state_dir / "online_store.sqlite").resolve()).lstrip("/")
+
+    @property
     def data_docs_dir(self) -> Path:
         """The source's Great Expectations project and Data Docs site (a local folder)."""
         return self.source_state_dir / "data_docs"
@@ -160,7 +174,7 @@ class Settings:
 
 
 # Settings holding local paths (or URLs); relative paths in a config file are relative to it.
-_PATH_SETTINGS = ("state_dir", "lake_root", "warehouse_path", "source_path", "feature_spec")
+_PATH_SETTINGS = ("state_dir", "lake_root", "warehouse_path", "source_path", "feature_spec", "online_store_url")
 
 # Environment variable -> (section or None, field name). One place for the mapping.
 _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
@@ -180,6 +194,7 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_DRIFT_DAYS_PER_RUN": (None, "drift_days_per_run"),
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
     "RECLAKE_REPORTS_URL": (None, "reports_url"),
+    "RECLAKE_ONLINE_STORE_URL": (None, "online_store_url"),
     "RECLAKE_SYNTHETIC_START_DATE": ("synthetic", "start_date"),
     "RECLAKE_SYNTHETIC_DAYS": ("synthetic", "days"),
     "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": ("synthetic", "events_per_day"),

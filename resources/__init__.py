@@ -14,6 +14,7 @@ from dagster_dbt import DbtCliResource
 from reclake.settings import PROJECT_ROOT, Settings
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
+from resources.online_store import OnlineStoreResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
 from resources.warehouse import WarehouseResource
 
@@ -52,4 +53,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             quarantine_max_share=settings.quarantine_max_share,
         ),
         "synthetic": SyntheticSourceResource.from_settings(settings.synthetic),
+        "online_store": OnlineStoreResource(url=settings.online_store, namespace=settings.source),
     }

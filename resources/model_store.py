@@ -61,15 +61,31 @@ class ModelStoreResource(dg.ConfigurableResource):
         path = Path(self.pinned_tag_file)
         return path.read_text().strip() if path.exists() else None
 
-    def serve_command(self, tag: str, port: int = SERVE_PORT) -> str:
-        """A shell command that serves ``tag`` from this store when pasted in the project root.
+    def serve_command(
+        self,
+        tag: str,
+        online_store_url: str | None = None,
+        prediction_log_root: str | None = None,
+        s3_endpoint_url: str | None = None,
+        port: int = SERVE_PORT,
+    ) -> str:
+        """A shell command that serves ``tag`` from this store when pasted in the project
+        root: the store, the pinned tag file (hot swap), the online feature store and the
+        prediction log root, on a port other than the Dagster UI's 3000. ``make serve``
+        runs the same (``automation.serve``)."""
+        from serving.config import serving_environment
 
-        It names the store (``BENTOML_HOME``), Keras 2 and a port other than the Dagster
-        UI's 3000; ``make serve`` runs the same.
-        """
+        env = serving_environment(
+            self.bentoml_home,
+            tag,
+            pinned_tag_file=self.pinned_tag_file,
+            online_store_url=online_store_url,
+            prediction_log_root=prediction_log_root,
+            s3_endpoint_url=s3_endpoint_url,
+        )
         bentoml = Path(sys.executable).parent / "bentoml"
+        assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
         return (
-            f"BENTOML_HOME={shlex.quote(str(Path(self.bentoml_home).resolve()))} TF_USE_LEGACY_KERAS=1 "
-            f"RECLAKE_BENTO_MODEL_TAG={shlex.quote(tag)} {shlex.quote(str(bentoml))} serve "
-            f"serving.service:RecommenderService --host 127.0.0.1 --port {port}"
+            f"{assignments} {shlex.quote(str(bentoml))} serve serving.service:RecommenderService "
+            f"--host 127.0.0.1 --port {port}"
         )

@@ -1,46 +1,27 @@
 """Request and response bodies of the recommender HTTP API (pydantic).
 
-The envelopes are static; what a row or a context must hold depends on the served
-model's source, so ``RowValidator`` builds a strict pydantic model per model from its
-feature spec (input names, dtypes, allowed values and ranges) and validates each row
-with it. Unknown fields, wrong JSON types and out-of-range values are rejected with a
-400 response that names the row and the field.
+What a request row or context must hold depends on the served model's source, so the
+request models are built per model from its feature spec and its metadata
+(``request_models``): every input with its JSON type, the allowed values of categorical
+columns (enums), numeric ranges, and ``k`` up to the indexed items. The same models
+validate requests (``serving.http_guard``) and generate the OpenAPI schema, so generated
+clients and schema-driven tests see the real inputs. Unknown fields and wrong JSON types
+are rejected (strict mode).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from reclake.feature_spec import DERIVED_COLUMNS, FeatureSpec
 
 MAX_K = 1000
 MAX_PREDICT_ROWS = 1000
-Id = Annotated[str, Field(min_length=1, max_length=256)]
 _PYTHON_TYPES = {"string": str, "int": int, "float": float}
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class RecommendRequest(_Request):
-    """``POST /recommend`` body."""
-
-    user_id: Id
-    k: Annotated[int, Field(ge=1, le=MAX_K, description="How many items; at most the indexed items.")] = 10
-    context: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The source's context columns (GET /model_info lists them); hour_of_day and "
-        "day_of_week default to the request time (UTC).",
-    )
-
-
-class PredictRequest(_Request):
-    """``POST /predict`` body: rows of the source's request features (ids and context)."""
-
-    rows: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_PREDICT_ROWS)]
+_STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class RecommendedItem(BaseModel):
@@ -49,12 +30,21 @@ class RecommendedItem(BaseModel):
     rank: int
 
 
-class RecommendResponse(BaseModel):
-    """``POST /recommend`` result; ``fallback`` is ``"popularity"`` for unknown users."""
+DefaultsUsed = Field(
+    default_factory=list,
+    description="Entities (user, item) the online feature store did not hold; the model's "
+    "defaults (no events, the rate prior, the median) were used for them.",
+)
 
+
+class RecommendResponse(BaseModel):
+    """``POST /recommend`` result; ``fallback`` is ``"popularity"`` for users unknown to the model."""
+
+    request_id: str
     user_id: str
     items: list[RecommendedItem]
     fallback: Literal["popularity"] | None
+    defaults_used: list[Literal["user", "item"]] = DefaultsUsed
     model_version: str
 
 
@@ -62,16 +52,19 @@ class PredictResponse(BaseModel):
     """``POST /predict`` result: one score per request row, in order. ``score_kind`` is
     ``probability`` (pCTR) for a click label, the label's name (e.g. ``rating``) otherwise."""
 
+    request_id: str
     scores: list[float]
     score_kind: str
     tasks: dict[str, list[float]] | None = Field(
         default=None, description="Multi-task rankers (ESMM, MMoE): pctr, pcvr and pctcvr per row."
     )
+    defaults_used: list[Literal["user", "item"]] = DefaultsUsed
     model_version: str
 
 
 class ModelInfoResponse(BaseModel):
-    """``POST /model_info`` result: which model is served, what it takes and how it scored."""
+    """``POST /model_info`` result: which model is served, what it takes and how it scored,
+    and the state of the serving tier around it."""
 
     bento_model_tag: str
     model_version: str
@@ -81,58 +74,100 @@ class ModelInfoResponse(BaseModel):
     item_count: int
     inputs: dict[str, dict[str, str]]
     metrics: dict[str, Any]
+    online_store: str | None = Field(description="The online feature store, or null: features frozen at export.")
+    online_features_version: str | None = Field(description="The store's served version of the features.")
+    swaps: int = Field(description="Models swapped in since this worker started.")
+    prediction_log: dict[str, Any] | None = Field(description="The prediction logger's counters, or null.")
 
 
-class RowValidator:
-    """Strict per-model validation of request rows against the feature spec.
+class ErrorResponse(BaseModel):
+    """The body of every 4xx and 503 (docs/data-contracts.md)."""
 
-    Args:
-        spec: the served model's feature spec.
-        fields: input name -> dtype, as the model's ``inputs`` metadata lists them.
+    error: str
+    field: str | None
+    status: int
+    retry_after_s: int | None = None
+
+
+class NoRecommendRequest(BaseModel):
+    """``POST /recommend`` of a source without user and item ids: always answered with a 400."""
+
+    model_config = _STRICT
+    user_id: Annotated[str, Field(min_length=1, max_length=256)]
+    k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The request models of one served model.
+
+    Attributes:
+        recommend: the ``/recommend`` body (``NoRecommendRequest`` for a source without ids).
+        predict: the ``/predict`` body.
+        context_columns: the context inputs of ``/recommend``.
     """
 
-    def __init__(self, spec: FeatureSpec, fields: dict[str, str]) -> None:
-        columns = {c.name: c for c in spec.model_features}
-        definitions: dict[str, Any] = {}
-        for name, dtype in fields.items():
-            column = columns.get(name)
-            constraints: dict[str, Any] = {}
-            annotation: Any = _PYTHON_TYPES[dtype]
-            if column is not None and column.values is not None:
-                annotation = Literal[tuple(column.values)]
-            if column is not None and column.min_value is not None:
-                constraints["ge"] = column.min_value
-            if column is not None and column.max_value is not None:
-                constraints["le"] = column.max_value
-            if dtype == "string" and name in ("user_id", "item_id"):
-                constraints.update(min_length=1, max_length=256)
-            if column is not None and column.nullable:
-                annotation = annotation | None
-            definitions[name] = (Annotated[annotation, Field(**constraints)], ...)
-        self.model = create_model("RequestRow", __config__=ConfigDict(extra="forbid", strict=True), **definitions)
-
-    def validate(self, rows: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
-        """The rows, validated and typed.
-
-        Raises:
-            ValueError: naming the row index (when several) and each offending field.
-        """
-        out = []
-        for index, row in enumerate(rows):
-            try:
-                out.append(self.model.model_validate(row).model_dump())
-            except ValidationError as error:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or '<row>'}: {e['msg']}" for e in error.errors()
-                )
-                where = f"{what}[{index}]" if len(rows) > 1 or what == "rows" else what
-                raise ValueError(f"invalid {where}: {problems}") from None
-        return out
+    recommend: type[BaseModel]
+    predict: type[BaseModel]
+    context_columns: tuple[str, ...]
 
 
-def context_fields(spec: FeatureSpec, inputs: dict[str, str]) -> dict[str, str]:
-    """The context inputs of ``recommend`` (everything but ``user_id`` and ``k``)."""
-    return {name: dtype for name, dtype in inputs.items() if name not in ("user_id", "k")}
+def _field(spec: FeatureSpec, name: str, dtype: str, optional: bool = False) -> tuple[Any, Any]:
+    """The pydantic (annotation, default) of one input, with the spec's values and range."""
+    column = {c.name: c for c in spec.model_features}.get(name)
+    constraints: dict[str, Any] = {}
+    annotation: Any = _PYTHON_TYPES[dtype]
+    if column is not None and column.values is not None:
+        annotation = Literal[tuple(column.values)]
+    if column is not None and column.min_value is not None:
+        constraints["ge"] = column.min_value
+    if column is not None and column.max_value is not None:
+        constraints["le"] = column.max_value
+    if dtype == "string" and name in ("user_id", "item_id"):
+        constraints.update(min_length=1, max_length=256)
+    if optional:
+        constraints["description"] = "Defaults to the request time (UTC)."
+    if (column is not None and column.nullable) or optional:
+        annotation = annotation | None
+    return Annotated[annotation, Field(**constraints)], (None if optional else ...)
+
+
+def request_models(spec: FeatureSpec, inputs: dict[str, dict[str, str]], item_count: int) -> RequestModels:
+    """The ``/recommend`` and ``/predict`` request models of a model with these inputs
+    (the SavedModel metadata's ``inputs``) and ``item_count`` indexed items."""
+    row = create_model(
+        f"{spec.source.title()}Row",
+        __config__=_STRICT,
+        **{name: _field(spec, name, dtype) for name, dtype in inputs["predict"].items()},
+    )
+    predict = create_model(
+        "PredictRequest",
+        __config__=_STRICT,
+        __doc__="``POST /predict`` body: rows of the source's request features (ids and context).",
+        rows=(Annotated[list[row], Field(min_length=1, max_length=MAX_PREDICT_ROWS)], ...),
+    )
+    if "recommend" not in inputs:
+        return RequestModels(NoRecommendRequest, predict, ())
+    context_inputs = {name: dtype for name, dtype in inputs["recommend"].items() if name not in ("user_id", "k")}
+    context = create_model(
+        f"{spec.source.title()}Context",
+        __config__=_STRICT,
+        **{name: _field(spec, name, dtype, optional=name in DERIVED_COLUMNS) for name, dtype in context_inputs.items()},
+    )
+    has_required = any(name not in DERIVED_COLUMNS for name in context_inputs)
+    recommend = create_model(
+        "RecommendRequest",
+        __config__=_STRICT,
+        __doc__="``POST /recommend`` body.",
+        user_id=(Annotated[str, Field(min_length=1, max_length=256)], ...),
+        k=(
+            Annotated[int, Field(ge=1, le=min(MAX_K, item_count), description="How many items; at most the indexed items.")],
+            10,
+        ),
+        context=(context, ...) if has_required else (context, Field(default_factory=context)),
+    )
+    return RequestModels(recommend, predict, tuple(context_inputs))
 
 
 def fill_derived_context(context: dict[str, Any], hour: int, weekday: int) -> dict[str, Any]:
@@ -140,5 +175,6 @@ def fill_derived_context(context: dict[str, Any], hour: int, weekday: int) -> di
     filled = dict(context)
     defaults = {"hour_of_day": hour, "day_of_week": weekday}
     for name in DERIVED_COLUMNS:
-        filled.setdefault(name, defaults[name])
+        if filled.get(name) is None:
+            filled[name] = defaults[name]
     return filled

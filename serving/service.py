@@ -1,65 +1,76 @@
-"""BentoML service serving the exported recommender.
+"""BentoML service serving the exported recommender, with online features and hot swap.
 
-Run: ``RECLAKE_BENTO_MODEL_TAG=reclake_recommender:<version> bentoml serve
-serving.service:RecommenderService``. The tag must name an exact version (the one
-training recorded); ``latest`` is refused so a deployment never changes model silently.
+Run: ``RECLAKE_BENTO_MODEL_TAG=reclake_synthetic:<version> bentoml serve
+serving.service:RecommenderService`` (``make serve`` sets everything below). The tag must
+name an exact version (the one training recorded); ``latest`` is refused so a deployment
+never changes model silently. Settings are ``RECLAKE_*`` environment variables
+(``serving.config.ServingConfig``): the online feature store, the pinned tag file watched
+for hot swaps, the prediction log root, workers, threads and load shedding.
 
 Endpoints (JSON, all ``POST``):
 
 - ``/recommend`` ``{"user_id", "k"=10, "context": {<context columns>}}`` ->
-  ``{"user_id", "items": [{"item_id", "score", "rank"}], "fallback", "model_version"}``;
-  users unknown to the model get the popularity list with ``"fallback": "popularity"``.
-  Only for sources with user and item ids; ``hour_of_day`` / ``day_of_week`` default
-  to the request time (UTC).
-- ``/predict`` ``{"rows": [{<ids and context columns>}]}`` -> ``{"scores": [...],
-  "score_kind", "model_version"}``: pCTR for click sources, the predicted rating for
-  rating sources.
-- ``/model_info`` -> tag, version, source, inputs of each endpoint, training window
-  and offline metrics.
+  ``{"request_id", "user_id", "items": [{"item_id", "score", "rank"}], "fallback",
+  "defaults_used", "model_version"}``; users unknown to the model get the popularity list
+  with ``"fallback": "popularity"``. Only for sources with user and item ids;
+  ``hour_of_day`` / ``day_of_week`` default to the request time (UTC).
+- ``/predict`` ``{"rows": [{<ids and context columns>}]}`` -> ``{"request_id", "scores",
+  "score_kind", "tasks", "defaults_used", "model_version"}``: pCTR for click sources
+  (multi-task rankers add pctr, pcvr, pctcvr), the predicted rating for rating sources.
+- ``/model_info`` -> tag, version, source, inputs, training window, offline metrics, and
+  the online store, feature version, swaps and prediction-log counters of this worker.
 
-BentoML also serves ``GET /readyz`` and ``GET /livez``. Invalid bodies get a 400 that
-names the offending field.
+``GET /readyz`` answers 503 while the online store is unreachable; ``GET /livez`` stays
+200. Every 4xx and 503 has the error envelope of ``serving.http_guard``; the OpenAPI
+schema (``/docs.json``) lists the served model's real inputs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from reclake.runtime import configure_process
 
 configure_process()  # before anything imports tensorflow
 
-from datetime import UTC, datetime  # noqa: E402
-
 import bentoml  # noqa: E402
-import pandas as pd  # noqa: E402
-from bentoml.exceptions import InvalidArgument  # noqa: E402
 
-from models.export.savedmodel import load_recommender  # noqa: E402
+from reclake.feature_spec import feature_spec_from_dict  # noqa: E402
 from serving.bento_store import SAVEDMODEL_SUBDIR  # noqa: E402
+from serving.config import ServingConfig  # noqa: E402
+from serving.hot_swap import ModelSwapper, read_pinned_tag  # noqa: E402
+from serving.http_guard import RequestGuard, error_response  # noqa: E402
 from serving.schemas import (  # noqa: E402
     ModelInfoResponse,
-    PredictRequest,
     PredictResponse,
     RecommendedItem,
-    RecommendRequest,
     RecommendResponse,
-    RowValidator,
-    context_fields,
     fill_derived_context,
+    request_models,
 )
 
+if TYPE_CHECKING:
+    from serving.scoring import ServedModel
+
+logger = logging.getLogger("reclake.serving")
 MODEL_TAG_ENV = "RECLAKE_BENTO_MODEL_TAG"
+METADATA_FILE = os.path.join("assets", "reclake_model.json")  # models.export.savedmodel.METADATA_FILE, read without TF
 
 
-def model_tag_from_env() -> str:
-    """Read the bento model tag to serve from ``RECLAKE_BENTO_MODEL_TAG``.
+def model_tag_from_env(config: ServingConfig | None = None) -> str:
+    """The bento model tag to serve, from ``RECLAKE_BENTO_MODEL_TAG``.
 
     Raises:
         RuntimeError: if the variable is unset, malformed, or does not pin a version
             (no ``:<version>`` or ``:latest``).
     """
-    value = os.environ.get(MODEL_TAG_ENV, "").strip()
+    value = (config or ServingConfig.from_env()).bento_model_tag.strip()
     if not value:
         raise RuntimeError(
             f"{MODEL_TAG_ENV} is not set: set it to the bento model tag that training recorded, "
@@ -77,74 +88,212 @@ def model_tag_from_env() -> str:
     return str(tag)
 
 
-@bentoml.service(name="reclake_recommender", traffic={"timeout": 30})
-class RecommenderService:
-    """Recommendations and scores from one pinned model; inputs follow its feature spec."""
+CONFIG = ServingConfig.from_env()
+INITIAL_MODEL = bentoml.models.BentoModel(model_tag_from_env(CONFIG))
+# The request models come from the model served at start (its metadata only: the service
+# process that imports this module to route requests never loads TensorFlow).
+with open(INITIAL_MODEL.resolve().path_of(os.path.join(SAVEDMODEL_SUBDIR, METADATA_FILE)), encoding="utf-8") as _handle:
+    INITIAL_METADATA: dict[str, Any] = json.load(_handle)
+REQUESTS = request_models(
+    feature_spec_from_dict(INITIAL_METADATA["feature_spec"], where=f"{INITIAL_MODEL.tag} feature_spec"),
+    INITIAL_METADATA["inputs"],
+    int(INITIAL_METADATA["item_count"]),
+)
+RecommendRequest = REQUESTS.recommend
+PredictRequest = REQUESTS.predict
 
-    bento_model = bentoml.models.BentoModel(model_tag_from_env())
+
+@bentoml.service(
+    name="reclake_recommender",
+    workers=CONFIG.workers,
+    threads=CONFIG.serve_threads,
+    traffic={"timeout": CONFIG.request_timeout_s},
+)
+class RecommenderService:
+    """Recommendations and scores from the pinned model; features from the online store."""
+
+    bento_model = INITIAL_MODEL
 
     def __init__(self) -> None:
-        self.recommender = load_recommender(self.bento_model.path_of(SAVEDMODEL_SUBDIR))
-        inputs = self.recommender.metadata["inputs"]
-        spec = self.recommender.spec
-        self.predict_rows = RowValidator(spec, inputs["predict"])
-        self.context = RowValidator(spec, context_fields(spec, inputs["recommend"])) if "recommend" in inputs else None
-        label = self.recommender.metadata["label"]
-        self.score_kind = "probability" if label["kind"] == "binary" else label["column"]
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(CONFIG.tensorflow_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(CONFIG.tensorflow_threads)
+        self.store = self._open_store()
+        self.prediction_log = self._open_prediction_log()
+        self.swapper: ModelSwapper[ServedModel] = ModelSwapper(
+            str(self.bento_model.tag),
+            self._load,
+            (lambda: read_pinned_tag(CONFIG.pinned_tag_file)) if CONFIG.pinned_tag_file else (lambda: None),
+            CONFIG.swap_poll_s,
+        )
+        self.swapper.start()
+
+    @staticmethod
+    def _open_store():
+        if not CONFIG.online_store_url:
+            return None
+        from serving.online_store import open_store
+
+        return open_store(CONFIG.online_store_url)
+
+    @staticmethod
+    def _open_prediction_log():
+        if not CONFIG.prediction_log_root:
+            return None
+        from serving.prediction_log import PredictionLogger
+
+        options = {"client_kwargs": {"endpoint_url": CONFIG.s3_endpoint_url}} if CONFIG.s3_endpoint_url else None
+        return PredictionLogger(CONFIG.prediction_log_root, INITIAL_METADATA["source"], storage_options=options)
+
+    def _load(self, tag: str) -> ServedModel:
+        """Load ``tag`` from the model store and warm it up; refuse a model whose request
+        inputs differ from the ones this service was started with (its schema)."""
+        from serving.scoring import ServedModel
+
+        if tag == str(self.bento_model.tag):
+            path = self.bento_model.path_of(SAVEDMODEL_SUBDIR)
+        else:
+            path = bentoml.models.get(tag).path_of(SAVEDMODEL_SUBDIR)
+        model = ServedModel(tag, path, self.store)
+        if model.metadata["inputs"].get("predict") != INITIAL_METADATA["inputs"]["predict"]:
+            raise ValueError(f"{tag} takes other request inputs than the served schema; restart the service to serve it")
+        seconds = model.warm_up()
+        logger.info("loaded %s (model version %s), warmed up in %.2f s", tag, model.model_version, seconds)
+        return model
+
+    def __is_ready__(self) -> bool:
+        """Ready when the online store (if any) answers."""
+        if self.store is None:
+            return True
+        from serving.online_store import StoreUnavailable
+
+        try:
+            self.store.ping()
+        except StoreUnavailable as error:
+            logger.warning("not ready: %s", error)
+            return False
+        return True
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self.swapper.stop()
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+        if self.store is not None:
+            self.store.close()
+
+    def _log(self, endpoint: str, request_id: str, model: ServedModel, user_id: str | None, scored, started: float) -> None:
+        if self.prediction_log is None:
+            return
+        from serving.prediction_log import build_record
+
+        self.prediction_log.log(
+            build_record(
+                request_id=request_id,
+                endpoint=endpoint,
+                model_version=model.model_version,
+                arm=None,
+                user_id=user_id,
+                features=scored.features,
+                scores=scored.scores,
+                items=scored.items,
+                fallback=scored.fallback,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
 
     @bentoml.api(route="/recommend")
     def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
         """Top-k items for one user, re-ranked by the ranker (popularity for unknown users)."""
-        if self.context is None:
-            raise InvalidArgument(
-                f"the {self.recommender.spec.source} model cannot recommend: the source has no user and item ids; "
-                "use /predict"
+        from serving.online_store import StoreUnavailable
+
+        started = time.perf_counter()
+        model = self.swapper.current
+        if not model.can_recommend:
+            return error_response(
+                400, f"the {model.spec.source} model cannot recommend: the source has no user and item ids; use /predict"
             )
-        if request.k > self.recommender.item_count:
-            raise InvalidArgument(f"k: at most {self.recommender.item_count} (the indexed items), got {request.k}")
+        if request.k > model.item_count:
+            return error_response(400, f"k: at most {model.item_count} (the indexed items), got {request.k}", "k")
         now = datetime.now(UTC)
+        context = fill_derived_context(dict(request.context), now.hour, now.weekday())
         try:
-            (context,) = self.context.validate([fill_derived_context(request.context, now.hour, now.weekday())], "context")
-        except ValueError as error:
-            raise InvalidArgument(str(error)) from None
-        (recommendation,) = self.recommender.recommend([request.user_id], request.k, pd.DataFrame([context]))
+            scored = model.recommend(request.user_id, request.k, context)
+        except StoreUnavailable as error:
+            return error_response(503, f"the online feature store is unavailable: {error}")
+        request_id = uuid.uuid4().hex
+        self._log("recommend", request_id, model, request.user_id, scored, started)
         return RecommendResponse(
-            user_id=recommendation.user_id,
+            request_id=request_id,
+            user_id=request.user_id,
             items=[
-                RecommendedItem(item_id=item.item_id, score=item.score, rank=rank)
-                for rank, item in enumerate(recommendation.items, start=1)
+                RecommendedItem(item_id=item, score=score, rank=rank)
+                for rank, (item, score) in enumerate(zip(scored.items, scored.scores, strict=True), start=1)
             ],
-            fallback=recommendation.fallback,
-            model_version=self.recommender.model_version,
+            fallback=scored.fallback,
+            defaults_used=scored.defaults_used,
+            model_version=model.model_version,
         )
 
     @bentoml.api(route="/predict")
     def predict(self, request: PredictRequest, /) -> PredictResponse:
         """The ranker's score for each row of request features."""
+        from serving.online_store import StoreUnavailable
+
+        started = time.perf_counter()
+        model = self.swapper.current
+        rows = [row.model_dump() for row in request.rows]
         try:
-            rows = self.predict_rows.validate(request.rows, "rows")
-        except ValueError as error:
-            raise InvalidArgument(str(error)) from None
-        outputs = self.recommender.predict_outputs(pd.DataFrame(rows))
-        tasks = {name: values.tolist() for name, values in outputs.items() if name != "score"}
+            scored = model.predict(rows)
+        except StoreUnavailable as error:
+            return error_response(503, f"the online feature store is unavailable: {error}")
+        request_id = uuid.uuid4().hex
+        user_id = str(rows[0]["user_id"]) if len(rows) == 1 and "user_id" in rows[0] else None
+        self._log("predict", request_id, model, user_id, scored, started)
+        label = model.metadata["label"]
         return PredictResponse(
-            scores=outputs["score"].tolist(),
-            score_kind=self.score_kind,
-            tasks=tasks or None,
-            model_version=self.recommender.model_version,
+            request_id=request_id,
+            scores=scored.scores,
+            score_kind="probability" if label["kind"] == "binary" else label["column"],
+            tasks=scored.tasks or None,
+            defaults_used=scored.defaults_used,
+            model_version=model.model_version,
         )
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> ModelInfoResponse:
         """Which model is served: bento tag, version, source, inputs, training window, metrics."""
-        metadata = self.recommender.metadata
+        model = self.swapper.current
+        metadata = model.metadata
+        features_version = None
+        if self.store is not None:
+            from serving.online_store import StoreUnavailable
+
+            try:
+                features_version = self.store.served_version(model.namespace)
+            except StoreUnavailable:
+                features_version = None
         return ModelInfoResponse(
-            bento_model_tag=str(self.bento_model.tag),
-            model_version=self.recommender.model_version,
+            bento_model_tag=model.tag,
+            model_version=model.model_version,
             source=metadata["source"],
             trained_on=[str(day) for day in metadata["trained_on"]],
             evaluated_on=str(metadata["evaluated_on"]),
-            item_count=self.recommender.item_count,
+            item_count=model.item_count,
             inputs=metadata["inputs"],
             metrics=metadata["metrics"],
+            online_store=self.store.describe() if self.store is not None else None,
+            online_features_version=features_version,
+            swaps=self.swapper.swaps,
+            prediction_log=self.prediction_log.stats() if self.prediction_log is not None else None,
         )
+
+
+RecommenderService.add_asgi_middleware(
+    RequestGuard,
+    routes={"/recommend": REQUESTS.recommend, "/predict": REQUESTS.predict, "/model_info": None},
+    max_in_flight=CONFIG.max_in_flight,
+    queue_timeout_ms=CONFIG.queue_timeout_ms,
+    max_body_bytes=CONFIG.max_body_bytes,
+)

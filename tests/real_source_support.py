@@ -21,8 +21,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
+import requests
 from conftest import PROJECT_ROOT, SHARED_DATA, process_env
 from raw_formats import write_amazon_reviews, write_ipinyou_logs
+from serving_support import running_service
 
 from reclake.settings import load_settings
 
@@ -50,7 +52,8 @@ CASES = {
     "movielens": {"RECLAKE_PARTITIONS_START": "1998-04-13", "RECLAKE_TRAINING_WINDOW_DAYS": "10"},
     "criteo": {},
     "avazu": {},
-    "multitask": {},
+    # The multi-task source trains, promotes and serves a multi-task ranker (ESMM).
+    "multitask": {"RECLAKE_RANKER_CONFIG": str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_esmm.yaml")},
     "amazon_reviews": None,  # generated files
     "ipinyou": None,
 }
@@ -66,7 +69,7 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
         "RECLAKE_STATE_DIR": str(session_state_dir),
         "RECLAKE_LAKE_ROOT": str(tmp_path / "lake"),
         "RECLAKE_WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
-        "RECLAKE_RANKER_CONFIG": TINY_RANKER,
+        "RECLAKE_RANKER_CONFIG": TINY_RANKER,  # unless the case names its own
         "RECLAKE_DRIFT_DAYS_PER_RUN": "1",
         **(CASES[source] if CASES[source] is not None else _generated_source(source, tmp_path)),
     }
@@ -133,6 +136,22 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
     scores = recommender.predict(rows[list(spec.request_features)])
     assert scores.shape == (len(rows),) and (scores == scores).all()
     assert recommender.can_recommend == spec.has_ids
+    if source == "multitask":
+        _check_multitask_served(summary, settings, rows[list(spec.request_features)])
+
+
+def _check_multitask_served(summary: dict, settings, rows: pd.DataFrame) -> None:
+    """An ESMM ranker was promoted on its click task's AUC and ``/predict`` returns its three tasks."""
+    metrics = summary["metrics"]
+    assert metrics["ranking_auc"] == metrics["ranking_ctr_auc"] and "ranking_ctcvr_auc" in metrics
+    body = {"rows": json.loads(rows.to_json(orient="records"))}
+    with running_service(summary["bento_model_tag"], Path(settings.bentoml_home)) as url:
+        response = requests.post(f"{url}/predict", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    served = response.json()
+    assert set(served["tasks"]) == {"pctr", "pcvr", "pctcvr"} and served["scores"] == served["tasks"]["pctr"]
+    for pctr, pcvr, pctcvr in zip(*(served["tasks"][name] for name in ("pctr", "pcvr", "pctcvr")), strict=True):
+        assert pctcvr == pytest.approx(pctr * pcvr, rel=1e-4)
 
 
 def _rows_per_day(lake_root: str, source: str) -> dict[str, int]:

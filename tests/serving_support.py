@@ -16,8 +16,10 @@ STARTUP_TIMEOUT_S = 180
 
 
 @contextmanager
-def running_service(tag: str, bentoml_home: Path) -> Iterator[str]:
+def running_service(tag: str, bentoml_home: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Serve ``tag`` from the store at ``bentoml_home`` on a free loopback port.
+
+    ``extra_env``: more ``RECLAKE_*`` serving settings (``serving.config.ServingConfig``).
 
     Yields:
         The base URL, once ``/readyz`` answers 200.
@@ -28,6 +30,7 @@ def running_service(tag: str, bentoml_home: Path) -> Iterator[str]:
         "BENTOML_HOME": str(bentoml_home),
         "RECLAKE_BENTO_MODEL_TAG": tag,
         "TF_USE_LEGACY_KERAS": "1",
+        **(extra_env or {}),
     }
     argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:RecommenderService",
             "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
@@ -74,3 +77,40 @@ def stop_process_group(process: subprocess.Popen, sig: int, timeout: float) -> N
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+TOY_RANKER = {"type": "dcn_v2", "model": {"embedding_dim": 4, "deep_units": [16]},
+              "training": {"batch_size": 256, "epochs": 1, "early_stopping_patience": None}}  # fmt: skip
+
+
+TOY_METADATA = {
+    "trained_on": ["2024-01-01", "2024-01-02"],
+    "evaluated_on": "2024-01-03",
+    "metrics": {"auc": 0.71, "logloss": 0.33},
+}
+
+
+def export_toy_recommender(path: Path, model_version: str, popular: int = 20):
+    """Train a small DCN ranker and two-tower retrieval on ``toy_examples`` and export them
+    to ``path`` (one epoch each: a real, if weak, model).
+
+    Returns:
+        (examples, user_features, item_features) the model was trained and exported with.
+    """
+    import toy_examples
+
+    from models.export.savedmodel import export_recommender
+    from models.retrieval.popularity import popular_items
+    from models.retrieval.two_tower import RetrievalConfig
+    from models.training.registry import train_model
+    from models.training.two_tower import train_retrieval
+
+    examples = toy_examples.make_training_examples(n_users=40, n_items=30, n_rows=3000)
+    users, items = toy_examples.feature_tables(examples)
+    ranking = train_model(TOY_RANKER, examples, feature_spec=toy_examples.SPEC).model
+    retrieval = train_retrieval(examples, toy_examples.SPEC, RetrievalConfig(batch_size=128, epochs=1)).model
+    metadata = {**TOY_METADATA, "model_version": model_version}
+    export_recommender(
+        ranking, users, items, metadata, path, retrieval_model=retrieval, popular_items=popular_items(examples, popular)
+    )
+    return examples, users, items

@@ -113,7 +113,7 @@ def context_rows(n: int, **changes) -> pd.DataFrame:
 
 
 def test_metadata_file_documents_the_model_and_its_inputs(exported, data):
-    train, _, _, _ = data
+    train, _, _, items_frame = data
     with open(os.path.join(exported, METADATA_FILE), encoding="utf-8") as handle:
         document = json.load(handle)
     assert document["model_version"] == "test-v1" and document["source"] == "synthetic"
@@ -125,7 +125,13 @@ def test_metadata_file_documents_the_model_and_its_inputs(exported, data):
         "hour_of_day": "int", "day_of_week": "int",
     }  # fmt: skip
     assert document["inputs"]["recommend"]["k"] == "int"
-    assert document["popular_items"] == [[item, score] for item, score in popular_items(train, 20)]
+    # The popular items first, then the rest of the catalogue: any k up to item_count is served.
+    popular = [[item, score] for item, score in popular_items(train, 20)]
+    assert document["popular_items"][: len(popular)] == popular
+    assert sorted(item for item, _ in document["popular_items"]) == sorted(items_frame["item_id"].astype(str))
+    assert {score for _, score in document["popular_items"][len(popular) :]} == {0.0}
+    assert set(document["lookup_defaults"]) == {"user", "item"}
+    assert set(document["lookup_defaults"]["user"]) == set(SPEC.lookup_features("user"))
 
 
 def test_predict_reproduces_training_features(recommender, trained, data):
@@ -283,3 +289,21 @@ class TestExportErrors:
     def test_without_retrieval_a_ranker_exports_predict_and_rank_only(self, data, trained, tmp_path):
         loaded = load_recommender(export(trained, data, tmp_path / "m", retrieval_model=None, popular_items=[]))
         assert set(loaded.metadata["inputs"]) == {"predict", "rank"} and not loaded.can_recommend
+
+
+def test_retrieval_from_supplied_user_features_equals_the_in_graph_lookup(exported, data):
+    """``retrieve_features`` (features from an online store) retrieves what ``retrieve``
+    (the export's lookup table) does when given the same user rows."""
+    from serving.features import FeatureAssembler
+
+    _, _, users, _ = data
+    recommender = load_recommender(exported)
+    assembler = FeatureAssembler(SPEC, recommender.lookup_defaults)
+    rows = users.head(5).to_dict("records")
+    query = assembler.arrays(rows, recommender.query_features)
+    item_ids, scores, known = recommender.retrieve_arrays(query, 7)
+    expected_ids, expected_scores = recommender.retrieve([row["user_id"] for row in rows], 7)
+    assert known.all() and (item_ids == expected_ids).all()
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+    unknown = assembler.arrays([{**rows[0], "user_id": "nobody"}], recommender.query_features)
+    assert not recommender.retrieve_arrays(unknown, 3)[2][0]

@@ -167,6 +167,7 @@ def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_r
     # The serve command in bento_model's metadata works when pasted (on a free port).
     command = served["serve_command"].replace("--port 3001", f"--port {free_port()}")
     assert "BENTOML_HOME=" in command and "--port 3000" not in served["serve_command"]
+    assert "RECLAKE_ONLINE_STORE_URL=" in command and "RECLAKE_PINNED_TAG_FILE=" in command
     _serve_and_call(command, home / "pasted-serve.log")
 
 

@@ -11,29 +11,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-import toy_examples
-from serving_support import running_service
+from conftest import free_port
+from serving_support import TOY_METADATA, export_toy_recommender, running_server, running_service
 
-from models.export.savedmodel import export_recommender, load_recommender
-from models.retrieval.popularity import popular_items
-from models.retrieval.two_tower import RetrievalConfig
-from models.training.registry import train_model
-from models.training.two_tower import train_retrieval
+from models.export.savedmodel import load_recommender
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METADATA = {
-    "model_version": "svc-v1",
-    "trained_on": ["2024-01-01", "2024-01-02"],
-    "evaluated_on": "2024-01-03",
-    "metrics": {"auc": 0.71, "logloss": 0.33},
-}
+METADATA = {**TOY_METADATA, "model_version": "svc-v1"}
 PREDICT_ROW = {
     "user_id": "u0001", "item_id": "i0002", "device": "mobile", "slot_position": 2, "hour_of_day": 13, "day_of_week": 4,
 }  # fmt: skip
-RANKER = {"type": "dcn_v2", "model": {"embedding_dim": 4, "deep_units": [16]},
-          "training": {"batch_size": 256, "epochs": 1, "early_stopping_patience": None}}  # fmt: skip
+CONTEXT = {"device": "mobile", "slot_position": 1}
 
 
 def _base_env(bento_home: Path) -> dict[str, str]:
@@ -49,14 +39,8 @@ def _base_env(bento_home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def savedmodel(tmp_path_factory) -> Path:
-    examples = toy_examples.make_training_examples(n_users=40, n_items=30, n_rows=3000)
-    users, items = toy_examples.feature_tables(examples)
-    ranking = train_model(RANKER, examples, feature_spec=toy_examples.SPEC).model
-    retrieval = train_retrieval(examples, toy_examples.SPEC, RetrievalConfig(batch_size=128, epochs=1)).model
     path = tmp_path_factory.mktemp("service") / "savedmodel"
-    export_recommender(
-        ranking, users, items, METADATA, path, retrieval_model=retrieval, popular_items=popular_items(examples, 20)
-    )
+    export_toy_recommender(path, METADATA["model_version"])
     return path
 
 
@@ -144,12 +128,13 @@ def test_model_info(server, model_tag):
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [
-        ("/recommend", {"k": 3}, "user_id"),
-        ("/recommend", {"user_id": "u0001", "k": 0}, "k"),
-        ("/recommend", {"user_id": "u0001", "k": 1001}, "k"),
-        ("/recommend", {"user_id": "u0001", "k": "5"}, "k"),
-        ("/recommend", {"user_id": 17}, "user_id"),
-        ("/recommend", {"user_id": "u0001", "topk": 5}, "topk"),
+        ("/recommend", {"k": 3, "context": CONTEXT}, "user_id"),
+        ("/recommend", {"user_id": "u0001", "k": 0, "context": CONTEXT}, "k"),
+        ("/recommend", {"user_id": "u0001", "k": 31, "context": CONTEXT}, "k"),  # the schema's limit: 30 indexed items
+        ("/recommend", {"user_id": "u0001", "k": "5", "context": CONTEXT}, "k"),
+        ("/recommend", {"user_id": 17, "context": CONTEXT}, "user_id"),
+        ("/recommend", {"user_id": "u0001", "topk": 5, "context": CONTEXT}, "topk"),
+        ("/recommend", {"user_id": "u0001"}, "context"),
         ("/predict", {"rows": []}, "rows"),
         ("/predict", {"rows": [PREDICT_ROW] * 1001}, "rows"),
     ],
@@ -158,40 +143,40 @@ def test_invalid_envelope_is_a_400_naming_the_field(server, route, body, field):
     response = _post(server, route, body)
     assert response.status_code == 400, response.text
     error = response.json()
-    assert "validation error" in error["error"]
-    assert any(field in [str(part) for part in detail["loc"]] for detail in error["detail"]), error
+    assert set(error) == {"error", "field", "status"} and error["status"] == 400, error
+    assert error["field"] == field, error
+    assert error["error"].startswith("invalid request: "), error
 
 
 @pytest.mark.parametrize(
-    ("route", "body", "message"),
+    ("route", "body", "field"),
     [
-        ("/recommend", {"user_id": "u0001", "k": 31, "context": {"device": "mobile", "slot_position": 1}}, "k: at most 30"),
-        ("/recommend", {"user_id": "u0001", "context": {"device": "phone", "slot_position": 1}}, "context: device"),
-        ("/recommend", {"user_id": "u0001", "context": {"device": "mobile"}}, "context: slot_position: Field required"),
-        ("/recommend", {"user_id": "u0001", "context": {"device": "mobile", "slot_position": 1, "hour_of_day": 24}}, "hour_of_day"),
-        ("/predict", {"rows": [PREDICT_ROW, {**PREDICT_ROW, "slot_position": 0}]}, "rows[1]: slot_position"),
-        ("/predict", {"rows": [{k: v for k, v in PREDICT_ROW.items() if k != "item_id"}]}, "rows[0]: item_id: Field required"),
-        ("/predict", {"rows": [{**PREDICT_ROW, "slot_position": "2"}]}, "rows[0]: slot_position: Input should be a valid integer"),
+        ("/recommend", {"user_id": "u0001", "context": {"device": "phone", "slot_position": 1}}, "context.device"),
+        ("/recommend", {"user_id": "u0001", "context": {"device": "mobile"}}, "context.slot_position"),
+        ("/recommend", {"user_id": "u0001", "context": {**CONTEXT, "hour_of_day": 24}}, "context.hour_of_day"),
+        ("/predict", {"rows": [PREDICT_ROW, {**PREDICT_ROW, "slot_position": 0}]}, "rows.1.slot_position"),
+        ("/predict", {"rows": [{k: v for k, v in PREDICT_ROW.items() if k != "item_id"}]}, "rows.0.item_id"),
+        ("/predict", {"rows": [{**PREDICT_ROW, "slot_position": "2"}]}, "rows.0.slot_position"),
     ],
 )
-def test_invalid_row_is_a_400_naming_the_row_and_field(server, route, body, message):
+def test_invalid_row_is_a_400_naming_the_row_and_field(server, route, body, field):
     response = _post(server, route, body)
     assert response.status_code == 400, response.text
-    assert message in response.text, response.text
+    assert response.json()["field"] == field, response.text
+    assert f"{field}: " in response.json()["error"], response.text
 
 
 def test_invalid_json_is_a_400(server):
     response = _post(server, "/recommend", "{not json")
     assert response.status_code == 400
-    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert response.json()["error"].startswith("the body is not valid JSON"), response.text
 
 
-def test_service_refuses_an_unpinned_model_tag(bento_home):
+def test_service_refuses_an_unpinned_model_tag(bento_home, model_tag):
     code = textwrap.dedent(
         """
         import os
-        os.environ["RECLAKE_BENTO_MODEL_TAG"] = "reclake_synthetic:abc123"
-        from serving import service
+        from serving import service  # imports with the fixture's real tag
         for value in ["", "reclake_synthetic", "reclake_synthetic:latest", "Not A Tag!"]:
             os.environ["RECLAKE_BENTO_MODEL_TAG"] = value
             try:
@@ -203,7 +188,7 @@ def test_service_refuses_an_unpinned_model_tag(bento_home):
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, env=_base_env(bento_home),
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env={**_base_env(bento_home), "RECLAKE_BENTO_MODEL_TAG": model_tag},
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -250,4 +235,12 @@ def test_a_built_bento_holds_every_project_module_the_service_imports(model_tag,
     assert not missing, f"the bento leaves out {missing}"
     assert (bento / "src" / "reclake" / "feature_specs" / "synthetic.yaml").is_file()
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower()
-    assert "pyyaml" in requirements and "tensorflow-recommenders" in requirements
+    assert "pyyaml" in requirements and "tensorflow-recommenders" in requirements and "redis" in requirements
+
+    # The built Bento (its own copy of the code and of the model), not the source tree, serves.
+    port = free_port()
+    argv = [str(bentoml), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(argv, port, env, bento_home / "serve-built-bento.log") as url:
+        response = _post(url, "/recommend", {"user_id": "u0001", "k": 3, "context": CONTEXT})
+        assert response.status_code == 200, response.text
+        assert len(response.json()["items"]) == 3 and response.json()["model_version"] == "svc-v1"

@@ -120,6 +120,31 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path):
         load_settings({"RECLAKE_CONFIG": str(tmp_path / "missing.yaml")})
 
 
+def test_the_online_store_defaults_to_the_sources_embedded_file(tmp_path):
+    """One embedded store per source in its state folder, unless a URL is set (Redis,
+    or a path relative to the config file); the resource's namespace is the source."""
+    from resources import build_resources
+    from serving.online_store import EmbeddedStore, RedisStore, open_store
+
+    settings = load_settings({"RECLAKE_STATE_DIR": str(tmp_path), "RECLAKE_SOURCE": "criteo"})
+    assert settings.online_store_url is None
+    assert settings.online_store == f"sqlite://{tmp_path.resolve()}/criteo/online_store.sqlite"
+    store = open_store(settings.online_store)
+    assert isinstance(store, EmbeddedStore) and store.path == tmp_path.resolve() / "criteo" / "online_store.sqlite"
+    resource = build_resources(settings)["online_store"]
+    assert (resource.url, resource.namespace) == (settings.online_store, "criteo")
+
+    redis_url = "redis://127.0.0.1:6390/1"
+    settings = load_settings({"RECLAKE_STATE_DIR": str(tmp_path), "RECLAKE_ONLINE_STORE_URL": redis_url})
+    assert settings.online_store == redis_url and isinstance(open_store(settings.online_store), RedisStore)
+
+    config = tmp_path / "configs" / "reclake.yaml"
+    config.parent.mkdir()
+    config.write_text("online_store_url: ../stores/online.sqlite\n")
+    settings = load_settings({"RECLAKE_CONFIG": str(config)})
+    assert settings.online_store == str(tmp_path.resolve() / "stores" / "online.sqlite")
+
+
 def test_make_run_refuses_days_that_have_not_ended(tmp_path):
     """A recorded demo start with more days than have passed since: `make run` says which
     day is not over and how to move the window, before launching anything."""

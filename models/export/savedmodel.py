@@ -14,13 +14,19 @@ spec (``FeatureSpec.request_features``):
   ``training_examples`` (point-in-time features included), no lookups;
 - ``retrieve(user_id, k) -> item_ids, scores`` (two-tower dot products), with a
   retrieval model only;
+- ``retrieve_features(<query tower features>, k) -> item_ids, scores, known_user``: the
+  same retrieval from user features the caller supplies (an online feature store), so
+  fresh aggregates reach the query tower without a re-export; ``known_user`` says
+  whether the user id is in the model's vocabulary;
 - ``recommend(user_id, k, <context columns>) -> item_ids, scores, known_user``: retrieve
   ``max(k, MIN_RERANK_CANDIDATES)`` candidates, score them with the ranker, rank the
   user's already seen items last with ``SEEN_SCORE``, return the best ``k``. ``k`` is
   chosen per request, up to the number of indexed items.
 
 ``assets/reclake_model.json`` next to the graph carries the version, metrics, the feature
-spec, the input spec of every signature and the popularity fallback for unknown users.
+spec, the input spec of every signature, the values a missing user or item gets
+(``lookup_defaults``) and the popularity fallback for unknown users (every indexed item,
+most popular first, so any ``k`` can be served).
 
 One module on purpose (about 500 lines): the serving module, its signatures and the
 loader that checks them against the metadata are one contract, written and read here.
@@ -40,6 +46,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models.inputs.features import FittedFeatures, column_array, feature_arrays, require_columns
+from models.retrieval.popularity import complete_popularity
 from models.retrieval.two_tower import TwoTowerModel, build_index
 from reclake.feature_spec import FeatureColumn, FeatureSpec, feature_spec_from_dict
 
@@ -77,6 +84,7 @@ class FeatureLookup(tf.Module):
     def __init__(self, ids: np.ndarray, columns: dict[str, np.ndarray], defaults: dict[str, Any], name: str) -> None:
         super().__init__(name=name)
         self.size = len(ids)
+        self.defaults = dict(defaults)
         self.rows = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(np.append(ids.astype(str), _PAIR_SEPARATOR)), tf.range(self.size + 1, dtype=tf.int64)
@@ -193,6 +201,13 @@ class RecommenderModule(tf.Module):
         scores, item_ids = self._retrieve(user_id, k)
         return {"item_ids": item_ids, "scores": tf.cast(scores, tf.float32)}
 
+    def retrieve_features(self, query: dict[str, tf.Tensor], k: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Retrieval from caller-supplied user features (``query_features``), not the lookups."""
+        k = tf.clip_by_value(tf.cast(k, tf.int32), 1, self.item_count)
+        scores, item_ids = self.index(self.query_tower({name: query[name] for name in self.query_features}), k=k)
+        _, known_user = self.users.lookup(query["user_id"])
+        return {"item_ids": item_ids, "scores": tf.cast(scores, tf.float32), "known_user": known_user}
+
     def recommend(self, request: dict[str, tf.Tensor], k: tf.Tensor) -> dict[str, tf.Tensor]:
         user_id = request["user_id"]
         k = tf.clip_by_value(tf.cast(k, tf.int32), 1, self.item_count)
@@ -226,12 +241,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"metadata value {value!r} of type {type(value).__name__} is not JSON-serialisable")
 
 
-def signature_inputs(spec: FeatureSpec, with_retrieval: bool) -> dict[str, dict[str, str]]:
-    """The documented input spec: signature -> input name -> dtype (``string``, ``int``, ``float``)."""
+def signature_inputs(spec: FeatureSpec, query_features: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+    """The documented input spec: signature -> input name -> dtype (``string``, ``int``, ``float``).
+
+    ``query_features``: the query tower's inputs; empty for a model without retrieval.
+    """
     request = {c.name: c.dtype for c in _request_columns(spec)}
+    by_name = {c.name: c for c in spec.model_features}
     inputs = {"predict": request, "rank": {c.name: c.dtype for c in spec.model_features}}
-    if with_retrieval:
+    if query_features:
         inputs["retrieve"] = {"user_id": "string", "k": "int"}
+        inputs["retrieve_features"] = {**{name: by_name[name].dtype for name in query_features}, "k": "int"}
         inputs["recommend"] = {"user_id": "string", "k": "int", **{c.name: c.dtype for c in _context_columns(spec)}}
     return inputs
 
@@ -300,6 +320,11 @@ def export_recommender(
         item_count = len(candidates)
         index = build_index(retrieval_model, feature_arrays(candidates, spec, names=candidate_names), item_count)
         query_tower = retrieval_model.query_tower
+    query_features: tuple[str, ...] = ()
+    if retrieval_model is not None:
+        tower_inputs = retrieval_model.query_tower.feature_names
+        query_features = ("user_id", *(name for name in tower_inputs if name != "user_id"))
+        popular_items = complete_popularity(popular_items, candidates["item_id"].astype(str))
     if seen_items is None:
         seen_items = pd.DataFrame({"user_id": [], "item_id": []})
     require_columns(seen_items, ("user_id", "item_id"), "seen_items")
@@ -316,6 +341,9 @@ def export_recommender(
         recommend_inputs = input_signature([spec.id_features[0], *_context_columns(spec)])
         signatures["retrieve"] = tf.function(module.retrieve, input_signature=[tf.TensorSpec([None], tf.string, name="user_id"), k_spec])
         signatures["recommend"] = tf.function(module.recommend, input_signature=[recommend_inputs, k_spec])
+        by_name = {c.name: c for c in spec.model_features}
+        query_inputs = input_signature([by_name[name] for name in query_features])
+        signatures["retrieve_features"] = tf.function(module.retrieve_features, input_signature=[query_inputs, k_spec])
     for name, function in signatures.items():
         setattr(module, f"{name}_signature", function)  # tracked by the module, saved with it
     tf.saved_model.save(
@@ -329,7 +357,12 @@ def export_recommender(
         "source": spec.source,
         "label": {"column": spec.label.column, "kind": spec.label.kind},
         "feature_spec": spec.to_dict(),
-        "inputs": signature_inputs(spec, with_retrieval=retrieval_model is not None),
+        "inputs": signature_inputs(spec, query_features),
+        "lookup_defaults": {
+            entity: {name: lookup.defaults[name] for name in spec.lookup_features(entity)}
+            for entity, lookup in lookups.items()
+            if lookup is not None
+        },
         "outputs": ["score", "pctr", "pcvr", "pctcvr"] if getattr(ranking_model, "multitask", False) else ["score"],
         "popular_items": [[str(item_id), float(score)] for item_id, score in popular_items],
         "item_count": item_count,
@@ -477,6 +510,45 @@ class Recommender(SavedModelExport):
             raise ValueError(f"the {self.spec.source} model has no retrieval")
         outputs = self._signatures["retrieve"](user_id=tf.constant([str(u) for u in user_ids]), k=tf.constant(k, tf.int32))
         return outputs["item_ids"].numpy().astype(str), outputs["scores"].numpy()
+
+    @property
+    def query_features(self) -> tuple[str, ...]:
+        """Inputs of ``retrieve_features`` (``user_id`` first, then the query tower's user
+        features); empty for a model without retrieval."""
+        return tuple(name for name in self.metadata["inputs"].get("retrieve_features", {}) if name != "k")
+
+    @property
+    def lookup_defaults(self) -> dict[str, dict[str, Any]]:
+        """entity -> feature -> the value a user or item missing from its table gets."""
+        return self.metadata.get("lookup_defaults", {})
+
+    def rank_arrays(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of ``rank`` for ready-made input arrays, one per model feature with
+        the dtypes of ``models.inputs.features.column_array``. No pandas, no value checks:
+        the serving hot path, whose inputs are validated before they get here."""
+        outputs = self._signatures["rank"](**{name: tf.constant(values) for name, values in features.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def predict_arrays(self, request: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of ``predict`` (ids and context arrays; features looked up in the
+        graph), for validated inputs."""
+        outputs = self._signatures["predict"](**{name: tf.constant(values) for name, values in request.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def retrieve_arrays(self, query: Mapping[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Two-tower candidates from caller-supplied user features (``query_features``):
+        (item_ids ``[B, k]`` str, scores ``[B, k]``, known_user ``[B]`` bool)."""
+        outputs = self._signatures["retrieve_features"](
+            **{name: tf.constant(query[name]) for name in self.query_features}, k=tf.constant(k, tf.int32)
+        )
+        return outputs["item_ids"].numpy().astype(str), outputs["scores"].numpy(), outputs["known_user"].numpy()
+
+    def recommend_arrays(self, user_ids: np.ndarray, k: int, context: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The raw outputs of ``recommend`` (features looked up in the graph) for validated inputs."""
+        outputs = self._signatures["recommend"](
+            user_id=tf.constant(user_ids), k=tf.constant(k, tf.int32), **{n: tf.constant(v) for n, v in context.items()}
+        )
+        return {name: value.numpy() for name, value in outputs.items()}
 
     def predict_outputs(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         """Every output of ``predict`` for request rows (ids and context columns of the

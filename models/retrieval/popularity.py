@@ -10,6 +10,8 @@ the served fallback or the zoo's recorded figures.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import pandas as pd
 
 from models.inputs.features import require_columns
@@ -43,3 +45,13 @@ def popular_items(examples: pd.DataFrame, limit: int = 100) -> list[tuple[str, f
     ranked = ranked.sort_values(["clicks", "item_id"], ascending=[False, True]).head(limit)
     total = float(clicks.sum())
     return [(item_id, count / total) for item_id, count in zip(ranked["item_id"], ranked["clicks"], strict=True)]
+
+
+def complete_popularity(ranked: Sequence[tuple[str, float]], catalogue: Iterable[str]) -> list[tuple[str, float]]:
+    """``ranked`` restricted to ``catalogue``, then every other catalogue item with score 0
+    (by id): a fallback list long enough for any ``k`` up to the catalogue's size."""
+    items = sorted({str(item) for item in catalogue})
+    present = set(items)
+    head = [(str(item), float(score)) for item, score in ranked if str(item) in present]
+    listed = {item for item, _ in head}
+    return head + [(item, 0.0) for item in items if item not in listed]

@@ -1,0 +1,199 @@
+"""One loaded model version and how it answers ``/recommend`` and ``/predict``.
+
+``ServedModel`` wraps an exported SavedModel (``models.export.savedmodel.Recommender``)
+with the online feature store it reads at request time:
+
+- with a store, user and item features come from the store's served version (fresh
+  every day the ``online_features`` asset runs), through ``serving.features``; the
+  SavedModel's own lookup tables (a snapshot taken at export) are not used. A user or
+  item the store lacks gets the exporter's defaults, and the result says so
+  (``defaults_used``). ``/recommend``: retrieve with the user's store features, drop the
+  items in the user's recent history (the store's ``history``), fetch the candidates'
+  features in one store call, score them with the ranker, keep the best ``k``.
+- without a store (a Bento deployed on its own), the snapshot in the graph is used.
+
+The store being unreachable raises ``serving.online_store.StoreUnavailable``; the service
+turns it into a 503.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.export.savedmodel import MIN_RERANK_CANDIDATES, SEEN_SCORE, load_recommender
+from serving.features import FeatureAssembler, to_array
+from serving.online_store import OnlineStore
+
+HISTORY_FIELD = "history"  # the user's recent positive items, newest first, in the store's user rows
+
+
+@dataclass
+class Scored:
+    """What one request was answered with, for the response and the prediction log.
+
+    Attributes:
+        items: item ids, best first (``/recommend``) or per row (``/predict``; may be empty).
+        scores: one per item / row.
+        tasks: multi-task outputs (``pctr``, ``pcvr``, ``pctcvr``) per row, or empty.
+        fallback: ``"popularity"`` when the user was unknown to the model.
+        defaults_used: entities (``user``, ``item``) the store lacked and defaults replaced.
+        features: the user-side features and context used (logged with the prediction).
+    """
+
+    items: list[str]
+    scores: list[float]
+    tasks: dict[str, list[float]] = field(default_factory=dict)
+    fallback: str | None = None
+    defaults_used: list[str] = field(default_factory=list)
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+class ServedModel:
+    """A model version loaded for serving.
+
+    Args:
+        tag: the bento model tag it was loaded from.
+        savedmodel_dir: the SavedModel folder.
+        store: the online feature store; None: the SavedModel's snapshot features.
+    """
+
+    def __init__(self, tag: str, savedmodel_dir: str, store: OnlineStore | None) -> None:
+        self.tag = tag
+        self.recommender = load_recommender(savedmodel_dir)
+        self.spec = self.recommender.spec
+        self.metadata = self.recommender.metadata
+        self.store = store if self.spec.id_columns else None  # sources without ids send every feature
+        self.namespace = self.spec.source
+        self.assembler = FeatureAssembler(self.spec, self.recommender.lookup_defaults) if self.store else None
+        self.popular = [(str(item), float(score)) for item, score in self.metadata.get("popular_items", [])]
+        self.context_columns = [c.name for c in self.spec.role_columns("context")]
+        self.request_columns = list(self.spec.request_features)
+
+    @property
+    def model_version(self) -> str:
+        return self.recommender.model_version
+
+    @property
+    def item_count(self) -> int:
+        return self.recommender.item_count
+
+    @property
+    def can_recommend(self) -> bool:
+        return self.recommender.can_recommend
+
+    def warm_up(self) -> float:
+        """Call each signature the service uses once (traces and allocates before the first
+        request); returns the seconds it took. Reads no store."""
+        started = time.perf_counter()
+        dtypes = {c.name: c.dtype for c in self.spec.model_features}
+        probe = {name: to_array([None], dtype) for name, dtype in dtypes.items()}
+        self.recommender.rank_arrays(probe)
+        self.recommender.predict_arrays({name: probe[name] for name in self.request_columns})
+        if self.can_recommend:
+            context = {name: probe[name] for name in self.context_columns}
+            self.recommender.recommend_arrays(probe["user_id"], 1, context)
+            if self.recommender.query_features:
+                self.recommender.retrieve_arrays({n: probe[n] for n in self.recommender.query_features}, 1)
+        return time.perf_counter() - started
+
+    # -- /recommend -------------------------------------------------------------------
+    def recommend(self, user_id: str, k: int, context: Mapping[str, Any]) -> Scored:
+        """The best ``k`` items for ``user_id`` in ``context`` (validated context columns)."""
+        if self.store is None:
+            return self._recommend_from_snapshot(user_id, k, context)
+        (stored,) = self.store.get_many(self.namespace, "user", [user_id])
+        user = self.assembler.entity_features("user", stored)
+        history = set((stored or {}).get(HISTORY_FIELD) or [])
+        features = {"user_id": user_id, **user, **context}
+        defaults_used = [] if stored is not None else ["user"]
+        width = min(self.item_count, max(k + len(history), MIN_RERANK_CANDIDATES))
+        query = self.assembler.arrays([features], self.recommender.query_features)
+        candidate_ids, _, known = self.recommender.retrieve_arrays(query, width)
+        if not known[0]:
+            return self._popular(k, features, defaults_used)
+        candidates = [item for item in candidate_ids[0].tolist() if item not in history] or candidate_ids[0].tolist()
+        item_rows = self.store.get_many(self.namespace, "item", candidates)
+        if any(row is None for row in item_rows):
+            defaults_used.append("item")
+        rows = [
+            {**features, "item_id": item, **self.assembler.entity_features("item", row)}
+            for item, row in zip(candidates, item_rows, strict=True)
+        ]
+        scores = self.recommender.rank_arrays(self.assembler.arrays(rows))["score"]
+        best = np.argsort(-scores, kind="stable")[:k]
+        return Scored(
+            items=[candidates[i] for i in best],
+            scores=[float(scores[i]) for i in best],
+            defaults_used=defaults_used,
+            features=features,
+        )
+
+    def _recommend_from_snapshot(self, user_id: str, k: int, context: Mapping[str, Any]) -> Scored:
+        arrays = {name: to_array([context[name]], dtype) for name, dtype in self._context_dtypes().items()}
+        outputs = self.recommender.recommend_arrays(np.array([user_id], dtype=object), k, arrays)
+        features = {"user_id": user_id, **context}
+        if not outputs["known_user"][0]:
+            return self._popular(k, features, [])
+        pairs = [
+            (item.decode(), float(score))
+            for item, score in zip(outputs["item_ids"][0], outputs["scores"][0], strict=True)
+            if score > SEEN_SCORE
+        ][:k]
+        return Scored(items=[i for i, _ in pairs], scores=[s for _, s in pairs], features=features)
+
+    def _context_dtypes(self) -> dict[str, str]:
+        dtypes = {c.name: c.dtype for c in self.spec.model_features}
+        return {name: dtypes[name] for name in self.context_columns}
+
+    def _popular(self, k: int, features: dict[str, Any], defaults_used: list[str]) -> Scored:
+        top = self.popular[:k]
+        return Scored(
+            items=[item for item, _ in top],
+            scores=[score for _, score in top],
+            fallback="popularity",
+            defaults_used=defaults_used,
+            features=features,
+        )
+
+    # -- /predict ---------------------------------------------------------------------
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
+        """The ranker's outputs for validated request rows (ids and context columns)."""
+        if self.store is None:
+            dtypes = {c.name: c.dtype for c in self.spec.model_features}
+            arrays = {name: to_array([row[name] for row in rows], dtypes[name]) for name in self.request_columns}
+            outputs = self.recommender.predict_arrays(arrays)
+            defaults_used: list[str] = []
+            full_rows = [dict(row) for row in rows]
+        else:
+            full_rows, defaults_used = self._with_store_features(rows)
+            outputs = self.recommender.rank_arrays(self.assembler.arrays(full_rows))
+        items = [str(row["item_id"]) for row in rows] if "item_id" in self.spec.id_columns else []
+        return Scored(
+            items=items,
+            scores=outputs["score"].tolist(),
+            tasks={name: values.tolist() for name, values in outputs.items() if name != "score"},
+            defaults_used=defaults_used,
+            features={"rows": full_rows} if len(full_rows) > 1 else full_rows[0],
+        )
+
+    def _with_store_features(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+        per_entity: dict[str, dict[str, dict[str, Any]]] = {}
+        defaults_used = []
+        for entity in self.assembler.entities:
+            ids = list(dict.fromkeys(str(row[f"{entity}_id"]) for row in rows))
+            stored = self.store.get_many(self.namespace, entity, ids)
+            if any(row is None for row in stored):
+                defaults_used.append(entity)
+            per_entity[entity] = {i: self.assembler.entity_features(entity, s) for i, s in zip(ids, stored, strict=True)}
+        full = []
+        for row in rows:
+            merged = dict(row)
+            for entity in self.assembler.entities:
+                merged.update(per_entity[entity][str(row[f"{entity}_id"])])
+            full.append(merged)
+        return full, defaults_used
