@@ -27,7 +27,7 @@ export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install browser run lint test test-fast ui reports serve bento redis bench clean
+.PHONY: install browser run lint test test-fast ui reports serve bento redis bench loadtest clean
 
 install: $(INSTALLED)
 
@@ -94,6 +94,11 @@ redis: install
 ## bench: end-to-end timing of the main job (7 days x 50,000 impressions)
 bench: install
 	$(BIN)/python bench/main_job.py
+
+## loadtest: open-loop HTTP load on `bentoml serve` of the pinned model with a Redis online
+## store (bench/serving.py: latency, shedding and CPU per endpoint and rate; needs `make run`)
+loadtest: install
+	$(BIN)/python bench/serving.py --store redis
 
 clean:
 	rm -rf $(STATE_DIR)

@@ -11,8 +11,8 @@ a guarded route it, in order:
    get a slot within ``queue_timeout_ms`` gets a 503 with ``Retry-After`` straight away
    instead of waiting behind work whose clients may already have gone.
 
-Every 4xx and 503 the service sends, whoever produced it (this guard, a handler, or
-BentoML itself, e.g. 404), has one body shape, the error envelope
+Every error the service sends (4xx, 503, and a 500 from a bug), whoever produced it
+(this guard, a handler, or BentoML itself, e.g. 404), has one body shape, the error envelope
 ``{"error": <message>, "field": <dotted field or null>, "status": <code>}`` (plus
 ``retry_after_s`` on a 503), documented in docs/data-contracts.md. A client error is one
 log line, never a traceback.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 logger = logging.getLogger("reclake.serving")
 
 RETRY_AFTER_S = 1
+OPENAPI_PATH = "/docs.json"
 QUEUE_POLL_S = 0.002
 JSON_TYPES = ("application/json", "")  # no Content-Type is read as JSON, as BentoML does
 
@@ -73,6 +74,8 @@ class RequestGuard:
         max_in_flight: requests this worker runs or queues at once.
         queue_timeout_ms: the longest a request waits for a slot before its 503.
         max_body_bytes: the body size limit.
+        openapi: rewrites BentoML's OpenAPI document on ``GET /docs.json``
+            (``serving.openapi.complete_openapi``); None: served as generated.
     """
 
     def __init__(
@@ -82,8 +85,10 @@ class RequestGuard:
         max_in_flight: int,
         queue_timeout_ms: float,
         max_body_bytes: int,
+        openapi: Callable[[dict], dict] | None = None,
     ) -> None:
         self.app = app
+        self.openapi = openapi
         self.routes = dict(routes)
         self.max_in_flight = max_in_flight
         self.in_flight = 0
@@ -95,6 +100,8 @@ class RequestGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
+        if path == OPENAPI_PATH and self.openapi is not None:
+            return await self.app(scope, receive, _DocumentSend(send, self.openapi))
         if path not in self.routes or scope["method"] != "POST":
             return await self.app(scope, receive, _EnvelopeSend(send, path))
         rejected = self._check_headers(scope)
@@ -186,8 +193,31 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
+class _DocumentSend:
+    """Passes a ``/docs.json`` answer through ``rewrite`` (a 200 JSON body only)."""
+
+    def __init__(self, send: Any, rewrite: Callable[[dict], dict]) -> None:
+        self.send, self.rewrite = send, rewrite
+        self.start: dict | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 200:
+            self.start = message
+            return
+        if self.start is None or message["type"] != "http.response.body":
+            return await self.send(message)
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        encoded = json.dumps(self.rewrite(json.loads(b"".join(self.chunks)))).encode()
+        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        await self.send({**self.start, "headers": [*headers, (b"content-length", str(len(encoded)).encode())]})
+        await self.send({"type": "http.response.body", "body": encoded})
+
+
 class _EnvelopeSend:
-    """Rewrites a 4xx/503 JSON body produced downstream (BentoML's own errors) into the envelope."""
+    """Rewrites an error body produced downstream (BentoML's own errors) into the envelope."""
 
     def __init__(self, send: Any, path: str) -> None:
         self.send = send
@@ -198,7 +228,7 @@ class _EnvelopeSend:
     async def __call__(self, message: dict) -> None:
         if message["type"] == "http.response.start":
             status = message["status"]
-            if (400 <= status < 500) or status == 503:
+            if status >= 400:
                 self.start = message
                 return
             return await self.send(message)

@@ -27,6 +27,7 @@ schema (``/docs.json``) lists the served model's real inputs.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from serving.bento_store import SAVEDMODEL_SUBDIR  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.hot_swap import ModelSwapper, read_pinned_tag  # noqa: E402
 from serving.http_guard import RequestGuard, error_response  # noqa: E402
+from serving.openapi import complete_openapi  # noqa: E402
 from serving.schemas import (  # noqa: E402
     ModelInfoResponse,
     PredictResponse,
@@ -293,6 +295,11 @@ class RecommenderService:
 RecommenderService.add_asgi_middleware(
     RequestGuard,
     routes={"/recommend": REQUESTS.recommend, "/predict": REQUESTS.predict, "/model_info": None},
+    openapi=functools.partial(
+        complete_openapi,
+        responses={"/recommend": RecommendResponse, "/predict": PredictResponse, "/model_info": ModelInfoResponse},
+        bodies_required={"/recommend": True, "/predict": True},
+    ),
     max_in_flight=CONFIG.max_in_flight,
     queue_timeout_ms=CONFIG.queue_timeout_ms,
     max_body_bytes=CONFIG.max_body_bytes,

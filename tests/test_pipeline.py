@@ -18,6 +18,8 @@ import requests
 from conftest import free_port, make_settings
 from serving_support import running_service
 
+from automation.serve import environment_for
+
 pytestmark = pytest.mark.integration
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
@@ -146,11 +148,18 @@ def test_retraining_scores_the_champion_and_registers_a_challenger(main_run):
 
 
 def test_bentoml_serves_the_pinned_model_over_http(main_run, session_state_dir):
-    settings, _, summary, _, _ = main_run
+    settings, instance, summary, _, _ = main_run
     with duckdb.connect(settings.warehouse_path, read_only=True) as con:
         known_user = con.execute("select user_id from user_features order by user_events_7d desc limit 1").fetchone()[0]
     context = {"device": "mobile", "slot_position": 1}
-    with running_service(summary["bento_model_tag"], Path(settings.bentoml_home)) as base_url:
+    # Served as `make serve` serves it: the embedded online store the run's online_features
+    # published, the pinned tag file (hot swap) and prediction logs into the lake.
+    environment = environment_for(settings, summary["bento_model_tag"])
+    with running_service(summary["bento_model_tag"], Path(settings.bentoml_home), environment) as base_url:
+        info = requests.post(f"{base_url}/model_info", json={}, timeout=30).json()
+        published = instance.get_latest_materialization_event(dg.AssetKey("online_features")).asset_materialization
+        assert info["online_store"].startswith("embedded")
+        assert info["online_features_version"] == published.metadata["version"].value
         known = requests.post(
             f"{base_url}/recommend", json={"user_id": known_user, "k": 5, "context": context}, timeout=30
         )
