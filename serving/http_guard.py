@@ -9,7 +9,8 @@ a guarded route it, in order:
    pydantic model the OpenAPI schema is generated from): 400 naming the field;
 3. sheds load: a worker takes at most ``max_in_flight`` requests; a request that cannot
    get a slot within ``queue_timeout_ms`` gets a 503 with ``Retry-After`` straight away
-   instead of waiting behind work whose clients may already have gone.
+   instead of waiting behind work whose clients may already have gone, and its
+   connection is closed, so the client's retry may land on a less busy worker.
 
 Every error the service sends (4xx, 503, and a 500 from a bug), whoever produced it
 (this guard, a handler, or BentoML itself, e.g. 404), has one body shape, the error envelope
@@ -48,7 +49,9 @@ def error_response(status: int, message: str, field: str | None = None) -> JSONR
         return JSONResponse(
             error_body(status, message, field, retry_after_s=RETRY_AFTER_S),
             status_code=status,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+            # Closing the connection sends the client's retry through a new accept, which
+            # the kernel may hand to a less busy worker (keep-alive pins a client to one).
+            headers={"Retry-After": str(RETRY_AFTER_S), "Connection": "close"},
         )
     return JSONResponse(error_body(status, message, field), status_code=status)
 

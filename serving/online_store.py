@@ -154,6 +154,12 @@ class OnlineStore(abc.ABC):
     def served_version(self, namespace: str) -> str | None:
         """The version ``get_many`` reads for ``namespace``; None before any publish."""
 
+    def reading_version(self, namespace: str) -> str | None:
+        """The version ``get_many`` reads now: the served one, possibly as cached by this
+        client for up to a second (Redis). Rows of a version never change, so callers may
+        cache them under it."""
+        return self.served_version(namespace)
+
     @abc.abstractmethod
     def get_many(self, namespace: str, entity: str, ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """Rows of the served version for ``ids`` of ``entity``, aligned with ``ids``;
@@ -352,6 +358,9 @@ class RedisStore(OnlineStore):
         except _REDIS_DOWN as error:
             raise self._unavailable(error) from error
         return PublishStats(version=version, keys=keys, bytes=size, seconds=time.perf_counter() - started)
+
+    def reading_version(self, namespace: str) -> str | None:
+        return self._cached_served_version(namespace)
 
     def served_version(self, namespace: str) -> str | None:
         try:

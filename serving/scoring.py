@@ -32,6 +32,29 @@ from serving.online_store import OnlineStore
 HISTORY_FIELD = "history"  # the user's recent positive items, newest first, in the store's user rows
 
 
+ITEM_CACHE_ROWS = 200_000  # per worker; beyond it, the cache of the version is dropped and refilled
+
+
+class ItemCache:
+    """Item feature rows of one published store version, shared by a worker's threads.
+
+    A version's rows never change once published, so entries are never stale;
+    ``rows_for`` hands out a fresh dict when the store serves another version (or the
+    cache holds ``ITEM_CACHE_ROWS``). Callers keep the dict they got for the whole request
+    and add to it in place, so a reset by another thread never pulls rows from under them.
+    """
+
+    def __init__(self) -> None:
+        self.version: str | None = None
+        self.rows: dict[str, tuple[dict[str, Any], bool]] = {}
+
+    def rows_for(self, version: str | None) -> dict[str, tuple[dict[str, Any], bool]]:
+        """item id -> (features, whether the store lacked the item), for ``version``."""
+        if version != self.version or len(self.rows) > ITEM_CACHE_ROWS:
+            self.version, self.rows = version, {}
+        return self.rows
+
+
 @dataclass
 class Scored:
     """What one request was answered with, for the response and the prediction log.
@@ -70,6 +93,7 @@ class ServedModel:
         self.store = store if self.spec.id_columns else None  # sources without ids send every feature
         self.namespace = self.spec.source
         self.assembler = FeatureAssembler(self.spec, self.recommender.lookup_defaults) if self.store else None
+        self._items = ItemCache()
         self.popular = [(str(item), float(score)) for item, score in self.metadata.get("popular_items", [])]
         self.context_columns = [c.name for c in self.spec.role_columns("context")]
         self.request_columns = list(self.spec.request_features)
@@ -117,13 +141,10 @@ class ServedModel:
         if not known[0]:
             return self._popular(k, features, defaults_used)
         candidates = [item for item in candidate_ids[0].tolist() if item not in history] or candidate_ids[0].tolist()
-        item_rows = self.store.get_many(self.namespace, "item", candidates)
-        if any(row is None for row in item_rows):
+        item_features, items_missing = self._item_features(candidates)
+        if items_missing:
             defaults_used.append("item")
-        rows = [
-            {**features, "item_id": item, **self.assembler.entity_features("item", row)}
-            for item, row in zip(candidates, item_rows, strict=True)
-        ]
+        rows = [{**features, "item_id": item, **item_features[item]} for item in candidates]
         scores = self.recommender.rank_arrays(self.assembler.arrays(rows))["score"]
         best = np.argsort(-scores, kind="stable")[:k]
         return Scored(
@@ -132,6 +153,20 @@ class ServedModel:
             defaults_used=defaults_used,
             features=features,
         )
+
+    def _item_features(self, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], bool]:
+        """The items' features in the store's served version, and whether any was missing.
+
+        A published version never changes, so its rows are cached per worker under the
+        version (``ItemCache``); a new version starts an empty cache. Only ids not cached
+        yet cost a store read."""
+        rows = self._items.rows_for(self.store.reading_version(self.namespace))
+        unknown = [item for item in dict.fromkeys(ids) if item not in rows]
+        if unknown:
+            stored = self.store.get_many(self.namespace, "item", unknown)
+            for item, row in zip(unknown, stored, strict=True):
+                rows[item] = (self.assembler.entity_features("item", row), row is None)
+        return {item: rows[item][0] for item in ids}, any(rows[item][1] for item in ids)
 
     def _recommend_from_snapshot(self, user_id: str, k: int, context: Mapping[str, Any]) -> Scored:
         arrays = {name: to_array([context[name]], dtype) for name, dtype in self._context_dtypes().items()}
@@ -189,7 +224,9 @@ class ServedModel:
             stored = self.store.get_many(self.namespace, entity, ids)
             if any(row is None for row in stored):
                 defaults_used.append(entity)
-            per_entity[entity] = {i: self.assembler.entity_features(entity, s) for i, s in zip(ids, stored, strict=True)}
+            per_entity[entity] = {
+                i: self.assembler.entity_features(entity, s) for i, s in zip(ids, stored, strict=True)
+            }
         full = []
         for row in rows:
             merged = dict(row)
