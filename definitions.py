@@ -16,6 +16,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from assets import models, quality, serving, splits, with_group_owners, zoo  # noqa: E402
+from assets.ab_test import build_ab_test_report_asset  # noqa: E402
+from assets.bidding import build_bidding_simulation_asset  # noqa: E402
 from assets.features import build_feature_tables_asset  # noqa: E402
 from assets.ingest import build_ingest_assets  # noqa: E402
 from assets.monitoring import build_drift_report_asset  # noqa: E402
@@ -42,6 +44,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *build_ingest_assets(daily),
         build_feature_tables_asset(daily),
         build_drift_report_asset(daily),
+        build_bidding_simulation_asset(daily),
+        build_ab_test_report_asset(daily),
         build_online_features_asset(daily),
     ]
     day_shaped_assets.append(build_prediction_logs_asset(daily))

@@ -6,6 +6,7 @@ from assets.models import ServingCandidate
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.online_store import OnlineStoreResource
+from resources.pipeline import PipelineResource
 
 
 @dg.asset(group_name="serving", kinds={"bentoml"})
@@ -15,6 +16,7 @@ def bento_model(
     lake: LakeResource,
     model_store: ModelStoreResource,
     online_store: OnlineStoreResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
     """The recommender in the BentoML model store; the pinned tag is the one served.
 
@@ -50,7 +52,11 @@ def bento_model(
             "previous_tag": previous or "",
             "versions": dg.MetadataValue.md(_versions_table(model_store.versions())),
             "serve_command": model_store.serve_command(
-                served, online_store_url=online_store.url, prediction_log_root=lake.root, s3_endpoint_url=lake.s3_endpoint_url
+                served,
+                online_store_url=online_store.url,
+                prediction_log_root=lake.root,
+                s3_endpoint_url=lake.s3_endpoint_url,
+                campaigns=pipeline.campaigns_path,
             ),
         }
     )

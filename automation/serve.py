@@ -10,7 +10,9 @@ It reads the same settings as the pipeline (``reclake.settings.load_settings``) 
 - hot swap: the pinned tag file, so a model promoted later is swapped in while serving;
 - online features: the store the ``online_features`` asset publishes to (the embedded
   SQLite file by default, Redis when ``online_store_url`` says so);
-- prediction logs: the lake's landing zone, where the ``prediction_logs`` asset reads them.
+- prediction logs: the lake's landing zone, where the ``prediction_logs`` asset reads them;
+- bidding: the source's campaigns file (``/bid``), and an A/B experiment when
+  ``RECLAKE_EXPERIMENT`` is set (``serving.experiments``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def environment_for(settings: Settings, tag: str, workers: int | None = None) ->
         prediction_log_root=settings.lake_root,
         s3_endpoint_url=settings.s3_endpoint_url,
         workers=workers,
+        campaigns=settings.campaigns_file,
+        experiment=os.environ.get("RECLAKE_EXPERIMENT") or None,
     )
 
 

@@ -38,6 +38,7 @@ DATA_DOCS_ROUTE = "data_docs"
 REPORT_PATTERNS: tuple[tuple[str, str], ...] = (
     ("Drift reports", "reports/drift/dt=*/drift_report.html"),
     ("Data Docs", f"{DATA_DOCS_ROUTE}/index.html"),
+    ("Bidding simulations", "reports/bidding/dt=*/bidding_simulation.html"),
     ("Training curves", "models/**/training_curve.html"),  # the zoo's: models/training/<config>/<version>/
     ("Run summary", "run_summary.json"),
 )

@@ -88,6 +88,9 @@ class Settings:
             Redis server, ``sqlite:///abs/path.sqlite`` or a path for the embedded store;
             None: the embedded ``<state_dir>/<source>/online_store.sqlite`` (the
             resolved value is ``online_store``).
+        campaigns: the ad campaigns YAML the ``bidding_simulation`` asset simulates
+            (``serving.bidding.load_campaigns``); None: ``configs/campaigns/<source>.yaml``
+            when it exists (the resolved value is ``campaigns_file``).
         synthetic: the synthetic generator's knobs.
     """
 
@@ -108,6 +111,7 @@ class Settings:
     quarantine_max_share: float = 0.01
     reports_url: str = "http://127.0.0.1:3002"
     online_store_url: str | None = None
+    campaigns: str | None = None
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
     @property
@@ -168,13 +172,30 @@ class Settings:
         """Where the ``bento_model`` asset pins the tag that ``make serve`` serves."""
         return self.source_state_dir / "current_model_tag"
 
+    @property
+    def campaigns_file(self) -> str | None:
+        """The campaigns YAML: ``campaigns``, else the packaged
+        ``configs/campaigns/<source>.yaml`` when there is one, else None."""
+        if self.campaigns:
+            return self.campaigns
+        packaged = PROJECT_ROOT / "configs" / "campaigns" / f"{self.source}.yaml"
+        return str(packaged) if packaged.is_file() else None
+
     def load_feature_spec(self) -> FeatureSpec:
         """The source's feature spec: ``feature_spec`` when set, else the packaged one."""
         return load_feature_spec(self.feature_spec or self.source)
 
 
 # Settings holding local paths (or URLs); relative paths in a config file are relative to it.
-_PATH_SETTINGS = ("state_dir", "lake_root", "warehouse_path", "source_path", "feature_spec", "online_store_url")
+_PATH_SETTINGS = (
+    "state_dir",
+    "lake_root",
+    "warehouse_path",
+    "source_path",
+    "feature_spec",
+    "online_store_url",
+    "campaigns",
+)
 
 # Environment variable -> (section or None, field name). One place for the mapping.
 _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
@@ -195,6 +216,7 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
     "RECLAKE_REPORTS_URL": (None, "reports_url"),
     "RECLAKE_ONLINE_STORE_URL": (None, "online_store_url"),
+    "RECLAKE_CAMPAIGNS": (None, "campaigns"),
     "RECLAKE_SYNTHETIC_START_DATE": ("synthetic", "start_date"),
     "RECLAKE_SYNTHETIC_DAYS": ("synthetic", "days"),
     "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": ("synthetic", "events_per_day"),

@@ -51,6 +51,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             drift_reference_days=settings.drift_reference_days,
             drift_days_per_run=settings.drift_days_per_run,
             quarantine_max_share=settings.quarantine_max_share,
+            campaigns_path=settings.campaigns_file,
         ),
         "synthetic": SyntheticSourceResource.from_settings(settings.synthetic),
         "online_store": OnlineStoreResource(url=settings.online_store, namespace=settings.source),

@@ -67,11 +67,12 @@ class ModelStoreResource(dg.ConfigurableResource):
         online_store_url: str | None = None,
         prediction_log_root: str | None = None,
         s3_endpoint_url: str | None = None,
+        campaigns: str | None = None,
         port: int = SERVE_PORT,
     ) -> str:
         """A shell command that serves ``tag`` from this store when pasted in the project
-        root: the store, the pinned tag file (hot swap), the online feature store and the
-        prediction log root, on a port other than the Dagster UI's 3000. ``make serve``
+        root: the store, the pinned tag file (hot swap), the online feature store, the
+        prediction log root and the campaigns file (``/bid``), on a port other than the Dagster UI's 3000. ``make serve``
         runs the same (``automation.serve``)."""
         from serving.config import serving_environment
 
@@ -82,6 +83,7 @@ class ModelStoreResource(dg.ConfigurableResource):
             online_store_url=online_store_url,
             prediction_log_root=prediction_log_root,
             s3_endpoint_url=s3_endpoint_url,
+            campaigns=campaigns,
         )
         bentoml = Path(sys.executable).parent / "bentoml"
         assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())

@@ -27,6 +27,7 @@ class PipelineResource(dg.ConfigurableResource):
         drift_days_per_run: how many of a run's newest days get a drift report (a
             backfill over a long history reports its newest days only).
         quarantine_max_share: the blocking check on ``raw_events`` fails above this share.
+        campaigns_path: the ad campaigns YAML ``bidding_simulation`` simulates; None: none.
     """
 
     source: str
@@ -40,6 +41,7 @@ class PipelineResource(dg.ConfigurableResource):
     drift_reference_days: int
     drift_days_per_run: int
     quarantine_max_share: float
+    campaigns_path: str | None = None
 
 
     def feature_spec(self) -> FeatureSpec:

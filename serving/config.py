@@ -46,6 +46,10 @@ class ServingConfig:
         queue_timeout_ms: how long a request may wait for a slot.
         max_body_bytes: largest request body; larger gets a 413.
         request_timeout_s: BentoML's per-request timeout.
+        campaigns: the campaigns file ``/bid`` bids for (``serving.bidding.load_campaigns``);
+            empty: ``/bid`` answers 404 for every campaign.
+        experiment: an A/B experiment (``serving.experiments.load_experiment``: a YAML/JSON
+            file or inline JSON); empty: every request is answered by the pinned model.
     """
 
     bento_model_tag: str = ""
@@ -61,6 +65,8 @@ class ServingConfig:
     queue_timeout_ms: float = 10.0
     max_body_bytes: int = 1_000_000
     request_timeout_s: float = 10.0
+    campaigns: str = ""
+    experiment: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
@@ -101,6 +107,8 @@ def serving_environment(
     prediction_log_root: str | None = None,
     s3_endpoint_url: str | None = None,
     workers: int | None = None,
+    campaigns: str | os.PathLike[str] | None = None,
+    experiment: str | None = None,
 ) -> dict[str, str]:
     """The environment ``bentoml serve serving.service:RecommenderService`` needs to serve
     ``tag`` from the store of ``bentoml_home`` with these settings (None: left unset)."""
@@ -112,6 +120,8 @@ def serving_environment(
         "prediction_log_root": prediction_log_root,
         "s3_endpoint_url": s3_endpoint_url,
         "serve_workers": workers,
+        "campaigns": os.path.abspath(os.fspath(campaigns)) if campaigns else None,
+        "experiment": experiment,
     }
     env.update({ENV_PREFIX + name.upper(): str(value) for name, value in settings.items() if value})
     return env

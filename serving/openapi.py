@@ -38,9 +38,11 @@ def complete_openapi(
     document: dict[str, Any],
     responses: Mapping[str, type[BaseModel]],
     bodies_required: Mapping[str, bool],
+    no_content: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``document`` (BentoML's OpenAPI) with the real response models, required bodies
-    and the error envelope on every ``POST`` route in ``responses`` (path -> model)."""
+    and the error envelope on every ``POST`` route in ``responses`` (path -> model);
+    ``no_content``: routes that may answer 204, and when."""
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorResponse"] = _schema(ErrorResponse, components)
     error = {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="ErrorResponse")}}}
@@ -55,6 +57,8 @@ def complete_openapi(
             "description": "Successful Response",
             "content": {"application/json": {"schema": _schema(model, components)}},
         }
+        if no_content and path in no_content:
+            answers["204"] = {"description": no_content[path]}
         for status, description in ERROR_STATUSES.items():
             answers[status] = {"description": description, "content": error}
     return document

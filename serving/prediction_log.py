@@ -50,6 +50,7 @@ PREDICTION_LOG_COLUMNS: dict[str, str] = {
     "items": "string[]",
     "fallback": "string?",
     "latency_ms": "float",
+    "shadow_of": "string?",
 }
 
 # A batch whose write failed is tried again at the next flushes, this many times in all.
@@ -92,6 +93,7 @@ def build_record(
     fallback: str | None = None,
     request_id: str | None = None,
     logged_at: dt.datetime | None = None,
+    shadow_of: str | None = None,
 ) -> dict[str, Any]:
     """One prediction log record, its keys those of ``PREDICTION_LOG_COLUMNS`` in order.
 
@@ -107,6 +109,8 @@ def build_record(
         fallback: the fallback used instead of the model (``popularity``), if any.
         request_id: the request's id; default a new UUID4 (hex).
         logged_at: when the request was served (aware datetime); default now.
+        shadow_of: for a shadow arm's answer (scored, never served): the ``request_id``
+            of the answer that was served; None for a served answer.
 
     Raises:
         ValueError: for an unknown endpoint or a naive ``logged_at``.
@@ -125,6 +129,7 @@ def build_record(
         "items": [str(item) for item in items],
         "fallback": fallback,
         "latency_ms": float(latency_ms),
+        "shadow_of": shadow_of,
     }
 
 

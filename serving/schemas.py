@@ -37,6 +37,9 @@ DefaultsUsed = Field(
 )
 
 
+Arm = Field(default=None, description="The experiment arm that answered (RECLAKE_EXPERIMENT); null without one.")
+
+
 class RecommendResponse(BaseModel):
     """``POST /recommend`` result; ``fallback`` is ``"popularity"`` for users unknown to the model."""
 
@@ -45,6 +48,7 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     fallback: Literal["popularity"] | None
     defaults_used: list[Literal["user", "item"]] = DefaultsUsed
+    arm: str | None = Arm
     model_version: str
 
 
@@ -59,6 +63,7 @@ class PredictResponse(BaseModel):
         default=None, description="Multi-task rankers (ESMM, MMoE): pctr, pcvr and pctcvr per row."
     )
     defaults_used: list[Literal["user", "item"]] = DefaultsUsed
+    arm: str | None = Arm
     model_version: str
 
 
@@ -78,6 +83,8 @@ class ModelInfoResponse(BaseModel):
     online_features_version: str | None = Field(description="The store's served version of the features.")
     swaps: int = Field(description="Models swapped in since this worker started.")
     prediction_log: dict[str, Any] | None = Field(description="The prediction logger's counters, or null.")
+    experiment: dict[str, Any] | None = Field(default=None, description="The A/B experiment: arms, shares, models.")
+    campaigns: list[str] = Field(default_factory=list, description="Campaigns /bid bids for.")
 
 
 class ErrorResponse(BaseModel):
@@ -105,11 +112,13 @@ class RequestModels:
     Attributes:
         recommend: the ``/recommend`` body (``NoRecommendRequest`` for a source without ids).
         predict: the ``/predict`` body.
+        row: one ``/predict`` row (what ``/bid`` builds per impression).
         context_columns: the context inputs of ``/recommend``.
     """
 
     recommend: type[BaseModel]
     predict: type[BaseModel]
+    row: type[BaseModel]
     context_columns: tuple[str, ...]
 
 
@@ -148,7 +157,7 @@ def request_models(spec: FeatureSpec, inputs: dict[str, dict[str, str]], item_co
         rows=(Annotated[list[row], Field(min_length=1, max_length=MAX_PREDICT_ROWS)], ...),
     )
     if "recommend" not in inputs:
-        return RequestModels(NoRecommendRequest, predict, ())
+        return RequestModels(NoRecommendRequest, predict, row, ())
     context_inputs = {name: dtype for name, dtype in inputs["recommend"].items() if name not in ("user_id", "k")}
     context = create_model(
         f"{spec.source.title()}Context",
@@ -162,12 +171,14 @@ def request_models(spec: FeatureSpec, inputs: dict[str, dict[str, str]], item_co
         __doc__="``POST /recommend`` body.",
         user_id=(Annotated[str, Field(min_length=1, max_length=256)], ...),
         k=(
-            Annotated[int, Field(ge=1, le=min(MAX_K, item_count), description="How many items; at most the indexed items.")],
+            Annotated[
+                int, Field(ge=1, le=min(MAX_K, item_count), description="How many items; at most the indexed items.")
+            ],
             10,
         ),
         context=(context, ...) if has_required else (context, Field(default_factory=context)),
     )
-    return RequestModels(recommend, predict, tuple(context_inputs))
+    return RequestModels(recommend, predict, row, tuple(context_inputs))
 
 
 def fill_derived_context(context: dict[str, Any], hour: int, weekday: int) -> dict[str, Any]:

@@ -96,6 +96,7 @@ class ServedModel:
         self._items = ItemCache()
         self.popular = [(str(item), float(score)) for item, score in self.metadata.get("popular_items", [])]
         self.context_columns = [c.name for c in self.spec.role_columns("context")]
+        self.context_dtypes = {c.name: c.dtype for c in self.spec.role_columns("context")}
         self.request_columns = list(self.spec.request_features)
 
     @property

@@ -31,8 +31,11 @@ import functools
 import json
 import logging
 import os
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +44,18 @@ from reclake.runtime import configure_process
 configure_process()  # before anything imports tensorflow
 
 import bentoml  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from starlette.responses import Response  # noqa: E402
 
 from reclake.feature_spec import feature_spec_from_dict  # noqa: E402
 from serving.bento_store import SAVEDMODEL_SUBDIR  # noqa: E402
+from serving.bidding import IMPRESSIONS_PER_PRICE, Campaign, decide_bid, load_campaigns  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
+from serving.experiments import Experiment, load_experiment  # noqa: E402
 from serving.hot_swap import ModelSwapper, read_pinned_tag  # noqa: E402
-from serving.http_guard import RequestGuard, error_response  # noqa: E402
+from serving.http_guard import RequestGuard, error_response, validation_error  # noqa: E402
 from serving.openapi import complete_openapi  # noqa: E402
+from serving.openrtb import Bid, BidExt, BidRequest, BidResponse, bid_response, imp_features  # noqa: E402
 from serving.schemas import (  # noqa: E402
     ModelInfoResponse,
     PredictResponse,
@@ -103,6 +111,9 @@ REQUESTS = request_models(
 )
 RecommendRequest = REQUESTS.recommend
 PredictRequest = REQUESTS.predict
+CAMPAIGNS: dict[str, Campaign] = load_campaigns(CONFIG.campaigns) if CONFIG.campaigns else {}
+EXPERIMENT: Experiment | None = load_experiment(CONFIG.experiment)
+SHADOW_QUEUE = 256  # shadow scorings waiting at most; more are dropped (counted), never block a request
 
 
 @bentoml.service(
@@ -130,6 +141,48 @@ class RecommenderService:
             CONFIG.swap_poll_s,
         )
         self.swapper.start()
+        # Experiment arms other than the pinned model: fixed versions, loaded beside it.
+        self.arm_models: dict[str, ServedModel] = {}
+        for arm in EXPERIMENT.arms if EXPERIMENT is not None else ():
+            if arm.model_tag is not None and arm.model_tag not in self.arm_models:
+                self.arm_models[arm.model_tag] = self._load(arm.model_tag)
+        self.shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reclake-shadow")
+        self.shadow_slots = threading.Semaphore(SHADOW_QUEUE)
+        self.shadow_dropped = 0
+
+    def _model_of(self, tag: str | None) -> ServedModel:
+        return self.swapper.current if tag is None else self.arm_models[tag]
+
+    def _route(self, user_id: str | None) -> tuple[str | None, ServedModel]:
+        """The experiment arm answering ``user_id`` (sticky hash; ``serving.experiments``)
+        and its model; without an experiment, (None, the pinned model)."""
+        if EXPERIMENT is None or user_id is None:
+            return None, self.swapper.current
+        arm = EXPERIMENT.arm(EXPERIMENT.assign(user_id))
+        return arm.name, self._model_of(arm.model_tag)
+
+    def _shadow(
+        self, arm: str | None, score: Callable[[ServedModel], Any], log: Callable[[str, ServedModel, Any], None]
+    ) -> None:
+        """Score the request with each shadow arm of ``arm`` off the request path (one
+        background thread, bounded backlog) and log what they would have answered."""
+        if EXPERIMENT is None:
+            return
+        for shadow in EXPERIMENT.shadow_arms(arm):
+            if not self.shadow_slots.acquire(blocking=False):
+                self.shadow_dropped += 1
+                continue
+
+            def run(shadow=shadow) -> None:
+                try:
+                    model = self._model_of(shadow.model_tag)
+                    log(shadow.name, model, score(model))
+                except Exception:  # noqa: BLE001 - a shadow must never affect serving
+                    logger.exception("shadow arm %s failed", shadow.name)
+                finally:
+                    self.shadow_slots.release()
+
+            self.shadows.submit(run)
 
     @staticmethod
     def _open_store():
@@ -159,7 +212,9 @@ class RecommenderService:
             path = bentoml.models.get(tag).path_of(SAVEDMODEL_SUBDIR)
         model = ServedModel(tag, path, self.store)
         if model.metadata["inputs"].get("predict") != INITIAL_METADATA["inputs"]["predict"]:
-            raise ValueError(f"{tag} takes other request inputs than the served schema; restart the service to serve it")
+            raise ValueError(
+                f"{tag} takes other request inputs than the served schema; restart the service to serve it"
+            )
         seconds = model.warm_up()
         logger.info("loaded %s (model version %s), warmed up in %.2f s", tag, model.model_version, seconds)
         return model
@@ -180,12 +235,23 @@ class RecommenderService:
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self.swapper.stop()
+        self.shadows.shutdown(wait=True)
         if self.prediction_log is not None:
             self.prediction_log.close()
         if self.store is not None:
             self.store.close()
 
-    def _log(self, endpoint: str, request_id: str, model: ServedModel, user_id: str | None, scored, started: float) -> None:
+    def _log(
+        self,
+        endpoint: str,
+        request_id: str,
+        model: ServedModel,
+        user_id: str | None,
+        scored,
+        started: float,
+        arm: str | None,
+        shadow_of: str | None = None,
+    ) -> None:
         if self.prediction_log is None:
             return
         from serving.prediction_log import build_record
@@ -195,13 +261,14 @@ class RecommenderService:
                 request_id=request_id,
                 endpoint=endpoint,
                 model_version=model.model_version,
-                arm=None,
+                arm=arm,
                 user_id=user_id,
                 features=scored.features,
                 scores=scored.scores,
                 items=scored.items,
                 fallback=scored.fallback,
                 latency_ms=(time.perf_counter() - started) * 1000,
+                shadow_of=shadow_of,
             )
         )
 
@@ -211,10 +278,11 @@ class RecommenderService:
         from serving.online_store import StoreUnavailable
 
         started = time.perf_counter()
-        model = self.swapper.current
+        arm, model = self._route(request.user_id)
         if not model.can_recommend:
             return error_response(
-                400, f"the {model.spec.source} model cannot recommend: the source has no user and item ids; use /predict"
+                400,
+                f"the {model.spec.source} model cannot recommend: the source has no user and item ids; use /predict",
             )
         if request.k > model.item_count:
             return error_response(400, f"k: at most {model.item_count} (the indexed items), got {request.k}", "k")
@@ -225,7 +293,14 @@ class RecommenderService:
         except StoreUnavailable as error:
             return error_response(503, f"the online feature store is unavailable: {error}")
         request_id = uuid.uuid4().hex
-        self._log("recommend", request_id, model, request.user_id, scored, started)
+        self._log("recommend", request_id, model, request.user_id, scored, started, arm)
+        self._shadow(
+            arm,
+            lambda shadow: shadow.recommend(request.user_id, request.k, context),
+            lambda name, shadow, result: self._log(
+                "recommend", request_id, shadow, request.user_id, result, started, name
+            ),
+        )
         return RecommendResponse(
             request_id=request_id,
             user_id=request.user_id,
@@ -235,6 +310,7 @@ class RecommenderService:
             ],
             fallback=scored.fallback,
             defaults_used=scored.defaults_used,
+            arm=arm,
             model_version=model.model_version,
         )
 
@@ -244,15 +320,22 @@ class RecommenderService:
         from serving.online_store import StoreUnavailable
 
         started = time.perf_counter()
-        model = self.swapper.current
         rows = [row.model_dump() for row in request.rows]
+        user_id = str(rows[0]["user_id"]) if "user_id" in rows[0] else None
+        arm, model = self._route(user_id)  # the rows' first user decides the arm
         try:
             scored = model.predict(rows)
         except StoreUnavailable as error:
             return error_response(503, f"the online feature store is unavailable: {error}")
         request_id = uuid.uuid4().hex
-        user_id = str(rows[0]["user_id"]) if len(rows) == 1 and "user_id" in rows[0] else None
-        self._log("predict", request_id, model, user_id, scored, started)
+        self._log("predict", request_id, model, user_id, scored, started, arm)
+        self._shadow(
+            arm,
+            lambda shadow: shadow.predict(rows),
+            lambda name, shadow, result: self._log(
+                "predict", f"{request_id}-{name}", shadow, user_id, result, started, name, request_id
+            ),
+        )
         label = model.metadata["label"]
         return PredictResponse(
             request_id=request_id,
@@ -260,8 +343,100 @@ class RecommenderService:
             score_kind="probability" if label["kind"] == "binary" else label["column"],
             tasks=scored.tasks or None,
             defaults_used=scored.defaults_used,
+            arm=arm,
             model_version=model.model_version,
         )
+
+    @bentoml.api(route="/bid")
+    def bid(self, request: BidRequest, /) -> BidResponse:
+        """OpenRTB 2.5 subset (``serving.openrtb``): one bid per impression, priced by the
+        campaign's strategy (``serving.bidding``) from the model's pCTR (and pCVR); 204
+        when no impression gets a bid."""
+        from serving.online_store import StoreUnavailable
+
+        started = time.perf_counter()
+        campaign = CAMPAIGNS.get(request.ext.campaign_id)
+        if campaign is None:
+            known = ", ".join(sorted(CAMPAIGNS)) or "none (set RECLAKE_CAMPAIGNS)"
+            return error_response(
+                404, f"unknown campaign {request.ext.campaign_id!r}; configured: {known}", "ext.campaign_id"
+            )
+        arm, model = self._route(request.user.id)
+        if model.metadata["label"]["kind"] != "binary":
+            return error_response(
+                400,
+                f"the {model.spec.source} model predicts {model.metadata['label']['column']}, not clicks: it cannot bid",
+            )
+        if self.store is None:
+            return error_response(503, "bidding keeps budgets in the online store: set RECLAKE_ONLINE_STORE_URL")
+        rows = []
+        now = datetime.now(UTC)
+        for index, imp in enumerate(request.imp):
+            raw = imp_features(request, imp, campaign.item_id, model.context_dtypes)
+            derived = fill_derived_context({}, now.hour, now.weekday())
+            raw.update({name: value for name, value in derived.items() if name in model.context_dtypes and name not in raw})
+            try:
+                rows.append(REQUESTS.row.model_validate(raw).model_dump())
+            except ValidationError as error:
+                field, message = validation_error(error, f"imp.{index}.features")
+                return error_response(400, f"invalid request: {message}", field)
+        try:
+            scored = model.predict(rows)
+            decisions = self._place_bids(campaign, request, scored)
+        except StoreUnavailable as error:
+            return error_response(503, f"the online feature store is unavailable: {error}")
+        request_id = uuid.uuid4().hex
+        self._log("bid", request_id, model, request.user.id, scored, started, arm)
+        pcvrs = scored.tasks.get("pcvr") or [None] * len(rows)
+        bids = [
+            Bid(
+                id=f"{request_id}-{index}",
+                impid=imp.id,
+                price=price,
+                adid=campaign.item_id,
+                crid=campaign.item_id,
+                ext=BidExt(
+                    pctr=scored.scores[index],
+                    pcvr=pcvrs[index],
+                    strategy=campaign.strategy,
+                    arm=arm,
+                    model_version=model.model_version,
+                    campaign_id=campaign.campaign_id,
+                ),
+            )  # fmt: skip
+            for index, (imp, price) in enumerate(zip(request.imp, decisions, strict=True))
+            if price is not None
+        ]
+        if not bids:
+            return Response(status_code=204)
+        return bid_response(request.id, bids)
+
+    def _place_bids(self, campaign: Campaign, request: BidRequest, scored) -> list[float | None]:
+        """Each impression's CPM price or None. A bid reserves its price's cost in the
+        campaign's spend of the day in the online store (shared by every worker) before
+        it is sent; one that would take the spend past the budget is undone and not sent,
+        so the budget is never overspent however many workers bid."""
+        now = datetime.now(UTC)
+        day_fraction = (now.hour * 3600 + now.minute * 60 + now.second) / 86400
+        spend_key = f"spend:{campaign.campaign_id}:{now.date().isoformat()}"
+        namespace = self.swapper.current.namespace
+        spent = self.store.get_float(namespace, spend_key)
+        pcvrs = scored.tasks.get("pcvr") or [None] * len(request.imp)
+        prices: list[float | None] = []
+        for imp, pctr, pcvr in zip(request.imp, scored.scores, pcvrs, strict=True):
+            decision = decide_bid(campaign, min(max(pctr, 0.0), 1.0), pcvr, imp.bidfloor, spent, day_fraction)
+            if decision.price is None:
+                prices.append(None)
+                continue
+            cost = decision.price / IMPRESSIONS_PER_PRICE
+            total = self.store.incr_float(namespace, spend_key, cost)
+            if total > campaign.daily_budget + 1e-9:
+                spent = self.store.incr_float(namespace, spend_key, -cost)
+                prices.append(None)
+                continue
+            spent = total
+            prices.append(decision.price)
+        return prices
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> ModelInfoResponse:
@@ -289,16 +464,24 @@ class RecommenderService:
             online_features_version=features_version,
             swaps=self.swapper.swaps,
             prediction_log=self.prediction_log.stats() if self.prediction_log is not None else None,
+            experiment=EXPERIMENT.describe() if EXPERIMENT is not None else None,
+            campaigns=sorted(CAMPAIGNS),
         )
 
 
 RecommenderService.add_asgi_middleware(
     RequestGuard,
-    routes={"/recommend": REQUESTS.recommend, "/predict": REQUESTS.predict, "/model_info": None},
+    routes={"/recommend": REQUESTS.recommend, "/predict": REQUESTS.predict, "/bid": BidRequest, "/model_info": None},
     openapi=functools.partial(
         complete_openapi,
-        responses={"/recommend": RecommendResponse, "/predict": PredictResponse, "/model_info": ModelInfoResponse},
-        bodies_required={"/recommend": True, "/predict": True},
+        responses={
+            "/recommend": RecommendResponse,
+            "/predict": PredictResponse,
+            "/bid": BidResponse,
+            "/model_info": ModelInfoResponse,
+        },
+        bodies_required={"/recommend": True, "/predict": True, "/bid": True},
+        no_content={"/bid": "No bid on any impression (OpenRTB no-bid)"},
     ),
     max_in_flight=CONFIG.max_in_flight,
     queue_timeout_ms=CONFIG.queue_timeout_ms,

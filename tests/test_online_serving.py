@@ -180,10 +180,11 @@ def test_generated_requests_from_the_published_schema_get_answers_that_match_it(
     completed = subprocess.run(
         [str(schemathesis), "run", f"{server['url']}/docs.json", "--max-examples", "50", "--generation-deterministic",
          "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache stays out of the repo
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-4000:]
-    assert "No issues found" in completed.stdout
+    # Warnings may remain (a random campaign id is a documented 404), failures may not.
+    assert "FAILURES" not in completed.stdout and " passed" in completed.stdout, completed.stdout[-4000:]
 
 
 def test_the_store_down_is_a_503_and_the_service_recovers(server, world):
