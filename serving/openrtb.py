@@ -3,13 +3,15 @@
 Request (``BidRequest``): ``id``; ``imp[]`` with ``id``, ``bidfloor`` (CPM, in the
 source's price unit), ``tagid``, ``banner.w`` / ``banner.h`` and ``ext.context`` (any of
 the model's context columns, e.g. the synthetic source's ``slot_position``); ``site``
-(``domain``) or ``app`` (``bundle``); ``device`` (``devicetype``, ``geo.region``,
+(``domain``) or ``app`` (``bundle``); ``imp.ext.item_id`` (the ad, for a campaign without
+a fixed one); ``device`` (``devicetype``, ``geo.region``,
 ``geo.city``); ``user`` (``id``, ``keywords``); and ``ext.campaign_id``, the campaign the
 bidder bids for (configured in the campaigns file). Unknown fields are ignored, as
 OpenRTB asks of bidders; a field of the wrong type is a 400 naming it.
 
 How a request becomes the model's features (``imp_features``): ``user_id`` is
-``user.id``, ``item_id`` the campaign's ad (item); the context columns the spec has are
+``user.id``, ``item_id`` the campaign's ad (item), or ``imp.ext.item_id`` for a campaign
+that bids with any ad; the context columns the spec has are
 read from the OpenRTB fields of ``OPENRTB_COLUMNS`` (e.g. iPinYou's ``domain`` from
 ``site.domain``, ``ad_slot_width`` from ``imp.banner.w``, the synthetic ``device`` from
 ``device.devicetype``), then overridden by ``imp.ext.context``; ``hour_of_day`` /
@@ -40,6 +42,10 @@ class Banner(BaseModel):
 class ImpExt(BaseModel):
     model_config = _OPEN
     context: dict[str, Any] = Field(default_factory=dict, description="Context columns of the model, by name.")
+    item_id: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="The ad (item) the impression would show, for a campaign without a fixed item_id.",
+    )  # fmt: skip
 
 
 class Imp(BaseModel):
@@ -163,6 +169,7 @@ def imp_features(
         context_columns: the model's context columns and their dtypes.
     """
     row: dict[str, Any] = {"user_id": request.user.id}
+    item_id = item_id if item_id is not None else imp.ext.item_id
     if item_id is not None:
         row["item_id"] = item_id
     for column, dtype in context_columns.items():

@@ -393,8 +393,8 @@ class RecommenderService:
                 id=f"{request_id}-{index}",
                 impid=imp.id,
                 price=price,
-                adid=campaign.item_id,
-                crid=campaign.item_id,
+                adid=rows[index].get("item_id"),
+                crid=rows[index].get("item_id"),
                 ext=BidExt(
                     pctr=scored.scores[index],
                     pcvr=pcvrs[index],
