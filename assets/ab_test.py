@@ -18,11 +18,14 @@ from monitoring.ab_test import (
     compare_arms,
 )
 from resources.lake import LakeResource
+from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 
 NO_TRAFFIC = "no experiment traffic"
-_LOG_COLUMNS = ["request_id", "logged_at", "endpoint", "arm", "user_id", "features", "scores", "items"]
+_LOG_COLUMNS = [
+    "request_id", "logged_at", "endpoint", "model_version", "arm", "user_id", "features", "scores", "items", "shadow_of",
+]  # fmt: skip
 
 
 def ab_test_report(
@@ -30,6 +33,7 @@ def ab_test_report(
     lake: LakeResource,
     warehouse: WarehouseResource,
     pipeline: PipelineResource,
+    model_store: ModelStoreResource,
 ):
     """The day's A/B test of the experiment arms: CTR per arm and each challenger's test.
 
@@ -46,6 +50,11 @@ def ab_test_report(
     ``keep_running`` until both arms reach the sample needed to detect a 10 % relative
     change with 80 % power, then ``promote`` / ``retire`` when significant.
 
+    A challenger that wins (``promote``) is pinned as the served model: the bento model
+    registered with the model version its arm answered with (a running service swaps it
+    in); one that loses (``retire``) is only reported: the experiment's config decides
+    its traffic. Shadow answers (``shadow_of`` set) were never shown and are left out.
+
     A day without logs, or whose requests carry no arm, materializes with status
     ``no experiment traffic``.
     """
@@ -53,7 +62,8 @@ def ab_test_report(
     window_minutes = ATTRIBUTION_WINDOW.total_seconds() / 60
     for day in partition_days(context):
         url = store.prediction_logs_file(pipeline.source, day)
-        logs = store.read_parquet(url, columns=_LOG_COLUMNS) if store.exists(url) else pd.DataFrame()
+        # Days compacted before the log had ``shadow_of`` read as having no shadow answers.
+        logs = store.read_parquet(url).reindex(columns=_LOG_COLUMNS) if store.exists(url) else pd.DataFrame()
         with_arm = int(logs["arm"].notna().sum()) if len(logs) else 0
         if not with_arm:
             reason = (
@@ -93,6 +103,7 @@ def ab_test_report(
             min_detectable_effect=DEFAULT_MIN_DETECTABLE_EFFECT,
         )
         verdicts = comparison.verdicts()
+        promoted = _promote_winner(context, model_store, logs, verdicts)
         if not verdicts:
             verdict = "no challenger"
         elif len(verdicts) == 1:
@@ -116,9 +127,30 @@ def ab_test_report(
                 "alpha": comparison.alpha,
                 "power": comparison.power,
                 "min_detectable_effect": comparison.min_detectable_effect,
+                "promoted_tag": promoted or "",
                 **metadata,
             },
         )
+
+
+def _promote_winner(
+    context: dg.AssetExecutionContext, model_store: ModelStoreResource, logs: pd.DataFrame, verdicts: dict[str, str]
+) -> str | None:
+    """Pin the model of the challenger that won online, if one did; returns its tag."""
+    winners = [arm for arm, verdict in verdicts.items() if verdict == "promote"]
+    if len(winners) != 1:
+        return None
+    versions = logs.loc[(logs["arm"] == winners[0]) & logs["shadow_of"].isna(), "model_version"].dropna()
+    if versions.empty:
+        return None
+    version = str(versions.mode().iloc[0])
+    tags = [v["tag"] for v in model_store.versions() if v["labels"].get("model_version") == version]
+    if not tags:
+        context.log.warning(f"challenger {winners[0]} won, but model version {version} is not in the model store")
+        return None
+    model_store.pin(tags[0])
+    context.log.info(f"challenger {winners[0]} won online: pinned {tags[0]} (model version {version})")
+    return tags[0]
 
 
 def _outcome_events(warehouse: WarehouseResource, day: dt.date) -> pd.DataFrame:

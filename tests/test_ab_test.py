@@ -24,6 +24,7 @@ from monitoring.ab_test import (
     two_proportion_power,
     wilson_interval,
 )
+from reclake.lake import Lake
 from serving.experiments import BUCKETS, Arm, Experiment, bucket, experiment_from_dict, load_experiment
 from serving.prediction_log import PredictionLogger, build_record
 
@@ -419,7 +420,7 @@ def test_the_daily_report_finds_the_worse_challenger_and_a_quiet_day_does_not_fa
     experiment = _experiment(0.5, 0.5, salt="report-test")
     expected = _write_day(settings, np.random.default_rng(11), experiment, {"champion": 0.5, "challenger": 0.3})
     assets = [defs.get_assets_def("prediction_logs"), report]
-    resources = {k: defs.resources[k] for k in ("lake", "pipeline", "warehouse")}
+    resources = {k: defs.resources[k] for k in ("lake", "pipeline", "warehouse", "model_store")}
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(assets, partition_key=DAY.isoformat(), resources=resources, instance=instance)
     assert result.success
@@ -460,3 +461,32 @@ def test_the_daily_report_finds_the_worse_challenger_and_a_quiet_day_does_not_fa
     (materialization,) = result.asset_materializations_for_node("ab_test_report")
     assert materialization.metadata["status"].value == "no experiment traffic"
     assert materialization.metadata["reason"].value == "no compacted prediction logs"
+
+
+def test_a_challenger_that_wins_online_is_pinned(tmp_path):
+    """``promote`` pins the bento model registered with the winning arm's model version;
+    a shadow arm's answers never count as the arm's."""
+    import tensorflow as tf
+
+    from assets.ab_test import _promote_winner
+    from resources.model_store import ModelStoreResource
+
+    store = ModelStoreResource(
+        bentoml_home=str(tmp_path / "bentoml"), pinned_tag_file=str(tmp_path / "pinned"), model_name="reclake_synthetic"
+    )
+    tf.saved_model.save(tf.Module(), str(tmp_path / "savedmodel"))  # a real (empty) SavedModel folder
+    tags = {
+        version: store.register(Lake(str(tmp_path)), str(tmp_path / "savedmodel"), {}, {"model_version": version})
+        for version in ("v6", "v7")
+    }
+    logs = pd.DataFrame(
+        {
+            "arm": ["champion", "challenger", "challenger", "shadow"],
+            "model_version": ["v6", "v7", "v7", "v6"],
+            "shadow_of": [None, None, None, "r1"],
+        }
+    )
+    context = dg.build_asset_context()
+    assert _promote_winner(context, store, logs, {"challenger": "keep_running"}) is None and store.pinned() is None
+    assert _promote_winner(context, store, logs, {"challenger": "promote"}) == tags["v7"]
+    assert store.pinned() == tags["v7"]
