@@ -298,7 +298,7 @@ class RecommenderService:
             arm,
             lambda shadow: shadow.recommend(request.user_id, request.k, context),
             lambda name, shadow, result: self._log(
-                "recommend", request_id, shadow, request.user_id, result, started, name
+                "recommend", f"{request_id}-{name}", shadow, request.user_id, result, started, name, request_id
             ),
         )
         return RecommendResponse(

@@ -23,6 +23,7 @@ CAMPAIGNS = {
         "tiny_budget": {"item_id": "i0008", "strategy": "constant", "daily_budget": 0.5, "base_bid": 100.0},
     }
 }  # fmt: skip
+WORLD_ROOT: dict = {}  # the module's world folder, for the test that reads what the service left
 EXPERIMENT = {
     "name": "v2-vs-v1",
     "salt": "test-salt",
@@ -67,6 +68,7 @@ def world(tmp_path_factory):
     }
     stack = ExitStack()
     url = stack.enter_context(running_service(tags[0], home, settings))
+    WORLD_ROOT["root"] = root
     yield {"url": url, "stop": stack.close, "redis": redis, "root": root, "experiment": experiment}
     stack.close()
     redis.stop()
@@ -157,3 +159,40 @@ def test_arms_are_sticky_split_and_shadowed(world):
     for request_id, arm in answered.items():
         # The champion's requests are also scored, not served, by the shadow arm.
         assert logged[request_id] == ({"champion", "shadow"} if arm == "champion" else {"challenger"})
+
+
+def test_the_services_logs_feed_the_ab_test_report():
+    """What the service logged (after the shutdown above), read by the ``prediction_logs``
+    asset's reader and joined with outcomes by the ``ab_test_report`` asset's library:
+    every served item meets its outcome, shadow answers count for no arm. (Today's
+    partition only exists once the day is over, so the assets themselves run on
+    yesterday's logs in tests/test_ab_test.py.)"""
+    import datetime as dt
+
+    import pandas as pd
+
+    from monitoring.ab_test import ATTRIBUTION_WINDOW, attribute_outcomes, compare_arms
+    from serving.prediction_log_reader import read_prediction_logs
+
+    root = WORLD_ROOT["root"]
+    today = dt.datetime.now(dt.UTC).date()
+    day = read_prediction_logs(str(root / "lake"), NAMESPACE, today)
+    assert day.quarantined.empty, day.quarantined[["field", "reason"]].head()
+    logs = day.rows[day.rows["endpoint"] == "recommend"]
+    served = logs[logs["shadow_of"].isna()]
+    assert len(served) == 80 and (logs["arm"] == "shadow").sum() == (served["arm"] == "champion").sum()
+    events = pd.DataFrame(
+        [
+            (row.user_id, item, row.logged_at + dt.timedelta(minutes=1), int(rank == 0))
+            for row in served.sort_values("logged_at").drop_duplicates("user_id", keep="last").itertuples()
+            for rank, item in enumerate(row.items)
+        ],
+        columns=["user_id", "item_id", "event_ts", "clicked"],
+    )
+    attribution = attribute_outcomes(logs, events, ATTRIBUTION_WINDOW)
+    # Each user was asked twice for the same items: an outcome goes to the newer answer.
+    assert attribution.served == 2 * len(events) and attribution.matched == len(events) == 120
+    observed = attribution.frame[attribution.frame["matched"]]
+    comparison = compare_arms(observed[["arm", "score", "clicked"]])
+    clicks = {arm.arm: arm.clicks for arm in comparison.arms}
+    assert set(clicks) == {"champion", "challenger"} and sum(clicks.values()) == 40
