@@ -240,6 +240,14 @@ def running_service(
         stop_service(process)
 
 
+def _model_info(base_url: str) -> dict:
+    request = urllib.request.Request(
+        f"{base_url}/model_info", data=b"{}", headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
 def stop_service(process: subprocess.Popen) -> None:
     """SIGTERM to the process group of ``bentoml serve`` (it stops its workers), SIGKILL
     after 30 s; then SIGKILL to any of its workers still there (they run in sessions of
@@ -601,6 +609,7 @@ def main() -> None:
     args.rates = sorted(args.rates)
 
     from reclake.settings import load_settings
+    from serving.config import serving_environment
     from serving.online_store import open_store
     from serving.redis_server import running_redis
 
@@ -633,12 +642,13 @@ def main() -> None:
         pinned = folder / "pinned_tag"
         pinned.write_text(tag)
         service_settings = {
-            "RECLAKE_ONLINE_STORE": store_url,
-            "RECLAKE_SERVE_WORKERS": str(args.workers),
-            "RECLAKE_PINNED_TAG_FILE": str(pinned),
+            **serving_environment(home, tag, pinned_tag_file=pinned, online_store_url=store_url, workers=args.workers),
             "RECLAKE_SWAP_POLL_S": "0.5",
         }
         base_url, service = stack.enter_context(running_service(tag, home, service_settings, folder / "serve.log"))
+        served_store = _model_info(base_url)["online_store"]
+        if not served_store:  # the figures would be of the SavedModel's snapshot features, not the store's
+            raise RuntimeError(f"the service reads no online store (/model_info: {served_store!r})")
         common = {"workers": args.workers, "online_store": args.store, "cores": cores()}
         bench = Bench(args, base_url, service, files, common)
         in_process: InProcess | None = None
