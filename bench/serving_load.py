@@ -19,7 +19,10 @@ Input: a JSON plan on stdin::
      "min_connections": 8, "capture_version": false,
      "phases": [{"path": "/recommend", "rate": 100, "seconds": 20, "bodies": "<file>"}]}
 
-``bodies`` is a file of request bodies, one JSON document a line, cycled through.
+``bodies`` is a file of request bodies, one JSON document a line, cycled through. A
+phase may give ``"offsets"`` (seconds from the phase's start, one per body, in order)
+instead of ``"rate"``: a replayed time profile (``bench/replay.py``); offsets past
+``seconds`` are not sent.
 Output: one JSON document on stdout, per request (in schedule order) ``phase``,
 ``scheduled_s`` (offset from the start of the run), ``done_s`` (completion offset),
 ``latency_ms``, ``sent_latency_ms`` (from the actual send), ``status`` (the HTTP
@@ -94,6 +97,8 @@ class Connection:
             body = b"".join(part[:-2] for part in parts)
         elif length is not None:
             body = await self.reader.readexactly(length)
+        elif status in (204, 304) or 100 <= status < 200:  # no body by definition (RFC 9110)
+            body = b""
         else:  # no length: the body runs to the end of the connection
             body = await self.reader.read()
             self.reusable = False
@@ -213,8 +218,12 @@ async def run(plan: dict) -> dict:
             + body
             for body in bodies
         ]
-        count = round(float(phase["rate"]) * float(phase["seconds"]))
-        schedule += [(index, offset + i / float(phase["rate"]), payloads[i % len(payloads)]) for i in range(count)]
+        if "offsets" in phase:  # a replayed time profile: one request per offset, in body order
+            offsets = [float(o) for o in phase["offsets"] if float(o) < float(phase["seconds"])]
+            schedule += [(index, offset + o, payloads[i % len(payloads)]) for i, o in enumerate(offsets)]
+        else:
+            count = round(float(phase["rate"]) * float(phase["seconds"]))
+            schedule += [(index, offset + i / float(phase["rate"]), payloads[i % len(payloads)]) for i in range(count)]
         offset += float(phase["seconds"])
 
     n = len(schedule)

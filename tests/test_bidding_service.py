@@ -131,6 +131,42 @@ def test_the_budget_is_never_overspent_across_workers(world):
         assert store.get_float(NAMESPACE, key.split(":counter:", 1)[1]) == pytest.approx(0.5)
 
 
+def test_a_replayed_day_follows_its_time_profile_and_its_bound(world):
+    """bench/replay.py against the real service: every event is one request, sent at its
+    time in the day sped up, and nothing past ``max_seconds`` is sent."""
+    import importlib.util
+    import random
+
+    from conftest import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_replay", PROJECT_ROOT / "bench" / "replay.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    rng = random.Random(3)
+    events = sorted(
+        (
+            {"seconds": rng.uniform(0, 600), "user_id": f"u{rng.randrange(40):04d}", "item_id": f"i{rng.randrange(30):04d}",
+             "device": "mobile", "slot_position": 2, "hour_of_day": 10, "day_of_week": 3}
+            for _ in range(30)
+        ),
+        key=lambda event: event["seconds"],
+    )  # fmt: skip
+    offsets = replay.schedule(events, rate=None, speedup=200.0)  # 10 minutes in 3 s
+    assert offsets == [pytest.approx((e["seconds"] - events[0]["seconds"]) / 200) for e in events]
+    bodies = [replay.request_body("bid", e, toy_spec(), "linear_i7", i) for i, e in enumerate(events)]
+    line = replay.replay(world["url"], bodies, offsets, "bid", max_seconds=10.0)
+    assert line["requests"] == 30 and set(line["statuses"]) <= {"200", "204"}, line
+    assert line["scheduled_s"] == pytest.approx(offsets)
+    bounded = replay.replay(world["url"], bodies, offsets, "bid", max_seconds=1.5)
+    assert bounded["requests"] == sum(1 for offset in offsets if offset < 1.5) < 30
+
+
+def toy_spec():
+    import toy_examples
+
+    return toy_examples.SPEC
+
+
 def store_keys(url: str) -> list[str]:
     import redis
 
