@@ -138,6 +138,9 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
     assert recommender.can_recommend == spec.has_ids
     if source == "multitask":
         _check_multitask_served(summary, settings, rows[list(spec.request_features)])
+    if source == "ipinyou":  # its logs carry paying prices: the held-out day's auctions are replayed
+        simulated = instance.get_latest_materialization_event(dg.AssetKey("bidding_simulation")).asset_materialization
+        assert simulated.partition == last and simulated.metadata["status"].value == "simulated", simulated.metadata
 
 
 def _check_multitask_served(summary: dict, settings, rows: pd.DataFrame) -> None:
