@@ -28,7 +28,11 @@ def s3_endpoint():
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        s3fs.S3FileSystem(endpoint_url=endpoint).mkdir(BUCKET)
+        filesystem = s3fs.S3FileSystem(endpoint_url=endpoint)
+        # moto keeps its buckets per process: another module of this test worker
+        # (test_prediction_logs uses this fixture) may have created it already.
+        if not filesystem.exists(BUCKET):
+            filesystem.mkdir(BUCKET)
         yield endpoint
     finally:
         server.stop()
