@@ -96,10 +96,11 @@ bench: install
 	$(BIN)/python bench/main_job.py
 
 ## loadtest: open-loop HTTP load on `bentoml serve` of the pinned model with a Redis online
-## store (bench/serving.py: latency, shedding and CPU per endpoint and rate), then the
-## held-out day replayed as bid requests at 200/s (bench/replay.py); needs `make run`
+## store (bench/serving.py: latency, shedding and CPU per endpoint and rate, /bid included,
+## then a small budget's overspend), then the held-out day replayed as bid requests at
+## 200/s (bench/replay.py); needs `make run`
 loadtest: install
-	$(BIN)/python bench/serving.py --store redis
+	$(BIN)/python bench/serving.py --store redis --endpoints recommend,predict,bid
 	$(BIN)/python bench/replay.py --endpoint bid --rate 200 --max-seconds 30 --store redis
 
 clean:

@@ -6,8 +6,15 @@ started here; ``embedded``: a SQLite file in a temporary folder) published from 
 warehouse's ``user_features`` / ``item_features`` (plus each user's newest positive
 items from ``fct_events`` as ``history``), under the source's namespace. Requests are
 the held-out day of logs (the newest ``event_date`` of ``training_examples``):
-``/recommend`` bodies ``{user_id, k: 10, context}`` and ``/predict`` bodies of one row
-(``spec.request_features``), in a shuffled order.
+``/recommend`` bodies ``{user_id, k: 10, context}``, ``/predict`` bodies of one row
+(``spec.request_features``) and ``/bid`` OpenRTB requests (``bid_body``: ``user.id``, the
+row's context in ``imp[0].ext.context`` but ``hour_of_day`` / ``day_of_week``, which the
+service derives, the synthetic ``device`` as ``device.devicetype``, the row's item as
+``imp[0].ext.item_id``), in a shuffled order. The service bids for the bench's own
+campaigns (``bench_campaigns_file``, in its temporary folder, with the source's campaigns
+beside them): the load's bids alternate between ``bench_linear`` (a ``linear`` campaign on
+the held-out day's most frequent item) and ``bench_paced`` (``paced``, any item), both
+with a budget no bench run can spend, so every answer is a bid or a genuine no-bid.
 
 Load comes from ``bench/serving_load.py`` in a process of its own: an open-loop
 generator (fixed arrival times, latency measured from the scheduled send time, 2 s client
@@ -22,13 +29,23 @@ timeout; see its docstring). Prints one JSON line per result on stdout (logs on 
   was saturated; ``p50_from_send_ms`` leaves that lateness out), ``server_cpu_s`` (every
   ``bentoml serve`` process; ``server_cpu_by_process_s`` per process: the split between
   workers), ``store_cpu_s`` (redis-server) and ``other_cpu_s`` (the rest of the
-  machine's busy time: on a shared machine, other people's work);
+  machine's busy time: on a shared machine, other people's work); for ``/bid``, 204 (no
+  bid) is an answer like 200, and ``no_bid_share`` is the 204s' share of the answers;
 - ``"kind": "in_process"``, per endpoint: the same requests answered in this process
   by ``serving.scoring.ServedModel`` on the same store, one at a time, measured right
   after the lowest rate: ``graph_p50_ms`` (the full path: store reads, feature
   assembly, the SavedModel's signatures), ``signature_p50_ms`` (the signature calls
   alone: ``retrieve_arrays`` + ``rank_arrays``, or ``rank_arrays``), and
   ``overhead_p50_ms`` = HTTP ``p50_ms`` at the lowest rate - ``graph_p50_ms``;
+- with ``bid`` in ``--endpoints``, ``"kind": "budget"``: ``--budget-rate`` bids/s for
+  ``--budget-seconds`` (default 200/s for 10 s) for ``bench_small_budget``, a ``linear``
+  campaign whose budget (``SMALL_BUDGET``) runs out within a second or two, each request
+  on a connection of its own so that every worker bids (``server_cpu_by_process_s``);
+  then its spend counter, read from the store (``spend:<campaign>:<UTC day>``):
+  ``spend``, ``budget``, ``budget_overspend`` = max(0, spend - budget) (the target: never
+  more than one bid's cost, ``max_bid_cost``; ``within_one_bid``), ``bids`` (200s),
+  ``no_bids`` (204s) and ``client_bid_cost`` (the answered prices / 1000: what the store
+  should have counted);
 - with ``--peak``, ``"kind": "overload"``, per endpoint: the peak (the highest rate with
   p99 <= 50 ms and no error; the sweep's best, refined by ``--peak-steps`` bisection
   runs), then 2x the peak for ``--seconds`` followed at once by ``--recovery-seconds`` at
@@ -43,13 +60,15 @@ timeout; see its docstring). Prints one JSON line per result on stdout (logs on 
   latencies before and during the swap.
 
 Usage: ``python bench/serving.py [--store redis|embedded] [--workers N] [--rates 50,100,200,400,600]
-[--seconds 20] [--endpoints recommend,predict] [--peak] [--swap]`` (``make loadtest``:
-``--store redis``; 60 s per rate for the headline figure: ``--seconds 60``). About
+[--seconds 20] [--endpoints recommend,predict,bid] [--peak] [--swap]`` (``make loadtest``:
+``--store redis --endpoints recommend,predict,bid``; 60 s per rate for the headline
+figure: ``--seconds 60``). About
 (endpoints x rates x seconds) + 1 min; needs ``make run`` first.
 """
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -83,7 +102,13 @@ PEAK_P99_MS = 50.0
 WARMUP_S = 3.0
 IN_PROCESS_REQUESTS = 300
 MAX_BODIES = 20_000
-ROUTES = {"recommend": "/recommend", "predict": "/predict"}
+ROUTES = {"recommend": "/recommend", "predict": "/predict", "bid": "/bid"}
+IN_PROCESS_ENDPOINTS = ("recommend", "predict")
+DERIVED_CONTEXT = ("hour_of_day", "day_of_week")  # the service derives them from the request time
+BENCH_LINEAR, BENCH_PACED, BENCH_SMALL_BUDGET = "bench_linear", "bench_paced", "bench_small_budget"
+LOAD_CAMPAIGNS = (BENCH_LINEAR, BENCH_PACED)  # the load's bids alternate between them
+UNSPENDABLE_BUDGET = 1e9  # no bench run comes near it: bids at most max_bid / 1000 each
+SMALL_BUDGET = 0.2  # about 200 bids of the linear price (~0.001 each): spent in a second or two at 200/s
 
 
 def log(message: str) -> None:
@@ -149,16 +174,122 @@ def read_warehouse(warehouse: str, spec) -> tuple[dict, list[dict], str]:
     return entities, held_out, str(day)
 
 
-def request_bodies(spec, held_out: list[dict], known_users: set[str], seed: int = 0) -> dict[str, list[dict]]:
-    """Shuffled ``/recommend`` and ``/predict`` bodies from the held-out rows (known users only)."""
-    context = [c.name for c in spec.role_columns("context")]
+def _device_types() -> dict[str, int]:
+    """The synthetic ``device`` value -> an OpenRTB device type the service maps back to it."""
+    from serving.openrtb import DEVICE_TYPES
+
+    return {name: code for code, name in sorted(DEVICE_TYPES.items(), reverse=True)}  # the lowest code wins
+
+
+def bid_body(spec, row: dict[str, Any], campaign: str, request_id: str) -> dict[str, Any]:
+    """The OpenRTB ``/bid`` request a logged row implies: one impression for ``campaign``,
+    the row's context in ``imp[0].ext.context`` (but ``DERIVED_CONTEXT``), a ``device``
+    the service understands as ``device.devicetype``, a floor column as ``imp[0].bidfloor``,
+    the row's item as ``imp[0].ext.item_id`` (what a campaign without an item bids with)."""
+    context = {
+        c.name: row[c.name] for c in spec.role_columns("context") if c.name not in DERIVED_CONTEXT and c.name in row
+    }
+    imp: dict[str, Any] = {"id": "1", "ext": {"context": context}}
+    if row.get("item_id") is not None:
+        imp["ext"]["item_id"] = str(row["item_id"])
+    floor = context.get("ad_slot_floor_price")
+    if isinstance(floor, int | float) and not isinstance(floor, bool) and floor >= 0:
+        imp["bidfloor"] = float(floor)
+    user = str(row["user_id"]) if row.get("user_id") is not None else f"anonymous-{request_id}"
+    body: dict[str, Any] = {"id": request_id, "imp": [imp], "user": {"id": user}, "ext": {"campaign_id": campaign}}
+    device_types = _device_types()
+    if context.get("device") in device_types:
+        body["device"] = {"devicetype": device_types[context.pop("device")]}
+    return body
+
+
+def request_body(endpoint: str, spec, row: dict[str, Any], campaign: str | None = None, request_id: str = "1") -> dict:
+    """The body a logged row implies at ``endpoint`` (``/bid``: for ``campaign``)."""
+    if endpoint == "recommend":
+        context = {c.name: row[c.name] for c in spec.role_columns("context")}
+        return {"user_id": str(row["user_id"]), "k": K, "context": context}
+    if endpoint == "predict":
+        return {"rows": [{name: row[name] for name in spec.request_features}]}
+    if endpoint == "bid":
+        if not campaign:
+            raise ValueError("a /bid request needs a campaign")
+        return bid_body(spec, row, campaign, request_id)
+    raise ValueError(f"unknown endpoint {endpoint!r}; known: {sorted(ROUTES)}")
+
+
+def request_bodies(
+    spec, held_out: list[dict], known_users: set[str], seed: int = 0, campaigns: tuple[str, ...] = LOAD_CAMPAIGNS
+) -> dict[str, list[dict]]:
+    """Shuffled ``/recommend``, ``/predict`` and ``/bid`` bodies from the held-out rows
+    (known users only); the bids go to ``campaigns`` in turn."""
     rows = [row for row in held_out if str(row["user_id"]) in known_users]
     random.Random(seed).shuffle(rows)
     rows = rows[:MAX_BODIES]
+    bodies = {endpoint: [request_body(endpoint, spec, r) for r in rows] for endpoint in IN_PROCESS_ENDPOINTS}
+    bodies["bid"] = [
+        request_body("bid", spec, r, campaigns[i % len(campaigns)], f"bench-{i}") for i, r in enumerate(rows)
+    ]
+    return bodies
+
+
+def popular_item(rows: list[dict]) -> str:
+    """The most frequent ``item_id`` of the rows (the bench's linear campaign bids with it)."""
+    from collections import Counter
+
+    counts = Counter(str(row["item_id"]) for row in rows if row.get("item_id") is not None)
+    if not counts:
+        raise ValueError("no item_id in the rows: no item for the bench's campaign")
+    return counts.most_common(1)[0][0]
+
+
+def bench_campaigns(item_id: str) -> dict[str, dict[str, Any]]:
+    """The bench's campaigns: ``bench_linear`` on ``item_id`` and ``bench_paced`` (any item)
+    with a budget no bench spends, and ``bench_small_budget`` (``SMALL_BUDGET``) to run out.
+    Prices as the synthetic campaigns' (0.9 CPM for a CTR of 0.04, at most 5.0)."""
+    linear = {"strategy": "linear", "base_bid": 0.9, "average_ctr": 0.04, "max_bid": 5.0}
     return {
-        "recommend": [{"user_id": str(r["user_id"]), "k": K, "context": {c: r[c] for c in context}} for r in rows],
-        "predict": [{"rows": [{c: r[c] for c in spec.request_features}]} for r in rows],
-    }
+        BENCH_LINEAR: {"item_id": item_id, "daily_budget": UNSPENDABLE_BUDGET, **linear},
+        BENCH_PACED: {**linear, "strategy": "paced", "item_id": None, "daily_budget": UNSPENDABLE_BUDGET,
+                      "pacing": "shade", "pacing_tolerance": 0.05},
+        BENCH_SMALL_BUDGET: {"item_id": item_id, "daily_budget": SMALL_BUDGET, **linear},
+    }  # fmt: skip
+
+
+def bench_campaigns_file(folder: Path, item_id: str, source_campaigns: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``campaigns.yaml`` in ``folder``: the campaigns of ``source_campaigns`` (a
+    campaigns file), then the bench's (``bench_campaigns``; a name in both is the bench's);
+    its path. It is checked as the service will read it."""
+    import yaml
+
+    from serving.bidding import load_campaigns
+
+    campaigns: dict[str, Any] = {}
+    if source_campaigns:
+        loaded = yaml.safe_load(Path(source_campaigns).read_text(encoding="utf-8")) or {}
+        campaigns.update(loaded.get("campaigns", loaded) if isinstance(loaded, dict) else {})
+    campaigns.update(bench_campaigns(item_id))
+    path = folder / "campaigns.yaml"
+    path.write_text(yaml.safe_dump({"campaigns": campaigns}, sort_keys=False), encoding="utf-8")
+    load_campaigns(path)
+    return path
+
+
+def campaign_spend(store_url: str, namespace: str, campaign: str, days: list[str]) -> dict[str, float]:
+    """What ``campaign`` spent on each of ``days`` (UTC ``YYYY-MM-DD``), from the spend
+    counters the service keeps in the online store (``spend:<campaign>:<day>``; a budget
+    is per day)."""
+    from serving.online_store import open_store
+
+    with open_store(store_url) as store:
+        return {day: store.get_float(namespace, f"spend:{campaign}:{day}") for day in days}
+
+
+def utc_days(start_unix: float, end_unix: float) -> list[str]:
+    """The UTC days from ``start_unix`` to ``end_unix`` (a run across midnight spends on both)."""
+    from datetime import UTC, datetime, timedelta
+
+    first, last = (datetime.fromtimestamp(t, UTC).date() for t in (start_unix, end_unix))
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
 # ---- the service ---------------------------------------------------------------------
@@ -238,6 +369,59 @@ def running_service(
         yield base_url, process
     finally:
         stop_service(process)
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """A ``bentoml serve`` started by ``bench_service``."""
+
+    base_url: str
+    process: subprocess.Popen
+    store_url: str  # the online store it reads (redis:// URL or SQLite file)
+    home: Path  # its BentoML store
+    tag: str
+
+
+@contextlib.contextmanager
+def bench_service(
+    settings,
+    spec,
+    tag: str,
+    store: str,
+    folder: Path,
+    entities: dict,
+    *,
+    workers: int,
+    campaigns: Path | None = None,
+    pinned: Path | None = None,
+) -> Iterator[Served]:
+    """Serve ``tag`` (of ``make run``'s BentoML store, copied into ``folder``) with an online
+    store of its own (``store``: ``redis``, a redis-server started here, or ``embedded``, a
+    SQLite file in ``folder``) holding ``entities`` under the source's namespace, bidding
+    for ``campaigns`` (a campaigns file), hot-swapping to the tag ``pinned`` names (polled
+    every 0.5 s); yields once ``/readyz`` answers and the service reads the store, and
+    stops the service and the store after."""
+    from serving.config import serving_environment
+    from serving.online_store import open_store
+    from serving.redis_server import running_redis
+
+    home = folder / "bentoml"
+    with contextlib.ExitStack() as stack:
+        copy_model(Path(settings.bentoml_home), tag, home)
+        store_url = stack.enter_context(running_redis()) if store == "redis" else str(folder / "online.sqlite")
+        with open_store(store_url) as online:
+            stats = online.publish(spec.source, f"bench-{int(time.time())}", entities)
+        log(f"published {stats.keys} rows ({stats.bytes / 1e6:.1f} MB) to {store} store in {stats.seconds:.2f} s")
+        environment = serving_environment(
+            home, tag, pinned_tag_file=pinned, online_store_url=store_url, workers=workers, campaigns=campaigns
+        )
+        if pinned is not None:
+            environment["RECLAKE_SWAP_POLL_S"] = "0.5"
+        base_url, process = stack.enter_context(running_service(tag, home, environment, folder / "serve.log"))
+        served_store = _model_info(base_url)["online_store"]
+        if not served_store:  # the figures would be of the SavedModel's snapshot features, not the store's
+            raise RuntimeError(f"the service reads no online store (/model_info: {served_store!r})")
+        yield Served(base_url, process, store_url, home, tag)
 
 
 def _model_info(base_url: str) -> dict:
@@ -330,20 +514,31 @@ class CpuMeter:
 
 
 def generate(
-    base_url: str, phases: list[dict], min_connections: int, capture_version: bool = False, max_connections: int = 512
+    base_url: str,
+    phases: list[dict],
+    min_connections: int,
+    capture_version: bool = False,
+    max_connections: int = 512,
+    capture_price: bool = False,
+    close_connections: bool = False,
 ) -> dict:
-    """Run the load generator over ``phases`` (path, rate, seconds, bodies file); its result."""
-    host, port = base_url.removeprefix("http://").split(":")
+    """Run the load generator over ``phases`` (path, rate or offsets, seconds, bodies file);
+    its result (``capture_price``: each ``/bid`` answer's total price, in ``price``;
+    ``close_connections``: a connection per request)."""
+    host, port = base_url.removeprefix("http://").rstrip("/").split(":")
     plan = {"host": host, "port": int(port), "timeout_s": CLIENT_TIMEOUT_S, "max_connections": max_connections,
-            "min_connections": min_connections, "capture_version": capture_version, "phases": phases}  # fmt: skip
+            "min_connections": min_connections, "capture_version": capture_version, "capture_price": capture_price,
+            "close_connections": close_connections, "phases": phases}  # fmt: skip
     done = subprocess.run(
         [sys.executable, str(LOAD_GENERATOR)], input=json.dumps(plan), capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"the load generator failed ({done.returncode}): {done.stderr[-3000:]}")
     result = json.loads(done.stdout)
-    for name in ("phase", "scheduled_s", "done_s", "latency_ms", "sent_latency_ms", "status"):
+    for name in ("phase", "scheduled_s", "done_s", "latency_ms", "sent_latency_ms", "sent_s", "status"):
         result[name] = np.asarray(result[name])
+    if capture_price:
+        result["price"] = np.asarray([np.nan if price is None else price for price in result["price"]], dtype=float)
     return result
 
 
@@ -371,15 +566,26 @@ class Bench:
         self.args, self.base_url, self.bodies, self.common = args, base_url, bodies, common
         self.meter = CpuMeter(service)
         self.min_connections = args.connections_per_worker * args.workers
+        self.last_bid_result: dict | None = None
 
-    def run(self, endpoint: str, rate: float, seconds: float) -> dict[str, Any]:
-        """One constant-rate run; its load line (not printed)."""
-        phase = {"path": ROUTES[endpoint], "rate": rate, "seconds": seconds, "bodies": str(self.bodies[endpoint])}
+    def run(
+        self, endpoint: str, rate: float, seconds: float, bodies: str | None = None, close_connections: bool = False
+    ) -> dict[str, Any]:
+        """One constant-rate run (of the bodies file ``self.bodies[bodies or endpoint]``);
+        its load line (not printed; for ``/bid``, the generator's result is kept in
+        ``last_bid_result``)."""
+        phase = {"path": ROUTES[endpoint], "rate": rate, "seconds": seconds,
+                 "bodies": str(self.bodies[bodies or endpoint])}  # fmt: skip
         before = self.meter.snapshot()
-        result = generate(self.base_url, [phase], self.min_connections)
+        result = generate(self.base_url, [phase], self.min_connections, capture_price=endpoint == "bid",
+                          close_connections=close_connections)  # fmt: skip
         cpu = CpuMeter.delta(before, self.meter.snapshot(), result["client_cpu_s"])
         line = {"benchmark": "serving", "kind": "load", "endpoint": endpoint, "rps_target": rate, "seconds": seconds}
         line.update(summarize(result, result["phase"] == 0, seconds))
+        if endpoint == "bid":
+            answered = (result["status"] >= 200) & (result["status"] < 300)
+            line["no_bid_share"] = round(float((result["status"] == 204).sum()) / max(1, int(answered.sum())), 4)
+            self.last_bid_result = result
         line.update(self.common)
         line.update({"client_cpu_s": result["client_cpu_s"], "client_send_lag_p50_ms": result["send_lag_p50_ms"],
                      "client_send_lag_p99_ms": result["send_lag_p99_ms"], "connections": result["connections"],
@@ -455,6 +661,35 @@ class InProcess:
 
     def close(self) -> None:
         self.store.close()
+
+
+# ---- budgets ---------------------------------------------------------------------------
+
+
+def budget_check(bench: Bench, store_url: str, namespace: str, rate: float, seconds: float) -> dict[str, Any]:
+    """``rate`` bids/s for ``seconds`` for ``bench_small_budget`` (its budget runs out in a
+    second or two), then its spend as the store counted it against its budget. Each
+    request comes on a connection of its own, so that every worker takes some (a
+    keep-alive pool tends to land on one) and the workers contend for the budget
+    (``server_cpu_by_process_s``: the split)."""
+    started = time.time()
+    line = bench.run("bid", rate, seconds, bodies="bid_small_budget", close_connections=True)
+    result = bench.last_bid_result
+    by_day = campaign_spend(store_url, namespace, BENCH_SMALL_BUDGET, utc_days(started, time.time()))
+    spend = sum(by_day.values())
+    prices = result["price"][np.isfinite(result["price"])]
+    max_cost = float(prices.max()) / 1000 if len(prices) else None
+    overspend = max(max(0.0, day_spend - SMALL_BUDGET) for day_spend in by_day.values())
+    return {
+        "benchmark": "serving", "kind": "budget", "endpoint": "bid", "campaign": BENCH_SMALL_BUDGET,
+        "rps_target": rate, "seconds": seconds, "budget": SMALL_BUDGET, "spend": round(spend, 6),
+        "budget_overspend": round(overspend, 9), "max_bid_cost": round(max_cost, 6) if max_cost else None,
+        "within_one_bid": overspend <= (max_cost or 0.0) + 1e-9,
+        "bids": int((result["status"] == 200).sum()), "no_bids": int((result["status"] == 204).sum()),
+        "client_bid_cost": round(float(prices.sum()) / 1000, 6),
+        "errors": line["errors"], "p50_ms": line["p50_ms"], "p99_ms": line["p99_ms"], **bench.common,
+        "server_cpu_by_process_s": line["server_cpu_by_process_s"],
+    }  # fmt: skip
 
 
 # ---- overload and recovery, hot swap ---------------------------------------------------
@@ -602,6 +837,8 @@ def main() -> None:
     )
     parser.add_argument("--swap", action="store_true", help="hot-swap the model under 50 requests/s")
     parser.add_argument("--swap-seconds", type=float, default=20.0)
+    parser.add_argument("--budget-rate", type=float, default=200.0, help="bids/s of the small-budget run (with bid)")
+    parser.add_argument("--budget-seconds", type=float, default=10.0, help="length of the small-budget run")
     args = parser.parse_args()
     for endpoint in args.endpoints:
         if endpoint not in ROUTES:
@@ -609,9 +846,6 @@ def main() -> None:
     args.rates = sorted(args.rates)
 
     from reclake.settings import load_settings
-    from serving.config import serving_environment
-    from serving.online_store import open_store
-    from serving.redis_server import running_redis
 
     settings = load_settings()
     spec = settings.load_feature_spec()
@@ -623,34 +857,26 @@ def main() -> None:
 
     entities, held_out, day = read_warehouse(settings.warehouse_path, spec)
     bodies = request_bodies(spec, held_out, set(entities["user"]))
+    bodies["bid_small_budget"] = [{**body, "ext": {"campaign_id": BENCH_SMALL_BUDGET}} for body in bodies["bid"]]
     log(f"held-out day {day}: {len(held_out)} rows, {len(bodies['recommend'])} request bodies; "
         f"store: {len(entities['user'])} users, {len(entities['item'])} items")  # fmt: skip
 
     folder = Path(tempfile.mkdtemp(prefix="reclake-bench-serving-"))
-    home = folder / "bentoml"
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, folder, True)
-        copy_model(Path(settings.bentoml_home), tag, home)
-        store_url = stack.enter_context(running_redis()) if args.store == "redis" else str(folder / "online.sqlite")
-        with open_store(store_url) as store:
-            stats = store.publish(spec.source, f"bench-{int(time.time())}", entities)
-        log(f"published {stats.keys} rows ({stats.bytes / 1e6:.1f} MB) to {args.store} store in {stats.seconds:.2f} s")
+        campaigns = bench_campaigns_file(folder, popular_item(held_out), settings.campaigns_file)
         files = {}
-        for endpoint in ROUTES:
-            files[endpoint] = folder / f"{endpoint}.jsonl"
-            files[endpoint].write_text("".join(json.dumps(body) + "\n" for body in bodies[endpoint]))
+        for name, documents in bodies.items():
+            files[name] = folder / f"{name}.jsonl"
+            files[name].write_text("".join(json.dumps(body) + "\n" for body in documents))
         pinned = folder / "pinned_tag"
         pinned.write_text(tag)
-        service_settings = {
-            **serving_environment(home, tag, pinned_tag_file=pinned, online_store_url=store_url, workers=args.workers),
-            "RECLAKE_SWAP_POLL_S": "0.5",
-        }
-        base_url, service = stack.enter_context(running_service(tag, home, service_settings, folder / "serve.log"))
-        served_store = _model_info(base_url)["online_store"]
-        if not served_store:  # the figures would be of the SavedModel's snapshot features, not the store's
-            raise RuntimeError(f"the service reads no online store (/model_info: {served_store!r})")
+        served = stack.enter_context(
+            bench_service(settings, spec, tag, args.store, folder, entities, workers=args.workers,
+                          campaigns=campaigns, pinned=pinned)
+        )  # fmt: skip
         common = {"workers": args.workers, "online_store": args.store, "cores": cores()}
-        bench = Bench(args, base_url, service, files, common)
+        bench = Bench(args, served.base_url, served.process, files, common)
         in_process: InProcess | None = None
         from serving.bento_store import savedmodel_path
 
@@ -661,10 +887,11 @@ def main() -> None:
                 line = bench.run(endpoint, rate, args.seconds)
                 emit(line)
                 lines.append(line)
-                if rate == args.rates[0]:  # the in-process figure, in the same minute as the lowest rate
+                # The in-process figure, in the same minute as the lowest rate.
+                if rate == args.rates[0] and endpoint in IN_PROCESS_ENDPOINTS:
                     if in_process is None:
                         tf_threads = max(1, cores() // args.workers)
-                        in_process = InProcess(tag, savedmodel_path(home, tag), store_url, tf_threads)
+                        in_process = InProcess(tag, savedmodel_path(served.home, tag), served.store_url, tf_threads)
                     figures = in_process.measure(endpoint, bodies[endpoint][:IN_PROCESS_REQUESTS])
                     overhead = (
                         round(line["p50_ms"] - figures["graph_p50_ms"], 2) if line["p50_ms"] is not None else None
@@ -672,6 +899,8 @@ def main() -> None:
                     emit({"benchmark": "serving", "kind": "in_process", "endpoint": endpoint, **figures,
                           "http_p50_ms": line["p50_ms"], "http_rps": rate, "overhead_p50_ms": overhead,
                           **common})  # fmt: skip
+            if endpoint == "bid":
+                emit(budget_check(bench, served.store_url, spec.source, args.budget_rate, args.budget_seconds))
             if args.peak:
                 peak, extra = find_peak(bench, endpoint, lines, args.peak_steps)
                 baseline = lines[0]
@@ -679,7 +908,7 @@ def main() -> None:
         if in_process is not None:
             in_process.close()
         if args.swap:
-            new_tag = register_second_version(home, tag, folder)
+            new_tag = register_second_version(served.home, tag, folder)
             emit(hot_swap(bench, pinned, new_tag, args.swap_seconds))
 
 

@@ -16,9 +16,12 @@ small machine the client shares the cores with the server, and its CPU time is r
 Input: a JSON plan on stdin::
 
     {"host": "127.0.0.1", "port": 3000, "timeout_s": 2.0, "max_connections": 256,
-     "min_connections": 8, "capture_version": false,
+     "min_connections": 8, "capture_version": false, "capture_price": false, "close_connections": false,
      "phases": [{"path": "/recommend", "rate": 100, "seconds": 20, "bodies": "<file>"}]}
 
+``close_connections`` sends each request on a connection of its own (``Connection:
+close``): the workers share the listening socket and a keep-alive pool opened at once
+tends to land on one of them, while fresh connects go to whichever is idle.
 ``bodies`` is a file of request bodies, one JSON document a line, cycled through. A
 phase may give ``"offsets"`` (seconds from the phase's start, one per body, in order)
 instead of ``"rate"``: a replayed time profile (``bench/replay.py``); offsets past
@@ -27,7 +30,9 @@ Output: one JSON document on stdout, per request (in schedule order) ``phase``,
 ``scheduled_s`` (offset from the start of the run), ``done_s`` (completion offset),
 ``latency_ms``, ``sent_latency_ms`` (from the actual send), ``status`` (the HTTP
 status; 0: timed out; -1: connection error) and, with ``capture_version``, ``version``
-(the response's ``model_version``); plus ``client_cpu_s``, ``send_lag_p50_ms`` /
+(the response's ``model_version``), with ``capture_price``, ``price`` (a 200 ``/bid``
+answer's total bid price; None for other answers), and ``sent_s`` (when the request
+actually left, as an offset from the start); plus ``client_cpu_s``, ``send_lag_p50_ms`` /
 ``send_lag_p99_ms`` (how late requests left the client compared to their schedule: high
 means the client itself was saturated), ``connections`` (most open at once) and
 ``t0_unix`` (the wall-clock time offsets count from).
@@ -190,6 +195,15 @@ class Pool:
             waiter.set_result(connection)
 
 
+def _bid_price(body: bytes) -> float | None:
+    """The total price of the bids of an OpenRTB bid response (None: not one)."""
+    try:
+        answer = json.loads(body)
+        return float(sum(bid["price"] for seat in answer["seatbid"] for bid in seat["bid"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _version(body: bytes) -> str | None:
     start = body.find(VERSION_MARK)
     if start < 0:
@@ -203,7 +217,10 @@ async def run(plan: dict) -> dict:
     pool = Pool(plan["host"], int(plan["port"]), int(plan.get("max_connections", 256)))
     timeout_s = float(plan.get("timeout_s", 2.0))
     capture = bool(plan.get("capture_version"))
+    capture_price = bool(plan.get("capture_price"))
     host_header = f"Host: {plan['host']}:{plan['port']}\r\n"
+    if plan.get("close_connections"):  # a connection per request: each lands on whichever worker accepts it
+        host_header += "Connection: close\r\n"
 
     schedule: list[tuple[int, float, bytes]] = []  # (phase, offset s, request bytes)
     offset = 0.0
@@ -233,6 +250,7 @@ async def run(plan: dict) -> dict:
     sent_ms = [0.0] * n  # latency from the actual send (excludes the client's own lateness)
     clock = time.perf_counter
     versions: list[str | None] = [None] * n
+    prices: list[float | None] = [None] * n
 
     async def one(i: int, scheduled: float, payload: bytes) -> None:
         # `scheduled` is on the perf_counter clock (uvloop's loop.time() has 1 ms steps).
@@ -254,6 +272,8 @@ async def run(plan: dict) -> dict:
             status[i] = code
             if capture and 200 <= code < 300:
                 versions[i] = _version(body)
+            if capture_price and code == 200:
+                prices[i] = _bid_price(body)
             pool.release(connection)
         except TimeoutError:
             status[i] = TIMEOUT
@@ -293,8 +313,10 @@ async def run(plan: dict) -> dict:
         "done_s": [round(d, 6) for d in done_s],
         "latency_ms": [round((done_s[k] - schedule[k][1]) * 1000, 3) for k in range(n)],
         "sent_latency_ms": [round(v, 3) for v in sent_ms],
+        "sent_s": [round(lag_s[k] + schedule[k][1], 6) for k in range(n)],
         "status": status,
         "version": versions if capture else None,
+        "price": prices if capture_price else None,
         "client_cpu_s": round(cpu, 2),
         "send_lag_p50_ms": round(lags[int(0.50 * (len(lags) - 1))] * 1000, 2),
         "send_lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
