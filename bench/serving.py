@@ -97,7 +97,6 @@ LOAD_GENERATOR = Path(__file__).resolve().parent / "serving_load.py"
 STARTUP_TIMEOUT_S = 180
 CLIENT_TIMEOUT_S = 2.0
 K = 10
-HISTORY_LENGTH = 50  # the newest positive items per user the store holds, as the online_features asset does
 PEAK_P99_MS = 50.0
 WARMUP_S = 3.0
 IN_PROCESS_REQUESTS = 300
@@ -141,30 +140,11 @@ def read_warehouse(warehouse: str, spec) -> tuple[dict, list[dict], str]:
     """(store entities, held-out rows, held-out day) from the DuckDB warehouse."""
     import duckdb
 
+    from serving.online_features import HISTORY_LENGTH, read_online_rows
     from serving.online_store import json_native
 
-    entities: dict[str, dict[str, dict[str, Any]]] = {}
     with duckdb.connect(warehouse, read_only=True) as connection:
-        for entity, table in (("user", "user_features"), ("item", "item_features")):
-            names = spec.lookup_features(entity)
-            selected = ", ".join(_quoted(c) for c in (f"{entity}_id", *names))
-            query = f"select {selected} from {table} where {entity}_id is not null"
-            entities[entity] = {
-                str(row[0]): {n: json_native(v) for n, v in zip(names, row[1:], strict=True)}
-                for row in connection.execute(query).fetchall()
-            }
-        histories = dict(
-            connection.execute(
-                """select user_id, list(item_id order by slot) from (
-                       select user_id, item_id,
-                              row_number() over (partition by user_id order by event_ts desc, event_id desc) as slot
-                       from fct_events where is_positive = 1 and user_id is not null and item_id is not null)
-                   where slot <= ? group by user_id""",
-                [HISTORY_LENGTH],
-            ).fetchall()
-        )
-        for user_id, row in entities["user"].items():
-            row["history"] = [str(item) for item in histories.get(user_id, [])]
+        entities = read_online_rows(connection, spec, HISTORY_LENGTH)  # what online_features publishes
         day = connection.execute("select max(event_date) from training_examples").fetchone()[0]
         columns = spec.request_features
         rows = connection.execute(

@@ -170,7 +170,7 @@ class ServedModel:
         return {item: rows[item][0] for item in ids}, any(rows[item][1] for item in ids)
 
     def _recommend_from_snapshot(self, user_id: str, k: int, context: Mapping[str, Any]) -> Scored:
-        arrays = {name: to_array([context[name]], dtype) for name, dtype in self._context_dtypes().items()}
+        arrays = {name: to_array([context[name]], dtype) for name, dtype in self.context_dtypes.items()}
         outputs = self.recommender.recommend_arrays(np.array([user_id], dtype=object), k, arrays)
         features = {"user_id": user_id, **context}
         if not outputs["known_user"][0]:
@@ -181,10 +181,6 @@ class ServedModel:
             if score > SEEN_SCORE
         ][:k]
         return Scored(items=[i for i, _ in pairs], scores=[s for _, s in pairs], features=features)
-
-    def _context_dtypes(self) -> dict[str, str]:
-        dtypes = {c.name: c.dtype for c in self.spec.model_features}
-        return {name: dtypes[name] for name in self.context_columns}
 
     def _popular(self, k: int, features: dict[str, Any], defaults_used: list[str]) -> Scored:
         top = self.popular[:k]
