@@ -35,7 +35,8 @@ timeout; see its docstring). Prints one JSON line per result on stdout (logs on 
   by ``serving.scoring.ServedModel`` on the same store, one at a time, measured right
   after the lowest rate: ``graph_p50_ms`` (the full path: store reads, feature
   assembly, the SavedModel's signatures), ``signature_p50_ms`` (the signature calls
-  alone: ``retrieve_arrays`` + ``rank_arrays``, or ``rank_arrays``), and
+  alone: ``recommend_features``, or ``retrieve_features`` + ``rank`` for older exports,
+  or ``rank``), and
   ``overhead_p50_ms`` = HTTP ``p50_ms`` at the lowest rate - ``graph_p50_ms``;
 - with ``bid`` in ``--endpoints``, ``"kind": "budget"``: ``--budget-rate`` bids/s for
   ``--budget-seconds`` (default 200/s for 10 s) for ``bench_small_budget``, a ``linear``
@@ -501,6 +502,7 @@ def generate(
     max_connections: int = 512,
     capture_price: bool = False,
     close_connections: bool = False,
+    workers: int = 0,
 ) -> dict:
     """Run the load generator over ``phases`` (path, rate or offsets, seconds, bodies file);
     its result (``capture_price``: each ``/bid`` answer's total price, in ``price``;
@@ -508,7 +510,7 @@ def generate(
     host, port = base_url.removeprefix("http://").rstrip("/").split(":")
     plan = {"host": host, "port": int(port), "timeout_s": CLIENT_TIMEOUT_S, "max_connections": max_connections,
             "min_connections": min_connections, "capture_version": capture_version, "capture_price": capture_price,
-            "close_connections": close_connections, "phases": phases}  # fmt: skip
+            "close_connections": close_connections, "workers": workers, "phases": phases}  # fmt: skip
     done = subprocess.run(
         [sys.executable, str(LOAD_GENERATOR)], input=json.dumps(plan), capture_output=True, text=True, check=False
     )
@@ -558,7 +560,7 @@ class Bench:
                  "bodies": str(self.bodies[bodies or endpoint])}  # fmt: skip
         before = self.meter.snapshot()
         result = generate(self.base_url, [phase], self.min_connections, capture_price=endpoint == "bid",
-                          close_connections=close_connections)  # fmt: skip
+                          close_connections=close_connections, workers=self.args.workers)  # fmt: skip
         cpu = CpuMeter.delta(before, self.meter.snapshot(), result["client_cpu_s"])
         line = {"benchmark": "serving", "kind": "load", "endpoint": endpoint, "rps_target": rate, "seconds": seconds}
         line.update(summarize(result, result["phase"] == 0, seconds))
@@ -569,7 +571,7 @@ class Bench:
         line.update(self.common)
         line.update({"client_cpu_s": result["client_cpu_s"], "client_send_lag_p50_ms": result["send_lag_p50_ms"],
                      "client_send_lag_p99_ms": result["send_lag_p99_ms"], "connections": result["connections"],
-                     **cpu})  # fmt: skip
+                     "worker_connections": result["worker_connections"], **cpu})  # fmt: skip
         return line
 
     def warm_up(self, endpoint: str) -> None:
@@ -601,7 +603,7 @@ class InProcess:
         self.model.warm_up()
         self.signature_s = 0.0
         recommender = self.model.recommender
-        for name in ("rank_arrays", "retrieve_arrays", "predict_arrays", "recommend_arrays"):
+        for name in ("rank_arrays", "retrieve_arrays", "predict_arrays", "recommend_arrays", "recommend_features_arrays"):
             setattr(recommender, name, self._timed(getattr(recommender, name)))
 
     def _timed(self, method):
@@ -728,7 +730,7 @@ def overload(bench: Bench, endpoint: str, peak: float | None, baseline: dict) ->
         },
     ]
     before = bench.meter.snapshot()
-    result = generate(bench.base_url, phases, bench.min_connections)
+    result = generate(bench.base_url, phases, bench.min_connections, workers=bench.args.workers)
     cpu = CpuMeter.delta(before, bench.meter.snapshot(), result["client_cpu_s"])
     burst = result["phase"] == 0
     status, latency = result["status"][burst], result["latency_ms"][burst]
@@ -763,7 +765,9 @@ def hot_swap(bench: Bench, pinned: Path, new_tag: str, seconds: float, rate: int
     timer = threading.Timer(pin_at, pin)
     timer.start()
     try:
-        result = generate(bench.base_url, [phase], bench.min_connections, capture_version=True)
+        result = generate(
+            bench.base_url, [phase], bench.min_connections, capture_version=True, workers=bench.args.workers
+        )
     finally:
         timer.cancel()
     versions = result["version"]

@@ -16,12 +16,14 @@ small machine the client shares the cores with the server, and its CPU time is r
 Input: a JSON plan on stdin::
 
     {"host": "127.0.0.1", "port": 3000, "timeout_s": 2.0, "max_connections": 256,
-     "min_connections": 8, "capture_version": false, "capture_price": false, "close_connections": false,
-     "phases": [{"path": "/recommend", "rate": 100, "seconds": 20, "bodies": "<file>"}]}
+     "min_connections": 8, "workers": 2, "capture_version": false, "capture_price": false,
+     "close_connections": false, "phases": [{"path": "/recommend", "rate": 100, "seconds": 20, "bodies": "<file>"}]}
 
 ``close_connections`` sends each request on a connection of its own (``Connection:
 close``): the workers share the listening socket and a keep-alive pool opened at once
-tends to land on one of them, while fresh connects go to whichever is idle.
+tends to land on one of them, while fresh connects go to whichever is idle. ``workers``
+(the server's worker processes) spreads the ``min_connections`` evenly over them, as a
+load balancer would (``Pool.prefill``); the result's ``worker_connections`` says how.
 ``bodies`` is a file of request bodies, one JSON document a line, cycled through. A
 phase may give ``"offsets"`` (seconds from the phase's start, one per body, in order)
 instead of ``"rate"``: a replayed time profile (``bench/replay.py``); offsets past
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import resource
 import sys
@@ -123,6 +126,7 @@ class Pool:
     idle: deque = field(default_factory=deque)
     opened: int = 0
     peak_open: int = 0
+    balance: dict = field(default_factory=dict)  # worker pid -> connections opened up front
     waiters: deque = field(default_factory=deque)
 
     async def acquire(self) -> Connection:
@@ -170,13 +174,42 @@ class Pool:
                 asyncio.get_running_loop().create_task(self._open_for(waiter))
                 return
 
-    async def prefill(self, count: int) -> None:
+    async def prefill(self, count: int, workers: int = 0) -> None:
         """Open ``count`` connections up front: the server's workers accept connections,
-        not requests, so a few connections would pin the load to a few workers."""
-        for _ in range(min(count, self.max_connections) - self.opened):
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            self.opened += 1
-            self.idle.append(Connection(reader, writer))
+        not requests, so a few connections would pin the load to a few workers.
+
+        With ``workers``, spread them evenly over the server's worker processes, as a load
+        balancer in front of them would: each new connection asks ``/model_info`` which
+        worker accepted it (``worker_pid``) and is closed and opened again while that
+        worker already has its share; the pool then rotates over the workers in turn. A
+        shared listening socket otherwise hands most connections opened at once to one
+        worker, and the busiest worker would set the peak."""
+        count = min(count, self.max_connections) - self.opened
+        if not workers:
+            for _ in range(count):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                self.opened += 1
+                self.idle.append(Connection(reader, writer))
+            self.peak_open = max(self.peak_open, self.opened)
+            return
+        share = -(-count // workers)
+        by_worker: dict[int, list[Connection]] = {}
+        probe = f"POST /model_info HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: 0\r\n\r\n".encode()
+        attempts = 0
+        while sum(map(len, by_worker.values())) < count and attempts < 50 * count:
+            attempts += 1
+            connection = Connection(*await asyncio.open_connection(self.host, self.port))
+            status, body = await connection.request(probe)
+            pid = json.loads(body).get("worker_pid") if status == 200 else None
+            if pid is None or len(by_worker.get(pid, ())) >= share:
+                connection.close()
+                await asyncio.sleep(0.005)  # let the other workers' loops reach accept()
+                continue
+            by_worker.setdefault(pid, []).append(connection)
+        rotation = [c for group in itertools.zip_longest(*by_worker.values()) for c in group if c is not None]
+        self.idle.extend(rotation)
+        self.opened += len(rotation)
+        self.balance = {str(pid): len(group) for pid, group in by_worker.items()}
         self.peak_open = max(self.peak_open, self.opened)
 
     async def _open_for(self, waiter: asyncio.Future) -> None:
@@ -286,7 +319,7 @@ async def run(plan: dict) -> dict:
         done_s[i] = clock() - t0
         sent_ms[i] = (done_s[i] - (sent - t0)) * 1000
 
-    await pool.prefill(int(plan.get("min_connections", 0)))
+    await pool.prefill(int(plan.get("min_connections", 0)), int(plan.get("workers", 0)))
     cpu_before = _cpu_s()
     t0 = clock() + 0.05
     t0_unix = time.time() + 0.05
@@ -321,6 +354,7 @@ async def run(plan: dict) -> dict:
         "send_lag_p50_ms": round(lags[int(0.50 * (len(lags) - 1))] * 1000, 2),
         "send_lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
         "connections": pool.peak_open,
+        "worker_connections": pool.balance,
         "t0_unix": t0_unix,
     }
 

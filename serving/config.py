@@ -62,7 +62,7 @@ class ServingConfig:
     serve_threads: int = 4
     tf_threads: int = 0
     max_in_flight: int = 8
-    queue_timeout_ms: float = 10.0
+    queue_timeout_ms: float = 20.0
     max_body_bytes: int = 1_000_000
     request_timeout_s: float = 10.0
     campaigns: str = ""

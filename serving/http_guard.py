@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,6 @@ logger = logging.getLogger("reclake.serving")
 
 RETRY_AFTER_S = 1
 OPENAPI_PATH = "/docs.json"
-QUEUE_POLL_S = 0.002
 JSON_TYPES = ("application/json", "")  # no Content-Type is read as JSON, as BentoML does
 
 
@@ -94,7 +94,8 @@ class RequestGuard:
         self.openapi = openapi
         self.routes = dict(routes)
         self.max_in_flight = max_in_flight
-        self.in_flight = 0
+        self.in_flight = 0  # requests holding a slot
+        self._waiters: deque[asyncio.Future[bool]] = deque()  # requests waiting for one, oldest first
         self.queue_timeout_s = queue_timeout_ms / 1000
         self.max_body_bytes = max_body_bytes
         self.shed = 0
@@ -121,19 +122,34 @@ class RequestGuard:
         try:
             await self.app(scope, _replay(body, receive), _EnvelopeSend(send, path))
         finally:
-            self.in_flight -= 1
+            self._release_slot()
 
     async def _take_slot(self) -> bool:
-        """Take one of the worker's slots, waiting at most the queue timeout (the event
-        loop is single-threaded, so a plain counter is exact)."""
+        """Take one of the worker's slots, waiting at most the queue timeout, first come
+        first served (the event loop is single-threaded, so plain counters are exact).
+        A waiter is woken when a slot frees, or at its deadline with False."""
+        if self.in_flight < self.max_in_flight and not self._waiters:
+            self.in_flight += 1
+            return True
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.queue_timeout_s
-        while self.in_flight >= self.max_in_flight:
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(QUEUE_POLL_S)
-        self.in_flight += 1
-        return True
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        deadline = loop.call_later(self.queue_timeout_s, _settle, waiter, False)
+        try:
+            return await waiter
+        except asyncio.CancelledError:  # the client left while waiting
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._release_slot()  # a slot was handed over just before: pass it on
+            raise
+        finally:
+            deadline.cancel()
+
+    def _release_slot(self) -> None:
+        """Hand the slot to the longest waiter still waiting, or free it."""
+        while self._waiters:
+            if _settle(self._waiters.popleft(), True):
+                return
+        self.in_flight -= 1
 
     def _check_headers(self, scope: dict) -> JSONResponse | None:
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
@@ -163,15 +179,18 @@ class RequestGuard:
         model = self.routes[path]
         if not body.strip():
             return None if model is None else error_response(400, "the body is empty; send a JSON object")
-        try:
-            document = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return error_response(400, f"the body is not valid JSON: {error}")
         if model is None:
+            try:
+                json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                return error_response(400, f"the body is not valid JSON: {error}")
             return None
         try:
-            model.model_validate(document)
+            model.model_validate_json(body)  # parses and validates in one pass (pydantic-core)
         except ValidationError as error:
+            invalid_json = [e for e in error.errors() if e["type"] == "json_invalid"]
+            if invalid_json:
+                return error_response(400, f"the body is not valid JSON: {invalid_json[0]['msg']}")
             field, message = validation_error(error)
             return error_response(400, f"invalid request: {message}", field)
         return None
@@ -180,6 +199,14 @@ class RequestGuard:
         body = json.loads(response.body)
         logger.info("%s %s: %s", body["status"], path, body["error"])
         await response(scope, receive, send)
+
+
+def _settle(waiter: asyncio.Future[bool], granted: bool) -> bool:
+    """Answer a slot waiter unless it is answered or cancelled already; whether it was."""
+    if waiter.done():
+        return False
+    waiter.set_result(granted)
+    return True
 
 
 def _replay(body: bytes, receive: Any) -> Any:

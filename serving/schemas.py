@@ -85,6 +85,7 @@ class ModelInfoResponse(BaseModel):
     prediction_log: dict[str, Any] | None = Field(description="The prediction logger's counters, or null.")
     experiment: dict[str, Any] | None = Field(default=None, description="The A/B experiment: arms, shares, models.")
     campaigns: list[str] = Field(default_factory=list, description="Campaigns /bid bids for.")
+    worker_pid: int | None = Field(default=None, description="The process id of the worker that answered.")
 
 
 class ErrorResponse(BaseModel):

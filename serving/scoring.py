@@ -7,9 +7,12 @@ with the online feature store it reads at request time:
   every day the ``online_features`` asset runs), through ``serving.features``; the
   SavedModel's own lookup tables (a snapshot taken at export) are not used. A user or
   item the store lacks gets the exporter's defaults, and the result says so
-  (``defaults_used``). ``/recommend``: retrieve with the user's store features, drop the
-  items in the user's recent history (the store's ``history``), fetch the candidates'
-  features in one store call, score them with the ranker, keep the best ``k``.
+  (``defaults_used``). ``/recommend`` is one call of the SavedModel's
+  ``recommend_features``: retrieve with the user's store features, score the candidates
+  with the ranker on the item table's features (``ItemTable`` copies the store's item
+  rows into the graph once per published version), rank the user's recent history (the
+  store's ``history``) last, keep the best ``k``. Models exported before that signature
+  take two calls: ``retrieve_features``, then ``rank`` over the candidates' store rows.
 - without a store (a Bento deployed on its own), the snapshot in the graph is used.
 
 The store being unreachable raises ``serving.online_store.StoreUnavailable``; the service
@@ -18,6 +21,7 @@ turns it into a 503.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +57,54 @@ class ItemCache:
         if version != self.version or len(self.rows) > ITEM_CACHE_ROWS:
             self.version, self.rows = version, {}
         return self.rows
+
+
+def _history(items: Sequence[str]) -> np.ndarray:
+    """One user's recent items as the ``[1, H]`` ``history`` input of ``recommend_features``."""
+    return np.array([list(items)], dtype=object).reshape(1, len(items))
+
+
+class ItemTable:
+    """Keeps a loaded model's item table (the item features ``recommend_features`` reads)
+    equal to the online store's served version, in one worker.
+
+    The first request of a new store version reads every item of the table from the store
+    (``REFRESH_CHUNK`` ids per round trip) and replaces the table's columns; the others
+    keep serving meanwhile (from the previous version's values). Items the store lacks
+    get the exporter's defaults.
+    """
+
+    REFRESH_CHUNK = 10_000
+
+    def __init__(self, recommender, assembler: FeatureAssembler) -> None:
+        self.recommender = recommender
+        self.assembler = assembler
+        self.ids = recommender.item_table_ids().tolist()
+        self.names = recommender.spec.lookup_features("item")
+        self.version: str | None = None
+        self.missing: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def refresh(self, store: OnlineStore, namespace: str) -> frozenset[str]:
+        """Bring the table to the store's served version if it is not yet; returns the ids
+        the store lacks (served with defaults).
+
+        Raises:
+            serving.online_store.StoreUnavailable: the store cannot be read.
+        """
+        version = store.reading_version(namespace)
+        if version == self.version:
+            return self.missing
+        with self._lock:
+            if version != self.version:
+                rows: list[dict[str, Any] | None] = []
+                for start in range(0, len(self.ids), self.REFRESH_CHUNK):
+                    rows += store.get_many(namespace, "item", self.ids[start : start + self.REFRESH_CHUNK])
+                features = [self.assembler.entity_features("item", row) for row in rows]
+                self.recommender.set_item_features(self.assembler.arrays(features, self.names))
+                self.missing = frozenset(i for i, row in zip(self.ids, rows, strict=True) if row is None)
+                self.version = version
+        return self.missing
 
 
 @dataclass
@@ -94,10 +146,16 @@ class ServedModel:
         self.namespace = self.spec.source
         self.assembler = FeatureAssembler(self.spec, self.recommender.lookup_defaults) if self.store else None
         self._items = ItemCache()
+        self._item_table = ItemTable(self.recommender, self.assembler) if self._one_call else None
         self.popular = [(str(item), float(score)) for item, score in self.metadata.get("popular_items", [])]
         self.context_columns = [c.name for c in self.spec.role_columns("context")]
         self.context_dtypes = {c.name: c.dtype for c in self.spec.role_columns("context")}
         self.request_columns = list(self.spec.request_features)
+
+    @property
+    def _one_call(self) -> bool:
+        """Whether ``/recommend`` is one signature call (``recommend_features``), not two."""
+        return self.store is not None and self.recommender.can_recommend_features
 
     @property
     def model_version(self) -> str:
@@ -124,6 +182,9 @@ class ServedModel:
             self.recommender.recommend_arrays(probe["user_id"], 1, context)
             if self.recommender.query_features:
                 self.recommender.retrieve_arrays({n: probe[n] for n in self.recommender.query_features}, 1)
+            if self.recommender.can_recommend_features:
+                names = self.recommender.recommend_feature_names
+                self.recommender.recommend_features_arrays({n: probe[n] for n in names}, _history([]), 1)
         return time.perf_counter() - started
 
     # -- /recommend -------------------------------------------------------------------
@@ -133,9 +194,11 @@ class ServedModel:
             return self._recommend_from_snapshot(user_id, k, context)
         (stored,) = self.store.get_many(self.namespace, "user", [user_id])
         user = self.assembler.entity_features("user", stored)
-        history = set((stored or {}).get(HISTORY_FIELD) or [])
         features = {"user_id": user_id, **user, **context}
         defaults_used = [] if stored is not None else ["user"]
+        if self._item_table is not None:
+            return self._recommend_in_one_call(features, (stored or {}).get(HISTORY_FIELD) or [], k, defaults_used)
+        history = set((stored or {}).get(HISTORY_FIELD) or [])
         width = min(self.item_count, max(k + len(history), MIN_RERANK_CANDIDATES))
         query = self.assembler.arrays([features], self.recommender.query_features)
         candidate_ids, _, known = self.recommender.retrieve_arrays(query, width)
@@ -151,6 +214,33 @@ class ServedModel:
         return Scored(
             items=[candidates[i] for i in best],
             scores=[float(scores[i]) for i in best],
+            defaults_used=defaults_used,
+            features=features,
+        )
+
+    def _recommend_in_one_call(
+        self, features: dict[str, Any], history: Sequence[str], k: int, defaults_used: list[str]
+    ) -> Scored:
+        """``/recommend`` through ``recommend_features``: retrieval, the items' features (the
+        item table, refreshed from the store's served version), ranking, the history
+        mask and the top ``k`` in one signature call."""
+        missing_items = self._item_table.refresh(self.store, self.namespace)
+        names = self.recommender.recommend_feature_names
+        outputs = self.recommender.recommend_features_arrays(
+            self.assembler.arrays([features], names), _history(history), k
+        )
+        if not outputs["known_user"][0]:
+            return self._popular(k, features, defaults_used)
+        pairs = [
+            (item.decode(), float(score))
+            for item, score in zip(outputs["item_ids"][0], outputs["scores"][0], strict=True)
+            if score > SEEN_SCORE
+        ][:k]
+        if any(item in missing_items for item, _ in pairs):
+            defaults_used.append("item")
+        return Scored(
+            items=[item for item, _ in pairs],
+            scores=[score for _, score in pairs],
             defaults_used=defaults_used,
             features=features,
         )

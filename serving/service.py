@@ -374,7 +374,9 @@ class RecommenderService:
         for index, imp in enumerate(request.imp):
             raw = imp_features(request, imp, campaign.item_id, model.context_dtypes)
             derived = fill_derived_context({}, now.hour, now.weekday())
-            raw.update({name: value for name, value in derived.items() if name in model.context_dtypes and name not in raw})
+            raw.update(
+                {name: value for name, value in derived.items() if name in model.context_dtypes and name not in raw}
+            )
             try:
                 rows.append(REQUESTS.row.model_validate(raw).model_dump())
             except ValidationError as error:
@@ -466,6 +468,7 @@ class RecommenderService:
             prediction_log=self.prediction_log.stats() if self.prediction_log is not None else None,
             experiment=EXPERIMENT.describe() if EXPERIMENT is not None else None,
             campaigns=sorted(CAMPAIGNS),
+            worker_pid=os.getpid(),
         )
 
 

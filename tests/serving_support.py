@@ -9,8 +9,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import requests
+import toy_examples
 from conftest import PROJECT_ROOT, free_port
+
+from serving.online_store import json_native
+
+SPEC = toy_examples.SPEC  # the toy exports' spec (the synthetic source's)
+NAMESPACE = SPEC.source
+CONTEXT = {"device": "mobile", "slot_position": 2, "hour_of_day": 13, "day_of_week": 4}
+HISTORY = ["i0001", "i0002", "i0003", "i0004", "i0005"]  # u0001's recent items in the tests' stores
+
+
+def store_entities(users: pd.DataFrame, items: pd.DataFrame, history: dict[str, list[str]] | None = None) -> dict:
+    """The online store's rows for the feature tables (as the ``online_features`` asset
+    writes them), with ``history``: user id -> recent items."""
+
+    def rows(table: pd.DataFrame, entity: str) -> dict:
+        names = SPEC.lookup_features(entity)
+        return {str(r[f"{entity}_id"]): {n: json_native(r[n]) for n in names} for r in table.to_dict("records")}
+
+    entities = {"user": rows(users, "user"), "item": rows(items, "item")}
+    for user_id, items_seen in (history or {}).items():
+        entities["user"][user_id]["history"] = items_seen
+    return entities
+
 
 STARTUP_TIMEOUT_S = 180
 
@@ -97,8 +121,6 @@ def export_toy_recommender(path: Path, model_version: str, popular: int = 20):
     Returns:
         (examples, user_features, item_features) the model was trained and exported with.
     """
-    import toy_examples
-
     from models.export.savedmodel import export_recommender
     from models.retrieval.popularity import popular_items
     from models.retrieval.two_tower import RetrievalConfig

@@ -13,34 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import toy_examples
 from conftest import free_port
-from serving_support import export_toy_recommender, running_service
+from serving_support import CONTEXT, HISTORY, NAMESPACE, SPEC, export_toy_recommender, running_service, store_entities
 
 from models.export.savedmodel import METADATA_FILE, load_recommender
 from serving.bento_store import save_to_bento_store
 from serving.features import FeatureAssembler
-from serving.online_store import json_native, open_store
+from serving.online_store import open_store
 from serving.redis_server import running_redis
 
 pytestmark = pytest.mark.integration
-
-SPEC = toy_examples.SPEC
-NAMESPACE = SPEC.source
-CONTEXT = {"device": "mobile", "slot_position": 2, "hour_of_day": 13, "day_of_week": 4}
-HISTORY = ["i0001", "i0002", "i0003", "i0004", "i0005"]
-
-
-def store_entities(users: pd.DataFrame, items: pd.DataFrame, history: dict[str, list[str]] | None = None) -> dict:
-    """The online store's rows for the feature tables (as the ``online_features`` asset writes them)."""
-    def rows(table: pd.DataFrame, entity: str) -> dict:
-        names = SPEC.lookup_features(entity)
-        return {str(r[f"{entity}_id"]): {n: json_native(r[n]) for n in names} for r in table.to_dict("records")}
-
-    entities = {"user": rows(users, "user"), "item": rows(items, "item")}
-    for user_id, items_seen in (history or {}).items():
-        entities["user"][user_id]["history"] = items_seen
-    return entities
 
 
 class Redis:

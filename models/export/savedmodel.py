@@ -18,6 +18,11 @@ spec (``FeatureSpec.request_features``):
   same retrieval from user features the caller supplies (an online feature store), so
   fresh aggregates reach the query tower without a re-export; ``known_user`` says
   whether the user id is in the model's vocabulary;
+- ``recommend_features(<user features>, <context columns>, history, k) -> item_ids,
+  scores, known_user``: ``recommend`` for a server with an online store: the user's
+  features come from the caller, the items' from the item table's columns (variables a
+  server refreshes from its store, ``Recommender.set_item_features``), and the caller's
+  ``history`` of recent items is ranked last. One call per request;
 - ``recommend(user_id, k, <context columns>) -> item_ids, scores, known_user``: retrieve
   ``max(k, MIN_RERANK_CANDIDATES)`` candidates, score them with the ranker, rank the
   user's already seen items last with ``SEEN_SCORE``, return the best ``k``. ``k`` is
@@ -85,6 +90,8 @@ class FeatureLookup(tf.Module):
         super().__init__(name=name)
         self.size = len(ids)
         self.defaults = dict(defaults)
+        # Row order of ``columns``: a server refreshes the columns from its online store in it.
+        self.ids = tf.Variable(ids.astype(str), trainable=False, name="ids")
         self.rows = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(np.append(ids.astype(str), _PAIR_SEPARATOR)), tf.range(self.size + 1, dtype=tf.int64)
@@ -193,7 +200,9 @@ class RecommenderModule(tf.Module):
 
     def _retrieve(self, user_id: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         user_features, _ = self.users.lookup(user_id)
-        query = self.query_tower({name: user_id if name == "user_id" else user_features[name] for name in self.query_features})
+        query = self.query_tower(
+            {name: user_id if name == "user_id" else user_features[name] for name in self.query_features}
+        )
         k = tf.clip_by_value(tf.cast(k, tf.int32), 1, self.item_count)
         return self.index(query, k=k)
 
@@ -207,6 +216,30 @@ class RecommenderModule(tf.Module):
         scores, item_ids = self.index(self.query_tower({name: query[name] for name in self.query_features}), k=k)
         _, known_user = self.users.lookup(query["user_id"])
         return {"item_ids": item_ids, "scores": tf.cast(scores, tf.float32), "known_user": known_user}
+
+    def recommend_features(
+        self, request: dict[str, tf.Tensor], history: tf.Tensor, k: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """``recommend`` from caller-supplied user features (an online store's row: the query
+        tower's inputs and the user's lookup features) and context, with the items'
+        features read from the item table's columns (which a server refreshes from its
+        store) and the caller's ``history`` (``[B, H]`` item ids, ``""`` padding) ranked
+        last with ``SEEN_SCORE`` instead of the training window's seen pairs. Retrieves
+        ``max(k + H, MIN_RERANK_CANDIDATES)`` candidates, so ``k`` unseen ones remain."""
+        k = tf.clip_by_value(tf.cast(k, tf.int32), 1, self.item_count)
+        width = tf.minimum(tf.maximum(k + tf.shape(history)[1], MIN_RERANK_CANDIDATES), self.item_count)
+        query = self.query_tower({name: request[name] for name in self.query_features})
+        _, candidates = self.index(query, k=width)
+        batch, width = tf.shape(candidates)[0], tf.shape(candidates)[1]
+        flat = {name: tf.repeat(values, width) for name, values in request.items()}
+        flat["item_id"] = tf.reshape(candidates, [-1])
+        flat.update(self.items.lookup(flat["item_id"])[0])
+        scores = tf.reshape(self._outputs(flat)["score"], [batch, width])
+        seen = tf.reduce_any(tf.equal(candidates[:, :, tf.newaxis], history[:, tf.newaxis, :]), axis=-1)
+        scores = tf.where(seen, tf.constant(SEEN_SCORE, tf.float32), scores)
+        best, order = tf.math.top_k(scores, k=tf.minimum(k, width))
+        _, known_user = self.users.lookup(request["user_id"])
+        return {"item_ids": tf.gather(candidates, order, batch_dims=1), "scores": best, "known_user": known_user}
 
     def recommend(self, request: dict[str, tf.Tensor], k: tf.Tensor) -> dict[str, tf.Tensor]:
         user_id = request["user_id"]
@@ -253,7 +286,20 @@ def signature_inputs(spec: FeatureSpec, query_features: Sequence[str] = ()) -> d
         inputs["retrieve"] = {"user_id": "string", "k": "int"}
         inputs["retrieve_features"] = {**{name: by_name[name].dtype for name in query_features}, "k": "int"}
         inputs["recommend"] = {"user_id": "string", "k": "int", **{c.name: c.dtype for c in _context_columns(spec)}}
+        inputs["recommend_features"] = {
+            **{c.name: c.dtype for c in recommend_feature_columns(spec, query_features)},
+            "history": "string",
+            "k": "int",
+        }
     return inputs
+
+
+def recommend_feature_columns(spec: FeatureSpec, query_features: Sequence[str]) -> list[FeatureColumn]:
+    """The per-user inputs of ``recommend_features``: ``user_id``, the query tower's
+    features, the user's lookup features and the context columns, once each."""
+    by_name = {c.name: c for c in spec.model_features}
+    names = ["user_id", *query_features, *spec.lookup_features("user"), *(c.name for c in _context_columns(spec))]
+    return [by_name[name] for name in dict.fromkeys(names)]
 
 
 def export_recommender(
@@ -339,16 +385,24 @@ def export_recommender(
     }
     if retrieval_model is not None:
         recommend_inputs = input_signature([spec.id_features[0], *_context_columns(spec)])
-        signatures["retrieve"] = tf.function(module.retrieve, input_signature=[tf.TensorSpec([None], tf.string, name="user_id"), k_spec])
+        signatures["retrieve"] = tf.function(
+            module.retrieve, input_signature=[tf.TensorSpec([None], tf.string, name="user_id"), k_spec]
+        )
         signatures["recommend"] = tf.function(module.recommend, input_signature=[recommend_inputs, k_spec])
         by_name = {c.name: c for c in spec.model_features}
         query_inputs = input_signature([by_name[name] for name in query_features])
         signatures["retrieve_features"] = tf.function(module.retrieve_features, input_signature=[query_inputs, k_spec])
+        signatures["recommend_features"] = tf.function(
+            module.recommend_features,
+            input_signature=[
+                input_signature(recommend_feature_columns(spec, query_features)),
+                tf.TensorSpec([None, None], tf.string, name="history"),
+                k_spec,
+            ],
+        )
     for name, function in signatures.items():
         setattr(module, f"{name}_signature", function)  # tracked by the module, saved with it
-    tf.saved_model.save(
-        module, path, signatures={name: fn.get_concrete_function() for name, fn in signatures.items()}
-    )
+    tf.saved_model.save(module, path, signatures={name: fn.get_concrete_function() for name, fn in signatures.items()})
     document = {
         "model_version": metadata["model_version"],
         "trained_on": list(metadata["trained_on"]),
@@ -483,7 +537,9 @@ class Recommender(SavedModelExport):
                 or a context column missing.
         """
         if not self.can_recommend:
-            raise ValueError(f"the {self.spec.source} model has no retrieval (no user and item ids, or exported without)")
+            raise ValueError(
+                f"the {self.spec.source} model has no retrieval (no user and item ids, or exported without)"
+            )
         if len(user_ids) == 0:
             raise ValueError("user_ids is empty")
         if not 1 <= k <= self.item_count:
@@ -499,7 +555,9 @@ class Recommender(SavedModelExport):
         ):
             if known:
                 unseen = [(i, s) for i, s in zip(item_row, score_row, strict=True) if s > SEEN_SCORE]
-                recommendations.append(Recommendation(str(user_id), [ScoredItem(i.decode(), float(s)) for i, s in unseen[:k]], None))
+                recommendations.append(
+                    Recommendation(str(user_id), [ScoredItem(i.decode(), float(s)) for i, s in unseen[:k]], None)
+                )
             else:
                 recommendations.append(Recommendation(str(user_id), popular, "popularity"))
         return recommendations
@@ -508,7 +566,9 @@ class Recommender(SavedModelExport):
         """Two-tower candidates per user: (item_ids ``[B, k]`` str, scores ``[B, k]``)."""
         if "retrieve" not in self._signatures:
             raise ValueError(f"the {self.spec.source} model has no retrieval")
-        outputs = self._signatures["retrieve"](user_id=tf.constant([str(u) for u in user_ids]), k=tf.constant(k, tf.int32))
+        outputs = self._signatures["retrieve"](
+            user_id=tf.constant([str(u) for u in user_ids]), k=tf.constant(k, tf.int32)
+        )
         return outputs["item_ids"].numpy().astype(str), outputs["scores"].numpy()
 
     @property
@@ -543,7 +603,55 @@ class Recommender(SavedModelExport):
         )
         return outputs["item_ids"].numpy().astype(str), outputs["scores"].numpy(), outputs["known_user"].numpy()
 
-    def recommend_arrays(self, user_ids: np.ndarray, k: int, context: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    @property
+    def can_recommend_features(self) -> bool:
+        """Whether the model has ``recommend_features`` (exports from before it do not)."""
+        return "recommend_features" in self._signatures
+
+    @property
+    def recommend_feature_names(self) -> tuple[str, ...]:
+        """The per-user inputs of ``recommend_features`` (without ``history`` and ``k``)."""
+        return tuple(n for n in self.metadata["inputs"].get("recommend_features", {}) if n not in ("history", "k"))
+
+    def item_table_ids(self) -> np.ndarray:
+        """The item table's ids (str), in the row order ``set_item_features`` takes."""
+        return self._saved_model.items.ids.numpy().astype(str)
+
+    def set_item_features(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Replace the item table's feature values (what ``recommend_features`` and
+        ``predict`` read for items) with ``columns``: feature -> values aligned with
+        ``item_table_ids()``, one per lookup feature of the item, with the dtypes of
+        ``models.inputs.features.column_array``. The default row of unknown ids stays.
+        Each column is replaced atomically; a call in flight may see some columns new.
+
+        Raises:
+            ValueError: a column missing, unknown, or of the wrong length.
+        """
+        table = self._saved_model.items
+        expected, size = set(self.spec.lookup_features("item")), int(table.ids.shape[0])
+        if set(columns) != expected:
+            raise ValueError(f"item columns {sorted(columns)} are not the item lookup features {sorted(expected)}")
+        for name, values in columns.items():
+            if len(values) != size:
+                raise ValueError(f"item column {name} has {len(values)} values for {size} items")
+            table.columns[name][:size].assign(tf.constant(values, dtype=table.columns[name].dtype))
+
+    def recommend_features_arrays(
+        self, request: Mapping[str, np.ndarray], history: np.ndarray, k: int
+    ) -> dict[str, np.ndarray]:
+        """The raw outputs of ``recommend_features`` (``item_ids`` ``[B, k]`` bytes,
+        ``scores``, ``known_user``) for validated inputs: ``request`` one array per
+        ``recommend_feature_names``, ``history`` ``[B, H]`` item ids (``""`` padding)."""
+        outputs = self._signatures["recommend_features"](
+            **{n: tf.constant(request[n]) for n in self.recommend_feature_names},
+            history=tf.constant(history, dtype=tf.string),
+            k=tf.constant(k, tf.int32),
+        )
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def recommend_arrays(
+        self, user_ids: np.ndarray, k: int, context: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """The raw outputs of ``recommend`` (features looked up in the graph) for validated inputs."""
         outputs = self._signatures["recommend"](
             user_id=tf.constant(user_ids), k=tf.constant(k, tf.int32), **{n: tf.constant(v) for n, v in context.items()}
