@@ -72,9 +72,12 @@ ui: install
 		trap 'kill $$reports 2>/dev/null' EXIT INT TERM; \
 		$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
 
-## reports: only the report server (what `make ui` starts beside Dagster)
+## reports: the report server (what `make ui` starts beside Dagster), and Evidently's UI over the
+## lake's drift workspace (drift dashboards over time) on the port of RECLAKE_EVIDENTLY_UI_URL (8002)
 reports: install
-	$(BIN)/python -m monitoring.report_server
+	@$(BIN)/python -m monitoring.evidently_ui --exit-with-parent & evidently=$$!; \
+		trap 'kill $$evidently 2>/dev/null' EXIT INT TERM; \
+		$(BIN)/python -m monitoring.report_server
 
 ## serve: `bentoml serve` of the model the last run pinned (for the configured source), on PORT,
 ## with its online feature store, hot swap of newly promoted models and prediction logs

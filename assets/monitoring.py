@@ -1,4 +1,5 @@
-"""Monitoring: a daily Evidently drift report of the features against a reference window."""
+"""Monitoring: a daily Evidently drift report of the features against a reference window,
+also kept as a snapshot in the lake's Evidently workspace for its UI's dashboards."""
 
 import datetime as dt
 import tempfile
@@ -9,6 +10,7 @@ import pandas as pd
 
 from assets.partitions import partition_days, single_run_backfill
 from monitoring.drift import build_drift_report, monitored_columns
+from monitoring.workspace import DriftProject, project_url, workspace_path
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
@@ -28,10 +30,17 @@ def drift_report(
     than the history before the reference starts still grows by construction, so it is
     left out of that day's report (the metadata lists the aggregates compared). A run over a long history (a backfill) reports its
     newest ``drift_days_per_run`` days. Reports are HTML files in the lake under
-    ``reports/drift/dt=YYYY-MM-DD/drift_report.html``.
+    ``reports/drift/dt=YYYY-MM-DD/drift_report.html``; on a local lake each day's snapshot
+    also goes to the source's project in the lake's Evidently workspace (replacing the
+    day's earlier one), which ``make reports`` serves with dashboards over time
+    (``evidently_url`` links the project there, at ``LakeResource.evidently_ui_url``).
     """
     store = lake.get_lake()
     spec = pipeline.feature_spec()
+    folder = workspace_path(store)
+    drift_project = DriftProject(folder, pipeline.source, *monitored_columns(spec)) if folder else None
+    if drift_project is None:
+        context.log.info(f"the lake {store.root} is not local: no Evidently workspace snapshots")
     first_loaded = warehouse.event_dates("training_examples")[0]
     days = partition_days(context)
     reported = set(days[-pipeline.drift_days_per_run :])
@@ -63,6 +72,13 @@ def drift_report(
             local = Path(tmp) / "drift_report.html"
             summary = build_drift_report(current, reference, numerical, categorical, local)
             store.upload_file(str(local), url)
+        evidently_links = {}
+        if drift_project is not None:
+            drift_project.add(day, summary.snapshot)
+            if lake.evidently_ui_url:
+                evidently_links["evidently_url"] = dg.MetadataValue.url(
+                    project_url(lake.evidently_ui_url, drift_project.id)
+                )
         context.log.info(f"{day}: drifted columns {summary.drifted_columns}")
         yield dg.AssetMaterialization(
             asset_key=context.asset_key,
@@ -70,6 +86,7 @@ def drift_report(
             metadata={
                 "status": "reported",
                 **lake.report_links("report", url),
+                **evidently_links,
                 "drifted_share": summary.drifted_share,
                 "drifted_columns": dg.MetadataValue.json(summary.drifted_columns),
                 "dataset_drift": summary.dataset_drift,
@@ -77,6 +94,10 @@ def drift_report(
                 "reference_days": f"{min(dates[dates < day])} .. {day - dt.timedelta(days=1)}",
                 "current_rows": summary.current_rows,
                 "reference_rows": summary.reference_rows,
+                "sampled_rows": dg.MetadataValue.json(
+                    {"current": summary.current_sampled, "reference": summary.reference_sampled}
+                ),
+                "drift_methods": dg.MetadataValue.json(sorted(set(summary.column_methods.values()))),
                 "aggregates_compared": dg.MetadataValue.json(
                     [c for c in numerical + categorical if c in {a.name for a in spec.aggregate_features}]
                 ),

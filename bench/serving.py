@@ -603,7 +603,13 @@ class InProcess:
         self.model.warm_up()
         self.signature_s = 0.0
         recommender = self.model.recommender
-        for name in ("rank_arrays", "retrieve_arrays", "predict_arrays", "recommend_arrays", "recommend_features_arrays"):
+        for name in (
+            "rank_arrays",
+            "retrieve_arrays",
+            "predict_arrays",
+            "recommend_arrays",
+            "recommend_features_arrays",
+        ):
             setattr(recommender, name, self._timed(getattr(recommender, name)))
 
     def _timed(self, method):

@@ -83,6 +83,9 @@ class Settings:
             blocking check on ``raw_events`` fails.
         reports_url: where ``make ui`` serves the lake's reports over HTTP
             (``monitoring.report_server``); the assets link their reports there.
+        evidently_ui_url: where ``make reports`` serves Evidently's UI over the lake's
+            drift workspace (``monitoring.evidently_ui``); ``drift_report`` links its
+            project there.
         online_store_url: the online feature store ``online_features`` publishes to and
             the service reads (``serving.online_store``): ``redis://host:port/db`` for a
             Redis server, ``sqlite:///abs/path.sqlite`` or a path for the embedded store;
@@ -110,6 +113,7 @@ class Settings:
     drift_days_per_run: int = 14
     quarantine_max_share: float = 0.01
     reports_url: str = "http://127.0.0.1:3002"
+    evidently_ui_url: str = "http://127.0.0.1:8002"
     online_store_url: str | None = None
     campaigns: str | None = None
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
@@ -215,6 +219,7 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_DRIFT_DAYS_PER_RUN": (None, "drift_days_per_run"),
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
     "RECLAKE_REPORTS_URL": (None, "reports_url"),
+    "RECLAKE_EVIDENTLY_UI_URL": (None, "evidently_ui_url"),
     "RECLAKE_ONLINE_STORE_URL": (None, "online_store_url"),
     "RECLAKE_CAMPAIGNS": (None, "campaigns"),
     "RECLAKE_SYNTHETIC_START_DATE": ("synthetic", "start_date"),

@@ -26,7 +26,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for ``settings``, keyed by the names the assets ask for."""
     return {
         "lake": LakeResource(
-            root=settings.lake_root, s3_endpoint_url=settings.s3_endpoint_url, reports_url=settings.reports_url
+            root=settings.lake_root,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            reports_url=settings.reports_url,
+            evidently_ui_url=settings.evidently_ui_url,
         ),
         "warehouse": WarehouseResource(path=settings.warehouse_path),
         "dbt": DbtCliResource(

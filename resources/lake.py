@@ -17,11 +17,14 @@ class LakeResource(dg.ConfigurableResource):
             unset for AWS.
         reports_url: where ``monitoring.report_server`` serves this lake over HTTP
             (``make ui`` starts it); None: reports are linked by path only.
+        evidently_ui_url: where ``monitoring.evidently_ui`` serves the lake's Evidently
+            workspace (``make reports`` starts it); None: no link to its projects.
     """
 
     root: str
     s3_endpoint_url: str | None = None
     reports_url: str | None = None
+    evidently_ui_url: str | None = None
 
     def get_lake(self) -> Lake:
         return Lake.open(self.root, self.s3_endpoint_url)

@@ -7,7 +7,14 @@ import pytest
 import toy_examples
 
 from models.calibration import calibration_table, expected_calibration_error, predicted_to_observed_ratio
-from monitoring.drift import build_drift_report, monitored_columns
+from monitoring.drift import (
+    CATEGORICAL_METHOD,
+    DRIFT_THRESHOLD,
+    NUMERICAL_METHOD,
+    SAMPLE_ROWS,
+    build_drift_report,
+    monitored_columns,
+)
 from reclake.feature_spec import load_feature_spec
 
 NUMERICAL, CATEGORICAL = monitored_columns(toy_examples.SPEC)
@@ -38,26 +45,77 @@ def test_drift_report_flags_the_shifted_columns_only(tmp_path):
     current.loc[current.index[: len(current) * 2 // 3], "device"] = "tablet"
     html_path = tmp_path / "reports" / "dt=2024-03-04" / "drift_report.html"
 
-    summary = build_drift_report(
-        current, reference, NUMERICAL, CATEGORICAL, html_path
-    )
+    summary = build_drift_report(current, reference, NUMERICAL, CATEGORICAL, html_path)
 
     assert summary.drifted_columns == ["price", "device"]
     assert summary.drifted_share == pytest.approx(2 / len(NUMERICAL + CATEGORICAL))
     assert summary.dataset_drift is False
     assert (summary.current_rows, summary.reference_rows) == (400, 400)
+    assert (summary.current_sampled, summary.reference_sampled) == (400, 400)  # under SAMPLE_ROWS: every row
     assert set(summary.column_scores) == set(NUMERICAL + CATEGORICAL)
-    # Below 1,000 rows Evidently uses p-values: tiny for shifted columns, 1 for identical ones.
-    assert summary.column_methods["price"] == "K-S p_value"
-    assert summary.column_methods["device"] == "chi-square p_value"
-    assert summary.column_scores["price"] < 1e-6
-    assert summary.column_scores["device"] < 1e-6
-    assert summary.column_scores["user_positive_rate_7d"] == pytest.approx(1.0)
-    assert summary.column_scores["category"] == pytest.approx(1.0)
+    # The method is fixed per column type, whatever the size (no p-values below 1,000 rows):
+    # distances, 0 for identical distributions, drift from DRIFT_THRESHOLD up.
+    assert summary.column_methods["price"] == NUMERICAL_METHOD == "wasserstein"
+    assert summary.column_methods["device"] == CATEGORICAL_METHOD == "jensenshannon"
+    assert set(summary.column_methods.values()) == {NUMERICAL_METHOD, CATEGORICAL_METHOD}
+    assert summary.column_scores["price"] > 5 * DRIFT_THRESHOLD
+    assert summary.column_scores["device"] > 2 * DRIFT_THRESHOLD
+    assert summary.column_scores["user_positive_rate_7d"] == pytest.approx(0.0, abs=1e-9)
+    assert summary.column_scores["category"] == pytest.approx(0.0, abs=1e-9)
+    assert summary.snapshot is not None  # for the Evidently workspace (test_evidently_workspace.py)
 
     html = html_path.read_text(encoding="utf-8")
     for column in NUMERICAL + CATEGORICAL:
         assert f'"column_name": "{column}"' in html  # the per-column drift table row
+
+
+@pytest.fixture(scope="module")
+def big_day():
+    """60,000 impressions of one distribution, split at random into two halves of 30,000."""
+    frame = toy_examples.make_training_examples(n_users=400, n_items=150, n_rows=60_000, seed=3)
+    reference = frame.sample(frac=0.5, random_state=11)
+    return frame.drop(reference.index), reference
+
+
+def test_large_days_are_sampled_and_still_judged_right(tmp_path, big_day):
+    """Both sides above SAMPLE_ROWS are compared on SAMPLE_ROWS rows each: an undrifted
+    day stays far below the threshold everywhere, a small real shift is still caught."""
+    current, reference = big_day
+    assert len(current) > SAMPLE_ROWS and len(reference) > SAMPLE_ROWS
+
+    calm = build_drift_report(current, reference, NUMERICAL, CATEGORICAL, tmp_path / "calm.html")
+
+    assert (calm.current_rows, calm.reference_rows) == (30_000, 30_000)
+    assert (calm.current_sampled, calm.reference_sampled) == (SAMPLE_ROWS, SAMPLE_ROWS)
+    assert calm.drifted_columns == [] and calm.dataset_drift is False
+    assert max(calm.column_scores.values()) < DRIFT_THRESHOLD / 2  # sampling noise only
+
+    shifted = current.copy()
+    shifted["price"] = shifted["price"] + 0.2 * reference["price"].std()  # a fifth of a standard deviation
+    moved = shifted.index[shifted["device"] == "mobile"][: len(shifted) // 8]
+    shifted.loc[moved, "device"] = "desktop"  # an eighth of the traffic changes device
+
+    drifted = build_drift_report(shifted, reference, NUMERICAL, CATEGORICAL, tmp_path / "drifted.html")
+
+    assert drifted.drifted_columns == ["price", "device"]
+    assert drifted.column_scores["price"] == pytest.approx(0.2, abs=0.03)
+
+
+def test_sampling_is_seeded_and_can_be_turned_off(tmp_path, big_day):
+    current, reference = big_day
+    columns = (["price", "user_events_7d"], ["device", "category"])
+
+    first = build_drift_report(current, reference, *columns, tmp_path / "a.html", sample_rows=5_000)
+    again = build_drift_report(current, reference, *columns, tmp_path / "b.html", sample_rows=5_000)
+    other_seed = build_drift_report(current, reference, *columns, tmp_path / "c.html", sample_rows=5_000, seed=1)
+    every_row = build_drift_report(current, reference, *columns, tmp_path / "d.html", sample_rows=None)
+
+    assert first == again  # the same frames give the same sample, hence the same report
+    assert first.column_scores != other_seed.column_scores
+    assert (first.current_sampled, every_row.current_sampled) == (5_000, 30_000)
+    assert first.column_methods == every_row.column_methods  # the same method at any size
+    with pytest.raises(ValueError, match="sample_rows must be at least 1"):
+        build_drift_report(current, reference, *columns, tmp_path / "e.html", sample_rows=0)
 
 
 def test_drift_share_threshold_sets_dataset_drift(tmp_path):

@@ -1,0 +1,197 @@
+"""The daily drift snapshots in a local Evidently workspace, for its UI's dashboards over time.
+
+A workspace is a local folder (``workspace_path``: ``<lake root>/evidently_workspace`` on
+a local lake) that ``python -m monitoring.evidently_ui`` serves. It holds one project per
+source (``ensure_project``: created once, with a dashboard of the share of drifted
+columns and each monitored column's drift score over time) and one snapshot per daily
+partition (``add_drift_snapshot``: the partition's snapshot has an id derived from the
+project and the day, so re-reporting a day replaces its snapshot instead of adding one).
+
+Snapshots are dated at their partition's midnight, so the dashboards' time axis is the
+data's calendar, not the time the reports ran.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from reclake.lake import Lake
+
+if TYPE_CHECKING:
+    from evidently.core.report import Snapshot
+    from evidently.sdk.models import DashboardModel
+    from evidently.ui.workspace import Workspace
+
+WORKSPACE_DIR = "evidently_workspace"
+"""The workspace's folder under the lake root."""
+PARTITION_KEY = "partition"
+"""Snapshot metadata key holding the partition's day (``YYYY-MM-DD``)."""
+DRIFT_TAG = "drift"
+"""Tag of the drift snapshots (the dashboards plot snapshots with it)."""
+# Namespace of the ids derived here (projects from the source, snapshots and panels from
+# the project): the same inputs give the same ids in every process.
+_NAMESPACE = uuid.UUID("6f0f3c1e-4b7a-5d2e-9c8b-2a1d0e7f5b39")
+
+
+def workspace_path(lake: Lake) -> str | None:
+    """The lake's Evidently workspace folder; None for a lake that is not a local folder
+    (Evidently's UI serves local folders)."""
+    return lake.url(WORKSPACE_DIR) if lake.is_local else None
+
+
+def project_id(source: str) -> uuid.UUID:
+    """The id of ``source``'s drift project: the same in every workspace and process."""
+    return uuid.uuid5(_NAMESPACE, f"project:{source}")
+
+
+def snapshot_id(project: uuid.UUID, day: dt.date) -> uuid.UUID:
+    """The id of the snapshot of ``day`` in ``project``: one per partition."""
+    return uuid.uuid5(_NAMESPACE, f"snapshot:{project}:{day.isoformat()}")
+
+
+def project_url(ui_url: str, project: uuid.UUID) -> str:
+    """The page of ``project`` in the Evidently UI served at ``ui_url``."""
+    return f"{ui_url.rstrip('/')}/projects/{project}"
+
+
+def open_workspace(path: str) -> Workspace:
+    """The Evidently workspace at the local folder ``path`` (created when missing)."""
+    from evidently.ui.workspace import Workspace
+
+    return Workspace(path)
+
+
+def ensure_project(
+    workspace: Workspace, source: str, numerical: Sequence[str], categorical: Sequence[str]
+) -> uuid.UUID:
+    """``source``'s drift project, created with its dashboard when the workspace lacks it;
+    an existing project (and any change made to its dashboard in the UI) is left as is.
+
+    Args:
+        workspace: the workspace (``open_workspace``).
+        source: the source's name; the project is named after it.
+        numerical: numerical columns to chart (all the source may monitor).
+        categorical: categorical columns to chart.
+
+    Returns:
+        The project's id (``project_id(source)``).
+    """
+    from evidently.sdk.models import ProjectModel
+
+    project = project_id(source)
+    if workspace.get_project(project) is None:
+        workspace.add_project(
+            ProjectModel(
+                id=project,
+                name=f"{source} drift",
+                description=f"Daily feature drift of the {source} source's training_examples against the days before",
+            )
+        )
+        workspace.save_dashboard(project, drift_dashboard(project, numerical, categorical))
+    return project
+
+
+def drift_dashboard(project: uuid.UUID, numerical: Sequence[str], categorical: Sequence[str]) -> DashboardModel:
+    """The dashboard of a drift project: the share of drifted columns over time, then the
+    drift score of each numerical column (normed Wasserstein) and of each categorical one
+    (Jensen-Shannon) over time, one line per column."""
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
+    from evidently.sdk.models import DashboardModel, DashboardPanelPlot, DashboardTabModel, PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    drifted, value_drift = DriftedColumnsCount.__get_type__(), ValueDrift.__get_type__()
+
+    def per_column(title: str, columns: Sequence[str]) -> DashboardPanelPlot:
+        values = [
+            PanelMetric(legend=column, tags=[DRIFT_TAG], metric=value_drift, metric_labels={"column": column})
+            for column in columns
+        ]
+        return line_plot_panel(title=title, values=values, description="0: the day matches its reference")
+
+    panels = [
+        line_plot_panel(
+            title="Share of drifted columns",
+            values=[
+                PanelMetric(legend="share", tags=[DRIFT_TAG], metric=drifted, metric_labels={"value_type": "share"})
+            ],
+            description="Columns whose distance reached the threshold, per day",
+        )
+    ]
+    if numerical:
+        panels.append(per_column("Drift score: numerical columns (normed Wasserstein distance)", numerical))
+    if categorical:
+        panels.append(per_column("Drift score: categorical columns (Jensen-Shannon distance)", categorical))
+    # Ids derived from the project and the title, so that a dashboard is written identically every time.
+    panels = [panel.copy(update={"id": uuid.uuid5(project, panel.title)}) for panel in panels]
+    tab = DashboardTabModel(id=uuid.uuid5(project, "tab:Drift"), title="Drift", panels=[panel.id for panel in panels])
+    return DashboardModel(tabs=[tab], panels=panels)
+
+
+def add_drift_snapshot(workspace: Workspace, project: uuid.UUID, day: dt.date, snapshot: Snapshot) -> uuid.UUID:
+    """Store ``snapshot`` as the drift snapshot of ``day`` in ``project``, replacing the
+    day's earlier one.
+
+    The snapshot is dated at ``day``'s midnight, named ``drift YYYY-MM-DD``, tagged
+    ``DRIFT_TAG`` and carries the day under ``PARTITION_KEY`` in its metadata.
+
+    Returns:
+        The snapshot's id (``snapshot_id(project, day)``).
+    """
+    model = snapshot.to_snapshot_model()
+    model = model.copy(
+        update={
+            "name": f"drift {day.isoformat()}",
+            "timestamp": dt.datetime(day.year, day.month, day.day),
+            "metadata": {**model.metadata, PARTITION_KEY: day.isoformat()},
+            "tags": sorted({*model.tags, DRIFT_TAG}),
+        }
+    )
+    snapshot_key = snapshot_id(project, day)
+    # Workspace.add_run draws a new id for every call; writing under the day's own id (as
+    # add_run does under its new one) makes a re-run of the day replace its snapshot.
+    workspace.state.write_snapshot(project, snapshot_key, model)
+    return snapshot_key
+
+
+class DriftProject:
+    """``source``'s drift project in the workspace at ``path``: the workspace is opened,
+    and the project created, on the first ``add`` (opening imports Evidently's service).
+
+    Args:
+        path: the workspace folder (``workspace_path``).
+        source: the source's name.
+        numerical: numerical columns the dashboard charts.
+        categorical: categorical columns the dashboard charts.
+    """
+
+    def __init__(self, path: str, source: str, numerical: Sequence[str], categorical: Sequence[str]):
+        self.path = path
+        self.source = source
+        self.numerical = list(numerical)
+        self.categorical = list(categorical)
+        self._workspace: Workspace | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return project_id(self.source)
+
+    def add(self, day: dt.date, snapshot: Snapshot) -> uuid.UUID:
+        """Store ``snapshot`` as ``day``'s (``add_drift_snapshot``); returns its id."""
+        if self._workspace is None:
+            self._workspace = open_workspace(self.path)
+            ensure_project(self._workspace, self.source, self.numerical, self.categorical)
+        return add_drift_snapshot(self._workspace, self.id, day, snapshot)
+
+
+def partitions(workspace: Workspace, project: uuid.UUID) -> list[str]:
+    """The days (``YYYY-MM-DD``) of the drift snapshots in ``project``, one entry per
+    snapshot, sorted."""
+    days = []
+    for run in workspace.list_runs(project):
+        model = workspace.get_run(project, run)
+        if model is not None and PARTITION_KEY in model.metadata:
+            days.append(str(model.metadata[PARTITION_KEY]))
+    return sorted(days)

@@ -1,0 +1,216 @@
+"""The Evidently workspace of the drift snapshots: one project per source, one snapshot per
+day, the ``drift_report`` asset filling it, and Evidently's UI serving it over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import dagster as dg
+import duckdb
+import psutil
+import pytest
+import requests
+import toy_examples
+from conftest import PROJECT_ROOT, free_port, process_env
+
+from assets.monitoring import build_drift_report_asset
+from monitoring.drift import build_drift_report, monitored_columns
+from monitoring.workspace import (
+    add_drift_snapshot,
+    ensure_project,
+    open_workspace,
+    partitions,
+    project_id,
+    project_url,
+    snapshot_id,
+    workspace_path,
+)
+from reclake.lake import Lake
+from resources.lake import LakeResource
+from resources.pipeline import PipelineResource
+from resources.warehouse import WarehouseResource
+
+NUMERICAL, CATEGORICAL = monitored_columns(toy_examples.SPEC)
+DAY_1, DAY_2 = dt.date(2024, 3, 2), dt.date(2024, 3, 3)
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """(undrifted, drifted) drift reports of a small day against its reference."""
+    folder = tmp_path_factory.mktemp("reports")
+    reference = toy_examples.make_training_examples(n_rows=400, seed=1)
+    same = reference.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    shifted = same.copy()
+    shifted["price"] = shifted["price"] * 1.6 + 10.0
+    calm = build_drift_report(same, reference, NUMERICAL, CATEGORICAL, folder / "calm.html")
+    drifted = build_drift_report(shifted, reference, NUMERICAL, CATEGORICAL, folder / "drifted.html")
+    assert (calm.drifted_columns, drifted.drifted_columns) == ([], ["price"])
+    return calm, drifted
+
+
+def _share(workspace, project: uuid.UUID, day: dt.date) -> float:
+    """The share of drifted columns in ``day``'s stored snapshot."""
+    model = workspace.get_run(project, snapshot_id(project, day))
+    return next(r.share.value for r in model.metric_results.values() if hasattr(r, "share"))
+
+
+def test_one_snapshot_per_partition_and_a_rerun_replaces_it(tmp_path, reports):
+    calm, drifted = reports
+    workspace = open_workspace(str(tmp_path / "ws"))
+    project = ensure_project(workspace, "synthetic", NUMERICAL, CATEGORICAL)
+
+    add_drift_snapshot(workspace, project, DAY_1, calm.snapshot)
+    add_drift_snapshot(workspace, project, DAY_2, calm.snapshot)
+    assert partitions(workspace, project) == ["2024-03-02", "2024-03-03"]
+
+    again = add_drift_snapshot(workspace, project, DAY_2, drifted.snapshot)  # the day is reported again
+
+    assert partitions(workspace, project) == ["2024-03-02", "2024-03-03"]  # replaced, not added
+    assert len(workspace.list_runs(project)) == 2
+    assert _share(workspace, project, DAY_2) == pytest.approx(1 / len(NUMERICAL + CATEGORICAL))
+    assert _share(workspace, project, DAY_1) == 0.0
+    stored = workspace.get_run(project, again)
+    assert stored.timestamp == dt.datetime(2024, 3, 3)  # dated at its partition, not at the run
+    assert (stored.name, stored.tags, stored.metadata["partition"]) == ("drift 2024-03-03", ["drift"], "2024-03-03")
+
+
+def test_the_project_is_created_once_per_source_with_its_dashboard(tmp_path):
+    workspace = open_workspace(str(tmp_path / "ws"))
+
+    first = ensure_project(workspace, "synthetic", NUMERICAL, CATEGORICAL)
+    assert ensure_project(open_workspace(str(tmp_path / "ws")), "synthetic", NUMERICAL, CATEGORICAL) == first
+    other = ensure_project(workspace, "criteo", ["I1"], ["C1"])
+
+    assert first == project_id("synthetic") != other
+    assert sorted(p.name for p in workspace.list_projects()) == ["criteo drift", "synthetic drift"]
+    dashboard = workspace.get_dashboard(first)
+    titles = [panel.title for panel in dashboard.panels]
+    assert titles[0] == "Share of drifted columns" and len(titles) == 3
+    charted = {value.metric_labels["column"] for panel in dashboard.panels[1:] for value in panel.values}
+    assert charted == set(NUMERICAL + CATEGORICAL)
+    assert [tab.panels for tab in dashboard.tabs] == [[panel.id for panel in dashboard.panels]]
+
+
+def test_the_workspace_lives_in_a_local_lake_only(tmp_path):
+    assert workspace_path(Lake.open(str(tmp_path / "lake"))) == str(tmp_path / "lake" / "evidently_workspace")
+    assert workspace_path(Lake.open("s3://bucket/lake", "http://127.0.0.1:9")) is None
+    assert project_url("http://127.0.0.1:8002/", project_id("x")) == f"http://127.0.0.1:8002/projects/{project_id('x')}"
+
+
+def _warehouse(path, days: tuple[str, ...]) -> WarehouseResource:
+    frame = toy_examples.make_training_examples(n_rows=300 * len(days), days=days, seed=5)
+    with duckdb.connect(str(path)) as connection:
+        connection.register("frame", frame)
+        connection.execute(
+            "create table training_examples as select * replace (cast(event_date as date) as event_date) from frame"
+        )
+    return WarehouseResource(path=str(path))
+
+
+def test_the_drift_report_asset_adds_each_day_to_the_workspace_and_links_it(tmp_path):
+    days = ("2024-03-01", "2024-03-02", "2024-03-03")
+    resources = {
+        "lake": LakeResource(root=str(tmp_path / "lake"), evidently_ui_url="http://127.0.0.1:8765"),
+        "warehouse": _warehouse(tmp_path / "warehouse.duckdb", days),
+        "pipeline": PipelineResource(
+            source="synthetic",
+            downloads_dir=str(tmp_path / "downloads"),
+            data_docs_dir=str(tmp_path / "data_docs"),
+            ranker_config="dcn_v2_stacked",
+            training_window_days=7,
+            drift_reference_days=7,
+            drift_days_per_run=14,
+            quarantine_max_share=0.01,
+        ),
+    }
+    asset = build_drift_report_asset(dg.DailyPartitionsDefinition(start_date="2024-03-01"))
+    instance = dg.DagsterInstance.ephemeral()
+
+    for day in ("2024-03-02", "2024-03-03", "2024-03-03"):  # the last day twice
+        result = dg.materialize([asset], partition_key=day, resources=resources, instance=instance)
+        assert result.success
+
+    [materialization] = result.asset_materializations_for_node("drift_report")
+    project = project_id("synthetic")
+    assert materialization.metadata["evidently_url"] == dg.MetadataValue.url(  # beside report_path
+        f"http://127.0.0.1:8765/projects/{project}"
+    )
+    metadata = materialization.metadata
+    assert metadata["sampled_rows"].value == {  # small days: every row
+        "current": metadata["current_rows"].value,
+        "reference": metadata["reference_rows"].value,
+    }
+    assert metadata["drift_methods"].value == ["jensenshannon", "wasserstein"]
+    assert "report_path" in materialization.metadata
+    workspace = open_workspace(str(tmp_path / "lake" / "evidently_workspace"))
+    assert partitions(workspace, project) == ["2024-03-02", "2024-03-03"]
+
+
+def _wait_for(predicate, seconds: float = 90.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _projects(base: str) -> list[dict] | None:
+    try:
+        answer = requests.get(f"{base}/api/projects", timeout=5)
+    except requests.ConnectionError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def test_the_evidently_ui_serves_the_project_and_its_days_and_stops_with_its_shell(tmp_path, reports):
+    """As ``make reports`` starts it: in the background of a shell, on the lake's workspace."""
+    calm, drifted = reports
+    lake = tmp_path / "lake"
+    workspace = open_workspace(workspace_path(Lake.open(str(lake))))
+    project = ensure_project(workspace, "synthetic", NUMERICAL, CATEGORICAL)
+    add_drift_snapshot(workspace, project, DAY_1, calm.snapshot)
+    add_drift_snapshot(workspace, project, DAY_2, drifted.snapshot)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = process_env(
+        {"RECLAKE_STATE_DIR": str(tmp_path), "RECLAKE_LAKE_ROOT": str(lake), "RECLAKE_EVIDENTLY_UI_URL": base}
+    )
+    command = f"{sys.executable} -m monitoring.evidently_ui --exit-with-parent & echo $!; exec sleep 600"
+    shell = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT, text=True)
+    ui = None
+    try:
+        ui = int(shell.stdout.readline())
+        assert _wait_for(lambda: _projects(base)), "the Evidently UI never answered"
+        assert [(p["id"], p["name"]) for p in _projects(base)] == [(str(project), "synthetic drift")]
+        page = requests.get(project_url(base, project), timeout=10)  # what the asset links to
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        snapshots = requests.get(f"{base}/api/projects/{project}/snapshots", timeout=10).json()
+        assert sorted(s["metadata"]["partition"] for s in snapshots) == ["2024-03-02", "2024-03-03"]
+        # The dashboard's first panel, as the UI asks for it: the share of drifted columns per day.
+        [share] = requests.get(f"{base}/api/v2/dashboards/{project}", timeout=10).json()["panels"][0]["values"]
+        series_filter = {key: share[key] for key in ("tags", "metadata", "metric", "metric_labels")}
+        series = requests.post(
+            f"{base}/api/v2/snapshots/{project}/data_series_batch", json={"series_filter": [series_filter]}, timeout=10
+        ).json()
+        assert [source["timestamp"][:10] for source in series["sources"]] == ["2024-03-02", "2024-03-03"]
+        assert series["series"][0]["values"] == pytest.approx([0.0, 1 / len(NUMERICAL + CATEGORICAL)])
+        shell.kill()  # the shell ends (as when the report server stops): the UI follows
+        assert _wait_for(lambda: _gone(ui), 20), "the Evidently UI outlived its shell"
+    finally:
+        shell.kill()
+        if ui is not None and not _gone(ui):
+            os.kill(ui, signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
