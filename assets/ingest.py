@@ -114,8 +114,8 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: 
     """Validated bronze events: one Parquet file per day, replaced on every run.
 
     Reads the day's landing files, types and validates every row against the source's
-    bronze contract (canonical columns plus the feature spec's, with its value rules, in
-    pandera), writes the good rows to ``bronze/<source>/dt=.../`` and the rejected
+    bronze contract (canonical columns plus the feature spec's, with its value rules, as
+    SQL in DuckDB), writes the good rows to ``bronze/<source>/dt=.../`` and the rejected
     ones, with file, line, field and reason, to ``quarantine/<source>/dt=.../``. Each day
     of a run gets its own row counts and its own result of the quarantine check.
     """

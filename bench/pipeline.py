@@ -11,6 +11,8 @@ For the synthetic source, prints one JSON line with:
   item events and positives over the 1, 7 and 30 days strictly before it), and
   ``pipeline_to_floor``: how many times slower the pipeline is than that floor (a ratio
   measured in one run, so a shared machine's noise hits both);
+- ``step_seconds``: where the backfill's time went, per step of the run (landing,
+  ingestion into bronze, dbt);
 - peak resident memory and the core count.
 
 Usage: ``python bench/pipeline.py [--events-per-day 50000] [--days 20] [--history 30 90]``
@@ -35,8 +37,9 @@ configure_process()
 STAGES = ("landing", "bronze", "staging", "intermediate", "marts")  # asset groups: landing files to feature marts
 
 
-def _materialize(defs, instance, first: dt.date, last: dt.date) -> float:
-    """Land, ingest and build features for [first, last] as one run; returns seconds."""
+def _materialize(defs, instance, first: dt.date, last: dt.date, steps: dict | None = None) -> float:
+    """Land, ingest and build features for [first, last] as one run; returns seconds
+    (and fills ``steps`` with each step's seconds when given)."""
     import dagster as dg
 
     job = dg.define_asset_job("bench_features", selection=dg.AssetSelection.groups(*STAGES)).resolve(
@@ -53,7 +56,12 @@ def _materialize(defs, instance, first: dt.date, last: dt.date) -> float:
         },
     )
     assert result.success
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if steps is not None:
+        for stats in instance.get_run_step_stats(result.run_id):
+            if stats.start_time is not None and stats.end_time is not None:
+                steps[stats.step_key] = round(stats.end_time - stats.start_time, 1)
+    return seconds
 
 
 _STRINGS = ("event_id", "user_id", "item_id", "user_segment", "device", "category")
@@ -151,9 +159,12 @@ def main() -> None:
     try:
         defs, settings = _fresh_definitions(root / "throughput", args.days, args.events_per_day)
         start = settings.synthetic_start
-        seconds = _materialize(defs, dg.DagsterInstance.ephemeral(), start, start + dt.timedelta(days=args.days - 1))
+        steps: dict[str, float] = {}
+        last = start + dt.timedelta(days=args.days - 1)
+        seconds = _materialize(defs, dg.DagsterInstance.ephemeral(), start, last, steps)
         events = args.days * args.events_per_day
         report["throughput"] = {"events": events, "seconds": round(seconds, 1), "events_per_s": round(events / seconds)}
+        report["step_seconds"] = steps
         floor = _duckdb_floor(Path(settings.lake_root) / "landing" / settings.source, root / "duckdb_floor")
         if floor["events"] != events:
             raise AssertionError(f"the floor read {floor['events']} events, the pipeline {events}")

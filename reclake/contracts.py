@@ -4,7 +4,7 @@ Every source's bronze ``events`` (and so ``fct_events``) starts with these colum
 this order; a source that lacks one leaves it null, and the feature spec appends the
 source's own columns after them. What reads this:
 
-- ``sources.bronze_schema`` builds the pandera rules of bronze from it (types, binary
+- ``sources.bronze_schema`` builds the bronze rules (run as SQL by ``sources.engine_validation``) from it (types, binary
   labels, non-negative prices): the authoritative row-level check;
 - ``sources.formats.canonical`` gives the parsers' output these columns and dtypes;
 - ``monitoring.data_quality`` builds the Great Expectations suites' column expectations;

@@ -1,30 +1,41 @@
 """Which event ids bronze already holds on nearby days: duplicates across days.
 
 A log shipper that retries around midnight, or a day delivered twice under two dates,
-puts the same event in two daily partitions; within a day the bronze schema already
-rejects repeats. ``EventIdIndex`` answers "is this id in bronze on another day, and
-which?" for the days around the one being ingested, without rescanning all history:
-it reads only the ``event_id`` column of the bronze days within ``window_days`` on
-either side, once per run, and keeps them as 64-bit hashes (8 bytes per id).
+puts the same event in two daily partitions; within a day the validation engine
+already rejects repeats. ``EventIdIndex`` gives the engine the ids of the bronze days
+within ``window_days`` on either side of the one being ingested, without rescanning all
+history: it reads only the ``event_id`` column of each day, once per run, and keeps the
+ids as DuckDB 64-bit hashes (8 bytes per id), the same ``hash(event_id)`` the engine's
+SQL joins on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 
+import duckdb
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from reclake.lake import Lake
+from sources.engine_validation import NEARBY_IDS_SCHEMA
 
 # Days on either side of a partition whose bronze ids are checked (retries and late
 # deliveries land next to their day; a longer window costs a read of each extra day).
 DUPLICATE_WINDOW_DAYS = 7
 
 
-def hash_ids(ids: pd.Series) -> np.ndarray:
-    """64-bit hashes of event ids (a collision needs ~4 billion ids per window)."""
-    return pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
+def hash_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """DuckDB's 64-bit ``hash`` of event ids (a collision needs ~4 billion ids per window)."""
+    if not len(ids):
+        return np.empty(0, dtype=np.uint64)
+    table = pa.table({"event_id": ids})
+    with duckdb.connect() as connection:
+        connection.register("ids", table)
+        hashes = connection.sql("select hash(event_id::varchar) as id_hash from ids").fetchnumpy()["id_hash"]
+    return np.asarray(hashes, dtype=np.uint64)
 
 
 class EventIdIndex:
@@ -44,27 +55,34 @@ class EventIdIndex:
         if day not in self._days:
             url = self._lake.bronze_file(self._source, day)
             if self._lake.exists(url):
-                self._days[day] = np.sort(hash_ids(self._lake.read_parquet(url, columns=["event_id"])["event_id"]))
+                table = pq.read_table(io.BytesIO(self._lake.read_bytes(url)), columns=["event_id"])
+                self._days[day] = hash_ids(table.column("event_id"))
             else:
                 self._days[day] = np.empty(0, dtype=np.uint64)
         return self._days[day]
 
-    def other_days(self, day: dt.date, ids: pd.Series) -> pd.Series:
-        """For each id, the nearest other day within the window whose bronze holds it
-        (the earlier of two equally near), or None."""
-        hashed = hash_ids(ids)
-        found = pd.Series(None, index=ids.index, dtype=object)
+    def nearby(self, day: dt.date) -> pa.Table:
+        """Ids in bronze on the other days of ``day``'s window (``NEARBY_IDS_SCHEMA``):
+        each hash with its day and that day's rank, nearest first (the earlier of two
+        equally near)."""
         offsets = sorted(range(-self._window, self._window + 1), key=lambda o: (abs(o), o))
-        for offset in (o for o in offsets if o):
+        tables = []
+        for rank, offset in enumerate(o for o in offsets if o):
             other = day + dt.timedelta(days=offset)
             known = self._ids_of(other)
-            if not len(known):
-                continue
-            position = np.clip(np.searchsorted(known, hashed), 0, len(known) - 1)
-            hit = (known[position] == hashed) & found.isna().to_numpy()
-            found[hit] = other.isoformat()
-        return found
+            if len(known):
+                tables.append(
+                    pa.table(
+                        {
+                            "other_day": pa.repeat(pa.scalar(other.isoformat(), pa.string()), len(known)),
+                            "distance": pa.repeat(pa.scalar(rank, pa.int32()), len(known)),
+                            "id_hash": pa.array(known, pa.uint64()),
+                        },
+                        schema=NEARBY_IDS_SCHEMA,
+                    )
+                )
+        return pa.concat_tables(tables) if tables else NEARBY_IDS_SCHEMA.empty_table()
 
-    def replace(self, day: dt.date, ids: pd.Series) -> None:
-        """Record what bronze now holds for ``day`` (after it was written)."""
-        self._days[day] = np.sort(hash_ids(ids))
+    def replace(self, day: dt.date, ids: pa.Array | pa.ChunkedArray) -> None:
+        """Record the event ids bronze now holds for ``day`` (after it was written)."""
+        self._days[day] = hash_ids(ids)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass
-from functools import partial
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from reclake.feature_spec import FeatureSpec
 from reclake.lake import Lake
-from sources.bronze_schema import QUARANTINE_COLUMNS, validate_events
+from sources.engine_validation import connect, validate_lines
 from sources.event_ids import EventIdIndex
 from sources.landing import NoLandingDataError, read_landing_day
 
@@ -59,7 +61,8 @@ def ingest_landing_day(
     their value rules. Good rows go to ``bronze/<source>/dt=<day>/part-0.parquet``; rejected rows (broken
     JSON, missing or mistyped fields, rule violations) go to the quarantine file with
     their file, line, field and reason. Both are rewritten on every run, so
-    re-materializing a day replaces it.
+    re-materializing a day replaces it. The lines are validated in DuckDB
+    (``sources.engine_validation``), with no Python per row.
 
     Args:
         lake: the lake.
@@ -77,43 +80,48 @@ def ingest_landing_day(
     """
     source = spec.source
     event_ids = event_ids or EventIdIndex(lake, source)
+    bronze_url, quarantine_url = lake.bronze_file(source, day), lake.quarantine_file(source, day)
+    connection = connect()
     try:
-        landing = read_landing_day(lake, source, day)
-    except NoLandingDataError:
-        if not allow_empty:
-            raise
-        lake.remove(lake.bronze_file(source, day))
-        event_ids.replace(day, pd.Series([], dtype=object))
-        return IngestedDay(day, [], 0, 0, 0, lake.bronze_file(source, day), None, {})
-    holding = partial(event_ids.other_days, day)
-    validated = validate_events(landing.records, day, spec, holding) if len(landing.records) else None
-    valid = validated.valid if validated else None
-    quarantined = pd.concat(
-        [landing.unparseable] + ([validated.quarantined] if validated else []), ignore_index=True
-    )[QUARANTINE_COLUMNS]  # fmt: skip
-    quarantined = quarantined.sort_values(["source_file", "line_number"], kind="stable").reset_index(drop=True)
+        try:
+            landing = read_landing_day(lake, source, day, connection)
+        except NoLandingDataError:
+            if not allow_empty:
+                raise
+            lake.remove(bronze_url)
+            event_ids.replace(day, pa.array([], pa.string()))
+            return IngestedDay(day, [], 0, 0, 0, bronze_url, None, {})
+        result = validate_lines(connection, landing.lines, spec, day, event_ids.nearby(day))
+    finally:
+        connection.close()
+    quarantined = pa.concat_tables([landing.rejects, result.quarantined]).sort_by(
+        [("source_file", "ascending"), ("line_number", "ascending")]
+    )
 
-    bronze_url = lake.bronze_file(source, day)
     lake.remove(bronze_url)
-    if valid is not None and len(valid):
-        lake.write_parquet(valid, bronze_url)
-    event_ids.replace(day, pd.Series([], dtype=object) if valid is None else valid["event_id"])
-    quarantine_url = lake.quarantine_file(source, day)
+    if result.bronze.num_rows:
+        _write_parquet(lake, result.bronze, bronze_url)
+    event_ids.replace(day, result.bronze.column("event_id"))
     lake.remove(quarantine_url)
-    if len(quarantined):
-        lake.write_parquet(quarantined, quarantine_url)
+    if quarantined.num_rows:
+        _write_parquet(lake, quarantined, quarantine_url)
 
-    reasons: dict[str, int] = {}
-    for fields in quarantined["field"]:
-        for field in str(fields).split(", "):
-            reasons[field] = reasons.get(field, 0) + 1
+    fields = pc.list_flatten(pc.split_pattern(quarantined.column("field"), ", "))
+    reasons = {count["values"]: count["counts"] for count in pc.value_counts(fields).to_pylist()}
     return IngestedDay(
         day=day,
         files=landing.files,
-        input_rows=landing.input_rows,
-        bronze_rows=0 if valid is None else len(valid),
-        quarantined_rows=len(quarantined),
+        input_rows=result.input_rows + landing.rejects.num_rows,
+        bronze_rows=result.bronze.num_rows,
+        quarantined_rows=quarantined.num_rows,
         bronze_url=bronze_url,
-        quarantine_url=quarantine_url if len(quarantined) else None,
+        quarantine_url=quarantine_url if quarantined.num_rows else None,
         reasons=reasons,
     )
+
+
+def _write_parquet(lake: Lake, table: pa.Table, url: str) -> None:
+    """Write a table as one zstd Parquet file, replacing any file there."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    lake.write_bytes(url, buffer.getvalue())

@@ -1,37 +1,43 @@
-"""Read one day of a landing zone back, keeping every line accounted for.
+"""Read one day of a landing zone into lines for the validation engine, keeping every
+line accounted for.
 
 Landing files are gzipped or plain JSON lines (``*.jsonl``, ``*.json``, ``*.ndjson``, each
 optionally ``.gz``, in any letter case) or Parquet (``*.parquet``). Names starting with
 ``_`` or ``.`` are markers (``_SUCCESS``, ``.crc``) and are skipped, as everywhere in the
-lake. Everything else is accounted for here, with its file and line number:
+lake. Files are read whole through the lake (local or object storage), split into lines
+by Arrow, and handed to ``sources.engine_validation`` as bytes with their file and line
+number; nothing here looks at a line on its own. What is rejected here, per file:
 
-- a line that is not valid UTF-8 or not a JSON object is a reject;
 - a compressed file cut short keeps the lines before the cut, and the rest is one
   ``truncated file`` reject naming the last good line;
 - an unreadable Parquet file, or a file of another type, is one reject naming it.
 
-Everything else becomes a record for ``bronze_schema.validate_events``.
+A Parquet file's rows become JSON lines (one per row, numbered from 1), so that they go
+through the same rules as JSON lines.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import json
+import io
 import posixpath
 import zlib
 from dataclasses import dataclass
 
-import pandas as pd
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reclake.lake import Lake, is_marker_file
-from sources.bronze_schema import LINE_NUMBER, QUARANTINE_COLUMNS, RAW, SOURCE_FILE
+from sources.bronze_schema import QUARANTINE_SCHEMA
+from sources.engine_validation import LINES_SCHEMA, connect
 
 JSON_LINES_SUFFIXES = (".jsonl", ".json", ".ndjson")
 LANDING_SUFFIXES = (*JSON_LINES_SUFFIXES, *(s + ".gz" for s in JSON_LINES_SUFFIXES), ".parquet")
-# What reading a compressed file that was cut short or corrupted raises.
-_CUT_SHORT = (EOFError, gzip.BadGzipFile, zlib.error)
+# Compressed bytes fed to the decompressor at a time: a cut keeps everything before it.
+_GZIP_BLOCK = 1 << 20
 
 
 class NoLandingDataError(FileNotFoundError):
@@ -43,23 +49,29 @@ class LandingDay:
     """The raw content of one landing day.
 
     Attributes:
-        records: one row per parsed record, with ``_source_file``, ``_line_number`` and
-            ``_raw`` columns saying where it came from.
-        unparseable: lines that are not JSON objects, in the quarantine layout.
+        lines: every line of every file, ``engine_validation.LINES_SCHEMA`` (blank lines
+            included: the engine skips them).
+        rejects: what could not be read into lines (whole files, the rest of a cut file),
+            ``bronze_schema.QUARANTINE_SCHEMA``.
         files: the landing files read, in order.
     """
 
-    records: pd.DataFrame
-    unparseable: pd.DataFrame
+    lines: pa.Table
+    rejects: pa.Table
     files: list[str]
 
-    @property
-    def input_rows(self) -> int:
-        return len(self.records) + len(self.unparseable)
 
-
-def read_landing_day(lake: Lake, source: str, day: dt.date) -> LandingDay:
+def read_landing_day(
+    lake: Lake, source: str, day: dt.date, connection: duckdb.DuckDBPyConnection | None = None
+) -> LandingDay:
     """Read every landing file of ``source`` for ``day``.
+
+    Args:
+        lake: the lake.
+        source: the source.
+        day: the partition day.
+        connection: DuckDB connection (``engine_validation.connect()``) that turns
+            Parquet rows into JSON lines; None: a new one.
 
     Raises:
         NoLandingDataError: when the day's landing folder has no landing files.
@@ -68,73 +80,93 @@ def read_landing_day(lake: Lake, source: str, day: dt.date) -> LandingDay:
     files = [f for f in lake.list_files(folder) if not is_marker_file(posixpath.basename(f))]
     if not files:
         raise NoLandingDataError(f"no landing files for source {source!r} on {day}: looked in {folder}")
-    frames, rejects = [], []
-    for url in files:
+    connection = connection or connect()
+    tables, rejects = [], []
+    for index, url in enumerate(files):
         name = posixpath.basename(url)
         if not name.lower().endswith(LANDING_SUFFIXES):
             reason = f"not a landing file (read: {', '.join(LANDING_SUFFIXES)}): not read"
-            rejects.append(_reject(name, 0, "<file>", reason, ""))
+            rejects.append(_reject(name, 0, "<file>", reason))
         elif name.lower().endswith(".parquet"):
             try:
-                frames.append(_read_parquet_records(lake, url))
+                tables.append(_read_parquet_records(lake, url, index, connection))
             except Exception as error:  # noqa: BLE001 - any unreadable file is one reject, named
-                rejects.append(_reject(name, 0, "<file>", f"unreadable Parquet file: {error}", ""))
+                rejects.append(_reject(name, 0, "<file>", f"unreadable Parquet file: {error}"))
         else:
-            parsed, bad = _read_jsonl_records(lake, url)
-            frames.append(parsed)
-            rejects.extend(bad)
-    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    unparseable = pd.DataFrame(rejects, columns=QUARANTINE_COLUMNS)
-    return LandingDay(records=records, unparseable=unparseable, files=files)
+            lines, cut = _read_jsonl_lines(lake, url, index)
+            tables.append(lines)
+            if cut:
+                rejects.append(cut)
+    lines = pa.concat_tables(tables) if tables else LINES_SCHEMA.empty_table()
+    return LandingDay(lines=lines, rejects=pa.Table.from_pylist(rejects, schema=QUARANTINE_SCHEMA), files=files)
 
 
-def _read_jsonl_records(lake: Lake, url: str) -> tuple[pd.DataFrame, list[dict]]:
-    """Records and rejects of one JSON-lines file (gzipped when its name ends in .gz)."""
+def _read_jsonl_lines(lake: Lake, url: str, index: int) -> tuple[pa.Table, dict | None]:
+    """The lines of one JSON-lines file (gzipped when its name ends in .gz), and the
+    reject of a compressed file cut short (or None)."""
     name = posixpath.basename(url)
-    rows, rejects = [], []
-    number = 0
+    data, error = lake.read_bytes(url), None
+    if name.lower().endswith(".gz"):
+        data, error = _gunzip(data)
+    lines = pc.split_pattern(pa.array([data], pa.large_binary()), b"\n").flatten()
+    if error is not None:
+        lines = lines.slice(0, len(lines) - 1)  # the line the cut ran through
+    table = _lines_table(lines, name, index)
+    if error is None:
+        return table, None
+    reason = f"truncated file: unreadable after line {len(lines)} ({type(error).__name__}: {error})"
+    return table, _reject(name, len(lines) + 1, "<file>", reason)
+
+
+def _gunzip(data: bytes) -> tuple[bytes, Exception | None]:
+    """Decompress gzip data (any number of members); returns what was read before an
+    error and the error (EOFError for a file cut short), or None."""
+    out: list[bytes] = []
+    while data:
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            for start in range(0, len(data), _GZIP_BLOCK):
+                out.append(decompressor.decompress(data[start : start + _GZIP_BLOCK]))
+                if decompressor.eof:
+                    break
+        except zlib.error as error:
+            return b"".join(out), error
+        if not decompressor.eof:
+            return b"".join(out), EOFError("Compressed file ended before the end-of-stream marker was reached")
+        data = decompressor.unused_data
+        if not data.strip(b"\0"):  # padding after the last member, as gzip allows
+            break
+    return b"".join(out), None
+
+
+def _read_parquet_records(lake: Lake, url: str, index: int, connection: duckdb.DuckDBPyConnection) -> pa.Table:
+    """A Parquet landing file's rows as JSON lines (NaN read as null, timestamps as ISO
+    text), numbered from 1."""
+    table = pq.read_table(io.BytesIO(lake.read_bytes(url)))
+    for position, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type):
+            column = table.column(position)
+            table = table.set_column(position, field, pc.if_else(pc.is_nan(column), None, column))
+    connection.register("parquet_landing", table)
     try:
-        for number, line in enumerate(lake.iter_lines(url, compressed=name.lower().endswith(".gz")), start=1):
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raw = line.decode("utf-8", errors="backslashreplace")
-                rejects.append(_reject(name, number, "<line>", f"invalid UTF-8 at byte {error.start}", raw))
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as error:
-                rejects.append(
-                    _reject(name, number, "<line>", f"invalid JSON: {error.msg} at column {error.colno}", text)
-                )
-                continue
-            if not isinstance(record, dict):
-                rejects.append(
-                    _reject(name, number, "<line>", f"expected a JSON object, got {type(record).__name__}", text)
-                )
-                continue
-            record[SOURCE_FILE], record[LINE_NUMBER], record[RAW] = name, number, text
-            rows.append(record)
-    except _CUT_SHORT as error:
-        reason = f"truncated file: unreadable after line {number} ({type(error).__name__}: {error})"
-        rejects.append(_reject(name, number + 1, "<file>", reason, ""))
-    return pd.DataFrame(rows), rejects
+        lines = connection.sql("select to_json(landing_row) from parquet_landing as landing_row").to_arrow_table()
+    finally:
+        connection.unregister("parquet_landing")
+    return _lines_table(lines.column(0).cast(pa.large_binary()), posixpath.basename(url), index)
 
 
-def _read_parquet_records(lake: Lake, url: str) -> pd.DataFrame:
-    with lake.fs.open(url, "rb") as handle:
-        frame = pq.read_table(handle).to_pandas().astype(object)
-    frame[SOURCE_FILE] = posixpath.basename(url)
-    frame[LINE_NUMBER] = range(1, len(frame) + 1)
-    frame[RAW] = (
-        frame.drop(columns=[SOURCE_FILE, LINE_NUMBER])
-        .to_json(orient="records", lines=True, date_format="iso")
-        .splitlines()
+def _lines_table(lines: pa.Array | pa.ChunkedArray, name: str, index: int) -> pa.Table:
+    count = len(lines)
+    return pa.table(
+        {
+            "file_index": pa.array(np.full(count, index, dtype=np.int32)),
+            "source_file": pa.repeat(pa.scalar(name, pa.string()), count),
+            "line_number": pa.array(np.arange(1, count + 1, dtype=np.int64)),
+            "line": lines,
+        },
+        schema=LINES_SCHEMA,
     )
-    return frame
 
 
-def _reject(file: str, line: int, field: str, reason: str, raw: str) -> dict:
-    return {"source_file": file, "line_number": line, "field": field, "reason": reason, "raw": raw}
+def _reject(file: str, line: int, field: str, reason: str) -> dict:
+    return {"source_file": file, "line_number": line, "field": field, "reason": reason, "raw": ""}
