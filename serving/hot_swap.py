@@ -38,12 +38,19 @@ class ModelSwapper(Generic[Model]):
         load: builds a warmed-up model from a tag (may take seconds; runs off the request path).
         pinned_tag: returns the tag that should be served now (None: keep the current one).
         poll_s: seconds between reads of ``pinned_tag``.
+        on_swap: called (in the watcher thread) after each swap, e.g. ``serving.heap.settle_heap``.
     """
 
     def __init__(
-        self, initial_tag: str, load: Callable[[str], Model], pinned_tag: Callable[[], str | None], poll_s: float
+        self,
+        initial_tag: str,
+        load: Callable[[str], Model],
+        pinned_tag: Callable[[], str | None],
+        poll_s: float,
+        on_swap: Callable[[], object] | None = None,
     ) -> None:
         self._load = load
+        self._on_swap = on_swap
         self._pinned_tag = pinned_tag
         self._poll_s = poll_s
         self.tag = initial_tag
@@ -76,6 +83,8 @@ class ModelSwapper(Generic[Model]):
         self.swaps += 1
         self.last_error = self._failed_tag = None
         logger.info("now serving %s", wanted)
+        if self._on_swap is not None:
+            self._on_swap()
         return True
 
     def _watch(self) -> None:

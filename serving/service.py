@@ -52,6 +52,7 @@ from serving.bento_store import SAVEDMODEL_SUBDIR  # noqa: E402
 from serving.bidding import IMPRESSIONS_PER_PRICE, Campaign, decide_bid, load_campaigns  # noqa: E402
 from serving.config import ServingConfig  # noqa: E402
 from serving.experiments import Experiment, load_experiment  # noqa: E402
+from serving.heap import settle_heap  # noqa: E402
 from serving.hot_swap import ModelSwapper, read_pinned_tag  # noqa: E402
 from serving.http_guard import RequestGuard, error_response, validation_error  # noqa: E402
 from serving.openapi import complete_openapi  # noqa: E402
@@ -139,6 +140,7 @@ class RecommenderService:
             self._load,
             (lambda: read_pinned_tag(CONFIG.pinned_tag_file)) if CONFIG.pinned_tag_file else (lambda: None),
             CONFIG.swap_poll_s,
+            on_swap=settle_heap,
         )
         self.swapper.start()
         # Experiment arms other than the pinned model: fixed versions, loaded beside it.
@@ -149,6 +151,8 @@ class RecommenderService:
         self.shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reclake-shadow")
         self.shadow_slots = threading.Semaphore(SHADOW_QUEUE)
         self.shadow_dropped = 0
+        # The models are loaded and warm: keep the garbage collector off their objects.
+        logger.info("heap settled in %.2f s", settle_heap())
 
     def _model_of(self, tag: str | None) -> ServedModel:
         return self.swapper.current if tag is None else self.arm_models[tag]
