@@ -27,7 +27,7 @@ export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install browser run lint test test-fast ui reports serve bento redis bench loadtest clean
+.PHONY: install browser run lint test test-fast ui reports mlflow serve bento redis bench loadtest clean
 
 install: $(INSTALLED)
 
@@ -78,6 +78,12 @@ reports: install
 	@$(BIN)/python -m monitoring.evidently_ui --exit-with-parent & evidently=$$!; \
 		trap 'kill $$evidently 2>/dev/null' EXIT INT TERM; \
 		$(BIN)/python -m monitoring.report_server
+
+## mlflow: MLflow's UI (every training's params, per-epoch curves and metrics, linked from the
+## assets' `mlflow_run_url`) over the tracking store (<state dir>/mlflow/mlflow.db), on the port of
+## RECLAKE_MLFLOW_UI_URL (5001) unless MLFLOW_PORT is set
+mlflow: install
+	$(BIN)/python -m automation.mlflow_ui $(if $(MLFLOW_PORT),--port $(MLFLOW_PORT))
 
 ## serve: `bentoml serve` of the model the last run pinned (for the configured source), on PORT,
 ## with its online feature store, hot swap of newly promoted models and prediction logs

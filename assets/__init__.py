@@ -22,6 +22,7 @@ GROUP_OWNERS: dict[str, list[str]] = {
     "model_zoo": ["team:ml"],
     "serving": ["team:ml"],
     "monitoring": ["team:ml"],
+    "batch": ["team:ml"],
 }
 
 

@@ -10,6 +10,7 @@ from assets.progress import epoch_logger, metrics_line
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
+from resources.tracking import TrackingResource
 from resources.warehouse import WarehouseResource
 from sources.truth import with_true_pctr
 
@@ -27,7 +28,14 @@ class ServingCandidate:
 
 @dg.asset(
     group_name="models",
-    deps=[dg.AssetKey("training_examples"), dg.AssetKey("user_features"), dg.AssetKey("item_features")],
+    # After served_model_quality: in a day's run, the model that served the day is judged
+    # on it before a new one replaces it.
+    deps=[
+        dg.AssetKey("training_examples"),
+        dg.AssetKey("user_features"),
+        dg.AssetKey("item_features"),
+        dg.AssetKey("served_model_quality"),
+    ],
     kinds={"tensorflow"},
     pool="duckdb_warehouse",
 )
@@ -37,6 +45,7 @@ def recommender_model(
     lake: LakeResource,
     pipeline: PipelineResource,
     model_store: ModelStoreResource,
+    tracking: TrackingResource,
 ) -> dg.Output[ServingCandidate]:
     """The source's ranker (and two-tower retrieval, where it has ids), trained on the
     newest days and exported as one SavedModel.
@@ -44,10 +53,12 @@ def recommender_model(
     The window is the newest ``training_window_days`` days of ``training_examples``: the
     newest is held out for testing, the one before is the validation day for early
     stopping, the rest train. The ranker is the configured zoo model (``ranker_config``)
-    over the source's feature spec. Metrics on the held-out day: AUC, logloss,
-    normalized entropy and calibration for a click label (plus the Bayes-optimal
-    logloss of the true pCTR on the synthetic source), RMSE and MAE for a rating label,
-    Recall@K for retrieval. The SavedModel goes to ``models/<version>/savedmodel``.
+    over the source's feature spec, or with ``ranker_config: auto`` the best of
+    ``auto_candidates`` on the validation day (``models.selection``; every candidate's
+    validation and held-out figures, the choice and its margin in ``ranker_selection``).
+    Metrics on the held-out day: AUC, logloss, normalized entropy and calibration for a
+    click label (plus the Bayes-optimal logloss of the true pCTR on the synthetic source),
+    RMSE and MAE for a rating label, Recall@K for retrieval. The SavedModel goes to ``models/<version>/savedmodel``.
 
     Champion and challenger: the served model of the same source is scored on the same
     held-out rows (its ``rank`` signature); the new model is marked for promotion only
@@ -57,6 +68,7 @@ def recommender_model(
     from models.export.savedmodel import export_recommender
     from models.promotion import decide_promotion
     from models.recommender import promotion_metric, train_recommender
+    from models.selection import AUTO, select_ranker
 
     spec = pipeline.feature_spec()
     days, examples = warehouse.training_window(pipeline.training_window_days)
@@ -66,9 +78,18 @@ def recommender_model(
     user_features = warehouse.query("select * from user_features") if spec.user_id else None
     item_features = warehouse.query("select * from item_features") if spec.item_id else None
 
+    selection = None
+    if pipeline.ranker_config == AUTO:
+        selection = select_ranker(
+            examples, spec, days, pipeline.auto_candidates, budget_s=pipeline.auto_budget_s,
+            sweep_trials=pipeline.auto_sweep_trials, epoch_hook=lambda name: epoch_logger(context, name),
+            log=context.log.info,
+        )  # fmt: skip
+        context.log.info(selection.markdown().splitlines()[-1])
     trained = train_recommender(
-        examples, spec, days, item_features, ranker=pipeline.ranker_config, on_epoch_end=epoch_logger(context, "ranker")
-    )
+        examples, spec, days, item_features, ranker=pipeline.ranker_config, on_epoch_end=epoch_logger(context, "ranker"),
+        ranker_run=selection.chosen if selection else None,
+    )  # fmt: skip
     metrics = trained.metrics
     metric, higher_is_better = promotion_metric(spec)
     decision = decide_promotion(
@@ -100,6 +121,12 @@ def recommender_model(
         )
         store.upload_dir(str(local), url)
     context.log.info(f"model {version}: {metrics_line(metrics)}")
+    from models.tracking import data_window
+
+    tracked = tracking.log_training(
+        context, spec.source, version, model_config=trained.ranking.spec.to_dict(), history=trained.ranking.history,
+        metrics=metrics, data_window=data_window(days, trained), best_epoch=trained.ranking.best_epoch,
+    )  # fmt: skip
     return dg.Output(
         ServingCandidate(
             model_version=version,
@@ -129,8 +156,21 @@ def recommender_model(
             "ranking_train_seconds": round(trained.ranking.seconds, 1),
             "ranking_examples_per_second": round(trained.ranking.examples_per_second),
             "retrieval_train_seconds": round(trained.retrieval.seconds, 1) if trained.retrieval else 0.0,
+            **(_selection_metadata(selection) if selection else {}),
+            **tracked,
         },
     )
+
+
+def _selection_metadata(selection) -> dict:
+    """``ranker_config: auto``'s candidates, choice and margin (``models.selection.Selection``)."""
+    return {
+        "ranker_selection": dg.MetadataValue.md(selection.markdown()),
+        "ranker_choice": dg.MetadataValue.json(selection.summary()),
+        "ranker_chosen": selection.chosen_config,
+        "ranker_selection_seconds": round(selection.seconds, 1),
+        **({"ranker_choice_margin": selection.margin} if selection.margin is not None else {}),
+    }
 
 
 def _champion_score(context, model_store: ModelStoreResource, test, metric: str) -> float | None:
@@ -155,6 +195,12 @@ def _champion_score(context, model_store: ModelStoreResource, test, metric: str)
 def _curve_table(history: dict[str, list[float]]) -> str:
     """Per-epoch training metrics as a Markdown table."""
     names = sorted(history)
-    rows = [f"| {epoch} | " + " | ".join(f"{history[n][epoch - 1]:.5f}" for n in names) + " |"
-            for epoch in range(1, len(history[names[0]]) + 1)] if names else []
+    rows = (
+        [
+            f"| {epoch} | " + " | ".join(f"{history[n][epoch - 1]:.5f}" for n in names) + " |"
+            for epoch in range(1, len(history[names[0]]) + 1)
+        ]
+        if names
+        else []
+    )
     return "\n".join(["| epoch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|", *rows])

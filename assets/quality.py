@@ -1,12 +1,14 @@
 """Great Expectations on the feature marts: one blocking check per mart, and Data Docs.
 
 Each check validates its mart with the suite ``monitoring.data_quality`` derives from the
-source's feature spec: ``fct_events`` and ``training_examples`` for the days of the run's
-partition window, with a result recorded per day; ``user_features`` and ``item_features``
-as whole tables (they hold the latest state per id), so those two checks are
-unpartitioned. Every validation is recorded in the Data Docs site under
-``PipelineResource.data_docs_dir`` and its page linked from the check's metadata, so a
-failed check can be inspected even though it stops the assets downstream of it.
+source's feature spec, in the engine: the expectations run as SQL on the DuckDB warehouse
+(read-only), nothing is copied into pandas. ``fct_events`` and ``training_examples`` are
+validated for the days of the run's partition window (the query keeps to those days),
+with a result recorded per day; ``user_features`` and ``item_features`` as whole tables
+(they hold the latest state per id), so those two checks are unpartitioned. Every
+validation is recorded in the Data Docs site under ``PipelineResource.data_docs_dir``
+and its page linked from the check's metadata, so a failed check can be inspected even
+though it stops the assets downstream of it.
 
 ``data_docs`` rebuilds the whole site after the marts and reports, per mart, how the
 newest validation went and how many of the stored ones passed. It is unpartitioned: the
@@ -14,6 +16,7 @@ site covers every validated day. Like every asset downstream of a blocking check
 not run when a check fails; the failing check's own metadata links its page.
 """
 
+import datetime as dt
 import functools
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import pandas as pd
 
 from assets.checks import DayOutcome, evaluations_per_day
 from assets.partitions import describe_days, partition_days
-from monitoring.data_quality import MARTS, DataDocsSite, QualityResult, validate_mart
+from monitoring.data_quality import MARTS, DataDocsSite, QualityResult, validate_table
 from monitoring.report_server import DATA_DOCS_ROUTE
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
@@ -49,11 +52,11 @@ def _suite_check(mart: str, description: str, **options: Any):
 def _event_mart_check(mart: str, description: str, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
     """The blocking Great Expectations check of an event mart, with a result per day of ``partitions``.
 
-    The run's days are validated in one suite run. A pass holds for each day: every
-    expectation but the window's row count is row- or column-wise, so it holds on any
-    subset of the rows. A failure is validated again day by day to name the failing
-    days; when no single day fails (an event id on two days), every day of the run
-    carries the failure of the days together.
+    The run's days are validated in one suite run, as SQL on the warehouse. A pass holds
+    for each day: every expectation but the window's row count is row- or column-wise,
+    so it holds on any subset of the rows. A failure is validated again day by day (the
+    query filtered to that day) to name the failing days; when no single day fails (an
+    event id on two days), every day of the run carries the failure of the days together.
     """
 
     @_suite_check(mart, description, partitions_def=partitions)
@@ -67,13 +70,12 @@ def _event_mart_check(mart: str, description: str, partitions: dg.PartitionsDefi
         site = DataDocsSite(pipeline.data_docs_dir)
         metadata_of = functools.partial(_check_metadata, site=site, lake=lake)
         days = partition_days(context)
-        frame = warehouse.read_days(mart, days[0], days[-1])
-        context.log.info(f"{mart}: validating {len(frame)} rows of {days[0]} .. {days[-1]}")
-        together = validate_mart(frame, mart, spec, days=days, site=site)
-        dates = pd.to_datetime(frame["event_date"]).dt.date
+        rows_of = _rows_per_day(warehouse, mart, days)
+        context.log.info(f"{mart}: validating {sum(rows_of.values())} rows of {days[0]} .. {days[-1]} in DuckDB")
+        together = validate_table(warehouse.path, mart, spec, days=days, site=site)
         outcomes: dict[str, DayOutcome] = {}
         for day in days:
-            rows = int((dates == day).sum())
+            rows = rows_of.get(day, 0)
             if together.success:
                 outcome = DayOutcome(
                     True, {**metadata_of(together, describe_days(days)), "rows": rows}, _summary(together)
@@ -81,7 +83,7 @@ def _event_mart_check(mart: str, description: str, partitions: dg.PartitionsDefi
             elif rows == 0:
                 outcome = DayOutcome(True, {"rows": 0, "status": "no rows"}, "no rows on this day: nothing to validate")
             else:
-                alone = validate_mart(frame[dates == day], mart, spec, days=[day], site=site)
+                alone = validate_table(warehouse.path, mart, spec, days=[day], site=site)
                 outcome = DayOutcome(alone.success, metadata_of(alone, day.isoformat()), _summary(alone))
             outcomes[day.isoformat()] = outcome
         if not together.success and all(outcome.passed for outcome in outcomes.values()):
@@ -107,10 +109,9 @@ def _entity_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         pipeline: PipelineResource,
         lake: LakeResource,
     ) -> dg.AssetCheckResult:
-        frame = warehouse.query(f"select * from {mart}")
-        context.log.info(f"{mart}: validating the whole table ({len(frame)} rows)")
         site = DataDocsSite(pipeline.data_docs_dir)
-        result = validate_mart(frame, mart, pipeline.feature_spec(), site=site)
+        result = validate_table(warehouse.path, mart, pipeline.feature_spec(), site=site)
+        context.log.info(f"{mart}: validated the whole table ({result.rows} rows) in DuckDB")
         return dg.AssetCheckResult(
             passed=result.success,
             description=_summary(result),
@@ -198,6 +199,15 @@ def data_docs(
         metadata["index_copy"] = dg.MetadataValue.url(f"{url}/index.html")
     context.log.info(f"Data Docs of {len(histories)} {spec.source} suite(s) at {index}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _rows_per_day(warehouse: WarehouseResource, mart: str, days: list[dt.date]) -> dict[dt.date, int]:
+    """How many rows of ``mart`` each of ``days`` holds (days without rows are left out)."""
+    counts = warehouse.query(
+        f"select event_date, count(*) as n from {mart} where event_date between ? and ? group by event_date",
+        [days[0], days[-1]],
+    )
+    return {pd.Timestamp(day).date(): int(n) for day, n in zip(counts["event_date"], counts["n"], strict=True)}
 
 
 def _summary(result: QualityResult) -> str:

@@ -10,6 +10,7 @@ from assets.progress import epoch_logger, metrics_line
 from models.configs import config_names
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
+from resources.tracking import TrackingResource
 from resources.warehouse import WarehouseResource
 from sources.truth import with_true_pctr
 
@@ -30,7 +31,11 @@ ONNX_PARITY_ROWS = 1000
     pool="duckdb_warehouse",
 )
 def zoo_model(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource, pipeline: PipelineResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    lake: LakeResource,
+    pipeline: PipelineResource,
+    tracking: TrackingResource,
 ) -> dg.MaterializeResult:
     """One bundled model config (the partition: ``models/configs/<name>.yaml``) trained
     on the source's newest ``training_window_days`` with the pipeline's temporal split
@@ -56,8 +61,8 @@ def zoo_model(
 
     name = context.partition_key
     if load_spec(name).family == RETRIEVER:
-        return _retriever_partition(context, name, warehouse, lake, pipeline)
-    return _ranker_partition(context, name, warehouse, lake, pipeline)
+        return _retriever_partition(context, name, warehouse, lake, pipeline, tracking)
+    return _ranker_partition(context, name, warehouse, lake, pipeline, tracking)
 
 
 def _not_applicable(context: dg.AssetExecutionContext, reason: str, source: str) -> dg.MaterializeResult:
@@ -89,12 +94,23 @@ def _version_metadata(source: str, model_spec: Any, version: str, trained: Any) 
     }
 
 
+def _track(context, tracking: TrackingResource, source, run_name, days, trained, model_spec, history, best_epoch):
+    """Log a partition's training to MLflow; returns the metadata that links its run."""
+    from models.tracking import data_window
+
+    return tracking.log_training(
+        context, source, run_name, model_config=model_spec.to_dict(), history=history or {}, metrics=trained.metrics,
+        data_window=data_window(days, trained), best_epoch=best_epoch,
+    )  # fmt: skip
+
+
 def _ranker_partition(
     context: dg.AssetExecutionContext,
     name: str,
     warehouse: WarehouseResource,
     lake: LakeResource,
     pipeline: PipelineResource,
+    tracking: TrackingResource,
 ) -> dg.MaterializeResult:
     from models.export.onnx import export_onnx
     from models.export.savedmodel import export_recommender
@@ -156,6 +172,17 @@ def _ranker_partition(
             "checkpoints": lake.file_link(f"{folder}/checkpoints"),
             "savedmodel_path": lake.file_link(f"{folder}/savedmodel"),
             **({"onnx_path": lake.file_link(f"{folder}/ranker.onnx"), **onnx_metadata} if onnx_metadata else {}),
+            **_track(
+                context,
+                tracking,
+                spec.source,
+                f"{name}-{version}",
+                days,
+                trained,
+                result.spec,
+                result.history,
+                result.best_epoch,
+            ),
         }
     )
 
@@ -166,6 +193,7 @@ def _retriever_partition(
     warehouse: WarehouseResource,
     lake: LakeResource,
     pipeline: PipelineResource,
+    tracking: TrackingResource,
 ) -> dg.MaterializeResult:
     from models.export.retrievers import export_retriever
     from models.training.curves import training_curve_html
@@ -210,5 +238,16 @@ def _retriever_partition(
             **{key: value for key, value in optional.items() if value is not None},
             "savedmodel_path": lake.file_link(f"{folder}/savedmodel"),
             "topk_agreement": exported.topk_agreement,
+            **_track(
+                context,
+                tracking,
+                spec.source,
+                f"{name}-{version}",
+                days,
+                trained,
+                trained.spec,
+                trained.history,
+                trained.best_epoch,
+            ),
         }
     )

@@ -6,20 +6,20 @@ import dagster as dg
 
 from assets.partitions import partition_range_tags
 from automation.arrivals import Arrival, decide_arrivals
-from automation.jobs import ingest_to_serve_job
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 
 
-def build_landing_sensor(daily_partitions: dg.PartitionsDefinition) -> dg.SensorDefinition:
+def build_landing_sensor(daily_partitions: dg.PartitionsDefinition, job) -> dg.SensorDefinition:
     """The landing sensor of a source whose days are ``daily_partitions``: landed days
-    outside them are reported and ignored."""
+    outside them are reported and ignored; each new day runs ``job``
+    (``ingest_to_serve_job``, or ``ingest_to_monitor_job`` with ``retrain_policy: on_drift``)."""
 
     @dg.sensor(
-        job=ingest_to_serve_job,
+        job=job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Watches landing/<source>/dt=YYYY-MM-DD/ and runs ingest_to_serve_job once per "
+        description=f"Watches landing/<source>/dt=YYYY-MM-DD/ and runs {job.name} once per "
         "new or re-delivered day; the cursor remembers what it has launched. A re-delivered or late "
         "day's run also covers the ingested days within the features' longest window after it.",
     )

@@ -18,11 +18,21 @@ from typing import Any
 
 import pandas as pd
 
+from models import evaluation
+from models.inputs.features import feature_arrays, label_array
 from models.inputs.splits import split_training_window, trained_span
+from models.ranking.base import FeatureModel
 from models.retrieval.popularity import POSITIVE_COLUMN, popular_items
 from models.retrieval.two_tower import RetrievalConfig
 from models.training.config import ModelSpec
-from models.training.registry import EpochHook, TrainingResult, ZooTrainingResult, evaluate_model, train_model
+from models.training.registry import (
+    EpochHook,
+    TrainingResult,
+    ZooTrainingResult,
+    evaluate_model,
+    predict_tasks,
+    train_model,
+)
 from models.training.two_tower import evaluate_retrieval, train_retrieval
 from reclake.feature_spec import FeatureSpec
 
@@ -87,6 +97,38 @@ class TrainedRanker:
     evaluated_on: dt.date
 
 
+def ranker_metrics(model: FeatureModel, frame: pd.DataFrame) -> dict[str, float]:
+    """A trained ranker's ``evaluate_model`` metrics on ``frame`` (None values dropped).
+
+    A multi-task ranker is served for its pCTR (``/predict``'s score): its click task's
+    AUC and logloss are also reported as the ``auc`` / ``logloss`` that promotion, the
+    automatic choice (``models.selection``) and the reports compare.
+    """
+    metrics = {name: float(value) for name, value in evaluate_model(model, frame).items() if value is not None}
+    if model.multitask:
+        metrics["auc"], metrics["logloss"] = metrics["ctr_auc"], metrics["ctr_logloss"]
+    return metrics
+
+
+def promotion_score(model: FeatureModel, frame: pd.DataFrame) -> float:
+    """The promotion metric (``promotion_metric``) of a ranker's served score on rows:
+    the AUC of its pCTR (a multi-task ranker's click output) for a click label, the RMSE
+    of its prediction for a rating label. What the automatic choice and sweeps compare
+    on the validation day, without the task metrics a day may be too small for.
+
+    Raises:
+        ValueError: an empty frame, a missing label, or a click label of one class.
+    """
+    if frame.empty:
+        raise ValueError("cannot score a ranker on an empty frame")
+    spec = model.fitted.spec
+    scores = predict_tasks(model, feature_arrays(frame, spec))
+    labels = label_array(frame, spec)
+    if spec.label.kind == "regression":
+        return float(evaluation.rmse(labels, scores["prediction"]))
+    return float(evaluation.auc(labels, scores["pctr"]))
+
+
 def train_ranker(
     examples: pd.DataFrame,
     spec: FeatureSpec,
@@ -116,14 +158,9 @@ def train_ranker(
     result = train_model(
         config, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end
     )
-    metrics = {name: float(value) for name, value in evaluate_model(result.model, test).items() if value is not None}
-    if result.model.multitask:
-        # A multi-task ranker is served for its pCTR (``/predict``'s score): its click
-        # task's AUC and logloss are the ``auc`` / ``logloss`` promotion and the reports compare.
-        metrics["auc"], metrics["logloss"] = metrics["ctr_auc"], metrics["ctr_logloss"]
     return TrainedRanker(
         result=result,
-        metrics=metrics,
+        metrics=ranker_metrics(result.model, test),
         train=train,
         validation=validation,
         test=test,
@@ -142,6 +179,7 @@ def train_recommender(
     retrieval_config: RetrievalConfig = DEFAULT_RETRIEVAL,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     on_epoch_end: EpochHook | None = None,
+    ranker_run: TrainedRanker | None = None,
 ) -> TrainedRecommender:
     """Train and evaluate a source's ranker (and retrieval, where it has ids).
 
@@ -155,11 +193,14 @@ def train_recommender(
         retrieval_config: the two-tower settings.
         checkpoint_dir: where the ranker's per-epoch checkpoints go; None: none.
         on_epoch_end: progress after each of the ranker's epochs (``EpochHook``).
+        ranker_run: a ranker already trained on this window's split (e.g. the choice of
+            ``models.selection.select_ranker``); None trains ``ranker``.
 
     Raises:
         ValueError: no days, or a part of the split is empty.
     """
-    ranker_run = train_ranker(examples, spec, days, ranker, checkpoint_dir, on_epoch_end)
+    if ranker_run is None:
+        ranker_run = train_ranker(examples, spec, days, ranker, checkpoint_dir, on_epoch_end)
     train, validation, test = ranker_run.train, ranker_run.validation, ranker_run.test
     ranking = ranker_run.result
     metrics = {f"ranking_{name}": value for name, value in ranker_run.metrics.items()}

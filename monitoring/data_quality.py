@@ -10,16 +10,22 @@ positives <= events and longer windows >= shorter ones, rates lie in [0, 1], and
 event marts' ``event_date`` / ``event_ts`` lie inside the validated days (suite
 parameters, so one suite serves every partition).
 
-``validate_mart`` runs a suite on a pandas frame and returns a JSON-friendly
-``QualityResult``. Without a ``DataDocsSite`` it runs in an ephemeral (in-memory) GX
-context; with one, the suite and the validation result are stored in that site's GX
-file data context and its Data Docs pages are rebuilt, so every validation can be
-browsed as HTML. ``build_data_docs`` rebuilds a site and returns its ``index.html``.
+``validate_table`` runs a suite in the engine: on a table of the DuckDB warehouse, as SQL
+through GX's SQL datasource (``monitoring.warehouse_sql``), an event mart's rows limited
+to the validated days by the query. ``validate_mart`` runs the same suite on a pandas
+frame (small data, tests). Both return a JSON-friendly ``QualityResult``. Without a
+``DataDocsSite`` they run in an ephemeral (in-memory) GX context; with one, the suite
+and the validation result are stored in that site's GX file data context and its Data
+Docs pages are rebuilt, so every validation can be browsed as HTML. ``build_data_docs``
+rebuilds a site and returns its ``index.html``.
+
+Every expectation of the suites runs as SQL (GX's SQLAlchemy metrics): none is
+pandas-only, so none is validated on a sample.
 
 Great Expectations is slow to import (seconds), so it is imported inside the functions
 that use it. Plain Python: no Dagster.
 
-One module on purpose (about 700 lines): the suites derived from the spec, their
+One module on purpose (about 800 lines): the suites derived from the spec, their
 validation and the Data Docs site that stores and shows the results are one workflow
 over one Great Expectations context.
 """
@@ -32,8 +38,8 @@ import logging
 import math
 import os
 import urllib.parse
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +54,10 @@ if TYPE_CHECKING:
     import great_expectations as gx
     from great_expectations.data_context import AbstractDataContext
 
+    # Registers a mart's rows in a GX context: yields a batch definition and its batch
+    # parameters, and releases what it opened on exit.
+    _Batch = Callable[[AbstractDataContext], AbstractContextManager[tuple[Any, dict[str, Any]]]]
+
 logger = logging.getLogger(__name__)
 
 EVENT_MARTS: tuple[str, ...] = ("fct_events", "training_examples")
@@ -60,6 +70,7 @@ MARTS: tuple[str, ...] = (*EVENT_MARTS, *ENTITY_MARTS)
 _FIRST_DAY, _LAST_DAY, _WINDOW_END = "first_day", "last_day", "window_end"
 _DATASOURCE = "reclake"
 _BATCH_DEFINITION = "whole_frame"
+_ROW_COUNTS = ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal")
 _SITE_NAME = "local_site"
 
 
@@ -398,7 +409,10 @@ def validate_mart(
     days: Sequence[dt.date] | None = None,
     site: DataDocsSite | None = None,
 ) -> QualityResult:
-    """Validate rows of a mart against ``mart_suite(mart, spec)``.
+    """Validate rows of a mart held in memory against ``mart_suite(mart, spec)``.
+
+    For small frames (tests, samples); the pipeline's checks validate the warehouse
+    itself with ``validate_table``.
 
     Args:
         frame: the mart's rows (for an event mart, the rows of ``days``).
@@ -419,33 +433,97 @@ def validate_mart(
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    _check_arguments(mart, days)
+    return _validate(_frame_batch(frame, mart), mart, spec, days, site, rows=len(frame))
+
+
+def validate_table(
+    database: str | os.PathLike[str],
+    mart: str,
+    spec: FeatureSpec,
+    days: Sequence[dt.date] | None = None,
+    site: DataDocsSite | None = None,
+    table: str | None = None,
+) -> QualityResult:
+    """Validate a mart in the DuckDB warehouse against ``mart_suite(mart, spec)``, as SQL.
+
+    The suite's metrics are computed by DuckDB on the table (read-only); an event mart's
+    rows are those whose ``event_date`` lies in ``[min(days), max(days)]``. Every
+    connection to ``database`` is closed on return.
+
+    Args:
+        database: the warehouse's DuckDB file.
+        mart: one of ``MARTS``.
+        spec: the source's feature spec.
+        days: the validated days (event marts only; required there).
+        site: when given, the suite and the result are stored in this Data Docs site
+            and the result's page is built (``QualityResult.docs_page``).
+        table: the table or view holding the mart's rows; ``mart`` by default.
+
+    Returns:
+        A ``QualityResult`` whose ``rows`` is the row count of the validated rows; bad
+        data is reported in it, not raised.
+
+    Raises:
+        FileNotFoundError: ``database`` does not exist.
+        ValueError: an unknown mart, ``days`` missing for an event mart or given for an
+            entity mart, or a ``table`` that is not a plain identifier.
+    """
+    _check_arguments(mart, days)
+    _import_gx()
+    from monitoring import warehouse_sql
+
+    @contextmanager
+    def batch(context: AbstractDataContext) -> Iterator[tuple[Any, dict[str, Any]]]:
+        with warehouse_sql.table_batch(context, database, table or mart, mart, days) as definition:
+            yield definition, {}
+
+    return _validate(batch, mart, spec, days, site, rows=None)
+
+
+def _check_arguments(mart: str, days: Sequence[dt.date] | None) -> None:
     _check_mart(mart)
     if mart in EVENT_MARTS and not days:
         raise ValueError(f"{mart}: pass the validated days (its event_date range)")
     if mart not in EVENT_MARTS and days:
         raise ValueError(f"{mart} is validated as a whole table; days apply to {list(EVENT_MARTS)} only")
+
+
+def _validate(
+    batch: _Batch,
+    mart: str,
+    spec: FeatureSpec,
+    days: Sequence[dt.date] | None,
+    site: DataDocsSite | None,
+    rows: int | None,
+) -> QualityResult:
+    """Run the mart's suite on ``batch`` (``rows``: its size, or None to read it from the
+    suite's row-count expectation) and describe the outcome."""
     parameters: dict[str, Any] = {}
     run_name = "table"
     if days:
         first, last = min(days), max(days)
+        # Plain datetimes: GX renders them as SQL literals (pandas Timestamps it cannot).
         parameters = {
-            _FIRST_DAY: pd.Timestamp(first),
-            _LAST_DAY: pd.Timestamp(last),
-            _WINDOW_END: pd.Timestamp(last + dt.timedelta(days=1)),
+            _FIRST_DAY: dt.datetime.combine(first, dt.time()),
+            _LAST_DAY: dt.datetime.combine(last, dt.time()),
+            _WINDOW_END: dt.datetime.combine(last + dt.timedelta(days=1), dt.time()),
         }
         # Not "a..b": GX parses run names as times, and dateutil reads "-03-20" as a UTC offset.
         run_name = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
     suite = mart_suite(mart, spec)
     if site is None:
         gx = _import_gx()
-        outcome = _run_suite(_quiet(gx.get_context(mode="ephemeral")), frame, mart, suite, parameters, run_name)
+        outcome = _run_suite(_quiet(gx.get_context(mode="ephemeral")), batch, suite, parameters, run_name)
         page = None
     else:
-        outcome, page = site._record(frame, mart, suite, parameters, run_name)
+        outcome, page = site._record(batch, suite, parameters, run_name)
+    if rows is None:
+        rows = _observed_rows(outcome)
     return QualityResult(
         suite=suite.name,
         success=bool(outcome.success),
-        rows=len(frame),
+        rows=rows,
         evaluated=int(outcome.statistics["evaluated_expectations"]),
         failed=[_describe_failure(r) for r in outcome.results if not r.success],
         statistics={key: float(value) for key, value in outcome.statistics.items()},
@@ -453,39 +531,57 @@ def validate_mart(
     )
 
 
+def _observed_rows(outcome: Any) -> int:
+    """The row count a suite's table-level row-count expectation observed (0 when it could not run)."""
+    for result in outcome.results:
+        if result.expectation_config.type in _ROW_COUNTS:
+            return int((result.result or {}).get("observed_value") or 0)
+    return 0
+
+
+def _frame_batch(frame: pd.DataFrame, mart: str) -> _Batch:
+    """A pandas frame as a GX dataframe asset named ``mart`` (datasource ``reclake``)."""
+
+    @contextmanager
+    def batch(context: AbstractDataContext) -> Iterator[tuple[Any, dict[str, Any]]]:
+        sources = context.data_sources
+        try:
+            source = sources.get(_DATASOURCE)
+        except KeyError:
+            source = sources.add_pandas(_DATASOURCE)
+        try:
+            asset = source.get_asset(mart)
+        except LookupError:
+            asset = source.add_dataframe_asset(mart)
+        try:
+            batch_definition = asset.get_batch_definition(_BATCH_DEFINITION)
+        except KeyError:
+            batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH_DEFINITION)
+        yield batch_definition, {"dataframe": frame}
+
+    return batch
+
+
 def _run_suite(
     context: AbstractDataContext,
-    frame: pd.DataFrame,
-    mart: str,
+    batch: _Batch,
     suite: gx.ExpectationSuite,
     parameters: dict[str, Any],
     run_name: str,
 ) -> Any:
-    """Register ``suite`` and a validation definition of ``mart`` in ``context`` and run it.
+    """Register ``batch``, ``suite`` and a validation definition of them in ``context`` and run it.
 
     Returns:
         The ``ExpectationSuiteValidationResult`` (also stored in the context's store).
     """
     gx = _import_gx()
-    sources = context.data_sources
-    try:
-        source = sources.get(_DATASOURCE)
-    except KeyError:
-        source = sources.add_pandas(_DATASOURCE)
-    try:
-        asset = source.get_asset(mart)
-    except LookupError:
-        asset = source.add_dataframe_asset(mart)
-    try:
-        batch_definition = asset.get_batch_definition(_BATCH_DEFINITION)
-    except KeyError:
-        batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH_DEFINITION)
-    definition = _replace_definition(context, suite, batch_definition)
-    return definition.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters=parameters or None,
-        run_id=gx.RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
-    )
+    with batch(context) as (batch_definition, batch_parameters):
+        definition = _replace_definition(context, suite, batch_definition)
+        return definition.run(
+            batch_parameters=batch_parameters or None,
+            expectation_parameters=parameters or None,
+            run_id=gx.RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
+        )
 
 
 def _replace_definition(context: AbstractDataContext, suite: gx.ExpectationSuite, batch_definition: Any) -> Any:
@@ -538,20 +634,20 @@ class DataDocsSite:
 
     def _record(
         self,
-        frame: pd.DataFrame,
-        mart: str,
+        batch: _Batch,
         suite: gx.ExpectationSuite,
         parameters: dict[str, Any],
         run_name: str,
     ) -> tuple[Any, str]:
-        """Validate ``frame`` with ``suite`` in this site's context, store the result and
-        build its page, the suite's page and the index (``validate_mart`` calls this).
+        """Validate ``batch`` with ``suite`` in this site's context, store the result and
+        build its page, the suite's page and the index (``validate_mart`` and
+        ``validate_table`` call this).
 
         Returns:
             The ``ExpectationSuiteValidationResult`` and the local path of its page.
         """
         with self._context() as context:
-            outcome = _run_suite(context, frame, mart, suite, parameters, run_name)
+            outcome = _run_suite(context, batch, suite, parameters, run_name)
             identifier = _result_identifier(context, outcome)
             try:
                 context.build_data_docs(

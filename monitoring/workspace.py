@@ -3,8 +3,9 @@
 A workspace is a local folder (``workspace_path``: ``<lake root>/evidently_workspace`` on
 a local lake) that ``python -m monitoring.evidently_ui`` serves. It holds one project per
 source (``ensure_project``: created once, with a dashboard of the share of drifted
-columns and each monitored column's drift score over time) and one snapshot per daily
-partition (``add_drift_snapshot``: the partition's snapshot has an id derived from the
+columns and each monitored column's drift score over time, and a tab of the served
+model's calibration, prediction drift and quality) and one snapshot per daily partition
+and kind (``add_drift_snapshot``: the partition's snapshot has an id derived from the
 project and the day, so re-reporting a day replaces its snapshot instead of adding one).
 
 Snapshots are dated at their partition's midnight, so the dashboards' time axis is the
@@ -31,6 +32,8 @@ PARTITION_KEY = "partition"
 """Snapshot metadata key holding the partition's day (``YYYY-MM-DD``)."""
 DRIFT_TAG = "drift"
 """Tag of the drift snapshots (the dashboards plot snapshots with it)."""
+SERVED_MODEL_TAG = "served_model"
+"""Tag of the served model's snapshots (``monitoring.served_model_report``)."""
 # Namespace of the ids derived here (projects from the source, snapshots and panels from
 # the project): the same inputs give the same ids in every process.
 _NAMESPACE = uuid.UUID("6f0f3c1e-4b7a-5d2e-9c8b-2a1d0e7f5b39")
@@ -47,9 +50,10 @@ def project_id(source: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"project:{source}")
 
 
-def snapshot_id(project: uuid.UUID, day: dt.date) -> uuid.UUID:
-    """The id of the snapshot of ``day`` in ``project``: one per partition."""
-    return uuid.uuid5(_NAMESPACE, f"snapshot:{project}:{day.isoformat()}")
+def snapshot_id(project: uuid.UUID, day: dt.date, tag: str = DRIFT_TAG) -> uuid.UUID:
+    """The id of the ``tag`` snapshot of ``day`` in ``project``: one per partition and kind."""
+    key = day.isoformat() if tag == DRIFT_TAG else f"{tag}:{day.isoformat()}"
+    return uuid.uuid5(_NAMESPACE, f"snapshot:{project}:{key}")
 
 
 def project_url(ui_url: str, project: uuid.UUID) -> str:
@@ -126,30 +130,76 @@ def drift_dashboard(project: uuid.UUID, numerical: Sequence[str], categorical: S
         panels.append(per_column("Drift score: categorical columns (Jensen-Shannon distance)", categorical))
     # Ids derived from the project and the title, so that a dashboard is written identically every time.
     panels = [panel.copy(update={"id": uuid.uuid5(project, panel.title)}) for panel in panels]
-    tab = DashboardTabModel(id=uuid.uuid5(project, "tab:Drift"), title="Drift", panels=[panel.id for panel in panels])
-    return DashboardModel(tabs=[tab], panels=panels)
+    served = [panel.copy(update={"id": uuid.uuid5(project, panel.title)}) for panel in _served_model_panels()]
+    tabs = [
+        DashboardTabModel(id=uuid.uuid5(project, "tab:Drift"), title="Drift", panels=[panel.id for panel in panels]),
+        DashboardTabModel(
+            id=uuid.uuid5(project, "tab:Served model"), title="Served model", panels=[panel.id for panel in served]
+        ),
+    ]
+    return DashboardModel(tabs=tabs, panels=panels + served)
 
 
-def add_drift_snapshot(workspace: Workspace, project: uuid.UUID, day: dt.date, snapshot: Snapshot) -> uuid.UUID:
-    """Store ``snapshot`` as the drift snapshot of ``day`` in ``project``, replacing the
-    day's earlier one.
+def _served_model_panels() -> list:
+    """The served model's panels over time (snapshots of ``monitoring.served_model_report``):
+    predicted vs observed positive rate, prediction drift, AUC and logloss (RMSE and MAE
+    for ratings)."""
+    from evidently.metrics import MAE, RMSE, LogLoss, MeanValue, Personalization, RocAuc, ValueDrift
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
 
-    The snapshot is dated at ``day``'s midnight, named ``drift YYYY-MM-DD``, tagged
-    ``DRIFT_TAG`` and carries the day under ``PARTITION_KEY`` in its metadata.
+    def line(legend: str, metric, **labels) -> PanelMetric:
+        return PanelMetric(legend=legend, tags=[SERVED_MODEL_TAG], metric=metric.__get_type__(), metric_labels=labels)
+
+    return [
+        line_plot_panel(
+            title="Calibration: predicted vs observed positive rate",
+            values=[
+                line("predicted (mean score)", MeanValue, column="score"),
+                line("observed (mean label)", MeanValue, column="label"),
+            ],  # fmt: skip
+            description="The served model's mean score and the day's observed rate (mean rating for ratings)",
+        ),
+        line_plot_panel(
+            title="Prediction drift (normed Wasserstein distance of the scores)",
+            values=[line("score", ValueDrift, column="score")],
+            description="0: the day's scores match the reference window's",
+        ),
+        line_plot_panel(
+            title="Quality on the day's outcomes",
+            values=[line("AUC", RocAuc), line("logloss", LogLoss), line("RMSE", RMSE), line("MAE", MAE)],
+            description="AUC and logloss for clicks, RMSE and MAE for ratings",
+        ),
+        line_plot_panel(
+            title="Personalisation of each user's top 10 impressions",
+            values=[line("personalisation", Personalization)],
+            description="1: users' top items do not overlap (sources with user and item ids)",
+        ),
+    ]
+
+
+def add_drift_snapshot(
+    workspace: Workspace, project: uuid.UUID, day: dt.date, snapshot: Snapshot, tag: str = DRIFT_TAG
+) -> uuid.UUID:
+    """Store ``snapshot`` as the ``tag`` snapshot of ``day`` in ``project`` (the drift
+    report's, or with ``SERVED_MODEL_TAG`` the served model's), replacing the day's earlier one.
+
+    The snapshot is dated at ``day``'s midnight, named ``<tag> YYYY-MM-DD``, tagged
+    ``tag`` and carries the day under ``PARTITION_KEY`` in its metadata.
 
     Returns:
-        The snapshot's id (``snapshot_id(project, day)``).
+        The snapshot's id (``snapshot_id(project, day, tag)``).
     """
     model = snapshot.to_snapshot_model()
     model = model.copy(
         update={
-            "name": f"drift {day.isoformat()}",
+            "name": f"{tag.replace('_', ' ')} {day.isoformat()}",
             "timestamp": dt.datetime(day.year, day.month, day.day),
             "metadata": {**model.metadata, PARTITION_KEY: day.isoformat()},
-            "tags": sorted({*model.tags, DRIFT_TAG}),
+            "tags": sorted({*model.tags, tag}),
         }
     )
-    snapshot_key = snapshot_id(project, day)
+    snapshot_key = snapshot_id(project, day, tag)
     # Workspace.add_run draws a new id for every call; writing under the day's own id (as
     # add_run does under its new one) makes a re-run of the day replace its snapshot.
     workspace.state.write_snapshot(project, snapshot_key, model)
@@ -178,20 +228,20 @@ class DriftProject:
     def id(self) -> uuid.UUID:
         return project_id(self.source)
 
-    def add(self, day: dt.date, snapshot: Snapshot) -> uuid.UUID:
-        """Store ``snapshot`` as ``day``'s (``add_drift_snapshot``); returns its id."""
+    def add(self, day: dt.date, snapshot: Snapshot, tag: str = DRIFT_TAG) -> uuid.UUID:
+        """Store ``snapshot`` as ``day``'s ``tag`` snapshot (``add_drift_snapshot``); returns its id."""
         if self._workspace is None:
             self._workspace = open_workspace(self.path)
             ensure_project(self._workspace, self.source, self.numerical, self.categorical)
-        return add_drift_snapshot(self._workspace, self.id, day, snapshot)
+        return add_drift_snapshot(self._workspace, self.id, day, snapshot, tag)
 
 
-def partitions(workspace: Workspace, project: uuid.UUID) -> list[str]:
-    """The days (``YYYY-MM-DD``) of the drift snapshots in ``project``, one entry per
+def partitions(workspace: Workspace, project: uuid.UUID, tag: str = DRIFT_TAG) -> list[str]:
+    """The days (``YYYY-MM-DD``) of the ``tag`` snapshots in ``project``, one entry per
     snapshot, sorted."""
     days = []
     for run in workspace.list_runs(project):
         model = workspace.get_run(project, run)
-        if model is not None and PARTITION_KEY in model.metadata:
+        if model is not None and PARTITION_KEY in model.metadata and tag in model.tags:
             days.append(str(model.metadata[PARTITION_KEY]))
     return sorted(days)

@@ -115,6 +115,15 @@ class Lake:
         """The day's prediction log lines that failed validation."""
         return self.url("quarantine", "prediction_logs", source, f"dt={day.isoformat()}", "quarantine.parquet")
 
+    def batch_predictions_dir(self, source: str, day: dt.date) -> str:
+        """A stored model's scores of every ``training_examples`` row of ``day``
+        (``part-NNNNN.parquet`` files, one per chunk; the ``batch_predictions`` asset)."""
+        return self.url("predictions", source, f"dt={day.isoformat()}")
+
+    def evaluation_file(self, model_tag: str, day: dt.date) -> str:
+        """A stored model's metrics on ``day`` (JSON); the tag's ``name:version`` as folders."""
+        return self.url("reports", "evaluations", *model_tag.split(":"), f"dt={day.isoformat()}.json")
+
     def split_file(self, protocol: str) -> str:
         """``event_id, part`` of the training window under one split protocol."""
         return self.url("splits", f"{protocol}.parquet")

@@ -24,6 +24,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".reclake"
 
 
+RETRAIN_POLICIES = ("daily", "on_drift")
+
+
 @dataclass(frozen=True)
 class SyntheticSettings:
     """Knobs of the built-in synthetic log generator (see ``sources.synthetic``)."""
@@ -68,8 +71,16 @@ class Settings:
         feature_spec: path of the feature spec YAML; None: the packaged spec of the
             source (``reclake/feature_specs/<source>.yaml``).
         ranker_config: the zoo model config of the pipeline's ranker: a name in
-            ``models/configs`` (``dcn_v2_stacked``, ``deepfm``, ``fm``, ``hashed_lr``, ...)
-            or a YAML path.
+            ``models/configs`` (``dcn_v2_stacked``, ``deepfm``, ``fm``, ``hashed_lr``, ...),
+            a YAML path, or ``auto``: the best of ``auto_candidates`` on the validation
+            day (``models.selection``).
+        auto_candidates: the ranker configs ``auto`` tries, simplest first (a list in
+            YAML, comma-separated in ``RECLAKE_AUTO_CANDIDATES``); those that do not fit
+            the source (multi-task models without two labels) are reported, not trained.
+        auto_budget_s: seconds ``auto``'s candidates may take together; a candidate that
+            would not fit in what is left is skipped and reported as skipped.
+        auto_sweep_trials: > 0: ``auto`` sweeps each candidate whose config has a
+            ``search_space`` with at most this many Optuna trials (``models.sweep``).
         partitions_start: first day of the daily partitions (``YYYY-MM-DD``); for the
             synthetic source it defaults to the generator's first day.
         partitions_end: last day with data, for historical sources (``make run``
@@ -94,6 +105,25 @@ class Settings:
         campaigns: the ad campaigns YAML the ``bidding_simulation`` asset simulates
             (``serving.bidding.load_campaigns``); None: ``configs/campaigns/<source>.yaml``
             when it exists (the resolved value is ``campaigns_file``).
+        retrain_policy: when a new model is trained: ``daily`` (every landed day's run
+            retrains, ``ingest_to_serve_job``) or ``on_drift`` (a landed day's run ingests
+            and monitors, ``ingest_to_monitor_job``; ``drift_retrain_sensor`` retrains
+            when a day crosses an alert threshold below). In both, a day that crosses one
+            retrains if the newest model has not seen it.
+        drift_alert_share: share of monitored feature columns drifted from which a day's
+            feature drift is an alert.
+        calibration_alert_ece: the served model's expected calibration error (over
+            score deciles) from which a day's calibration is an alert.
+        calibration_alert_ratio: the largest ``|predicted / observed - 1|`` of a day's
+            positive rate before it is an alert.
+        prediction_drift_alert: normed Wasserstein distance of a day's served scores from
+            the reference window's from which prediction drift is an alert.
+        mlflow_tracking_uri: the MLflow tracking URI every training is logged to
+            (``models.tracking``): a server (``http://host:port``), ``sqlite:///...`` or
+            a folder; None: ``sqlite:///<state_dir>/mlflow/mlflow.db`` with artifacts in
+            ``<state_dir>/mlflow/artifacts`` (the resolved value is ``mlflow_tracking``).
+        mlflow_ui_url: where ``make mlflow`` serves MLflow's UI over that store; the
+            training assets link their MLflow run there.
         synthetic: the synthetic generator's knobs.
     """
 
@@ -106,6 +136,9 @@ class Settings:
     source_options: dict[str, Any] = field(default_factory=dict)
     feature_spec: str | None = None
     ranker_config: str = "dcn_v2_stacked"
+    auto_candidates: tuple[str, ...] = ("hashed_lr", "fm", "deepfm", "dcn_v2_stacked", "esmm", "mmoe")
+    auto_budget_s: float = 600.0
+    auto_sweep_trials: int = 0
     partitions_start: str = "2024-03-01"
     partitions_end: str | None = None
     training_window_days: int = 7
@@ -116,7 +149,24 @@ class Settings:
     evidently_ui_url: str = "http://127.0.0.1:8002"
     online_store_url: str | None = None
     campaigns: str | None = None
+    retrain_policy: str = "daily"
+    drift_alert_share: float = 0.3
+    calibration_alert_ece: float = 0.01
+    calibration_alert_ratio: float = 0.15
+    prediction_drift_alert: float = 0.1
+    mlflow_tracking_uri: str | None = None
+    mlflow_ui_url: str = "http://127.0.0.1:5001"
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+
+    def __post_init__(self) -> None:
+        if self.retrain_policy not in RETRAIN_POLICIES:
+            raise ValueError(f"retrain_policy must be one of {RETRAIN_POLICIES}, got {self.retrain_policy!r}")
+        if self.auto_budget_s < 0 or self.auto_sweep_trials < 0:
+            raise ValueError(
+                f"auto_budget_s and auto_sweep_trials must be >= 0, got {self.auto_budget_s}, {self.auto_sweep_trials}"
+            )
+        if not self.auto_candidates:
+            raise ValueError("auto_candidates must name at least one ranker config")
 
     @property
     def dagster_home(self) -> Path:
@@ -125,6 +175,22 @@ class Settings:
     @property
     def bentoml_home(self) -> Path:
         return Path(self.state_dir) / "bentoml"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """The default MLflow store's folder: ``mlflow.db`` and ``artifacts/``."""
+        return Path(self.state_dir).resolve() / "mlflow"
+
+    @property
+    def mlflow_tracking(self) -> str:
+        """The MLflow tracking URI: ``mlflow_tracking_uri``, else the SQLite store in ``mlflow_dir``."""
+        # SQLAlchemy's absolute-path form: four slashes.
+        return self.mlflow_tracking_uri or "sqlite:///" + str(self.mlflow_dir / "mlflow.db")
+
+    @property
+    def mlflow_tracking_is_server(self) -> bool:
+        """Whether the tracking URI names an MLflow server (which keeps its own artifacts)."""
+        return self.mlflow_tracking.startswith(("http://", "https://", "databricks"))
 
     def run_days(self) -> list[dt.date]:
         """The days ``make run`` materializes: the generator's days for the synthetic
@@ -212,6 +278,9 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_SOURCE_OPTIONS": (None, "source_options"),
     "RECLAKE_FEATURE_SPEC": (None, "feature_spec"),
     "RECLAKE_RANKER_CONFIG": (None, "ranker_config"),
+    "RECLAKE_AUTO_CANDIDATES": (None, "auto_candidates"),
+    "RECLAKE_AUTO_BUDGET_S": (None, "auto_budget_s"),
+    "RECLAKE_AUTO_SWEEP_TRIALS": (None, "auto_sweep_trials"),
     "RECLAKE_PARTITIONS_START": (None, "partitions_start"),
     "RECLAKE_PARTITIONS_END": (None, "partitions_end"),
     "RECLAKE_TRAINING_WINDOW_DAYS": (None, "training_window_days"),
@@ -222,6 +291,13 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_EVIDENTLY_UI_URL": (None, "evidently_ui_url"),
     "RECLAKE_ONLINE_STORE_URL": (None, "online_store_url"),
     "RECLAKE_CAMPAIGNS": (None, "campaigns"),
+    "RECLAKE_MLFLOW_TRACKING_URI": (None, "mlflow_tracking_uri"),
+    "RECLAKE_MLFLOW_UI_URL": (None, "mlflow_ui_url"),
+    "RECLAKE_RETRAIN_POLICY": (None, "retrain_policy"),
+    "RECLAKE_DRIFT_ALERT_SHARE": (None, "drift_alert_share"),
+    "RECLAKE_CALIBRATION_ALERT_ECE": (None, "calibration_alert_ece"),
+    "RECLAKE_CALIBRATION_ALERT_RATIO": (None, "calibration_alert_ratio"),
+    "RECLAKE_PREDICTION_DRIFT_ALERT": (None, "prediction_drift_alert"),
     "RECLAKE_SYNTHETIC_START_DATE": ("synthetic", "start_date"),
     "RECLAKE_SYNTHETIC_DAYS": ("synthetic", "days"),
     "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": ("synthetic", "events_per_day"),
@@ -245,6 +321,11 @@ def _coerce(cls: type, name: str, raw: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"setting {name!r} must be a mapping (JSON in an environment variable), got {raw!r}")
         return value
+    if annotation.startswith("tuple"):
+        values = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(values, list | tuple) or not all(str(v).strip() for v in values):
+            raise ValueError(f"setting {name!r} must be a list of names (comma-separated in a variable), got {raw!r}")
+        return tuple(str(v).strip() for v in values)
     if annotation.startswith("int"):
         return int(raw)
     if annotation.startswith("float"):

@@ -14,8 +14,10 @@ from dagster_dbt import DbtCliResource
 from reclake.settings import PROJECT_ROOT, Settings
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
+from resources.monitoring import MonitoringResource
 from resources.online_store import OnlineStoreResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
+from resources.tracking import TrackingResource
 from resources.warehouse import WarehouseResource
 
 # The dbt installed beside this interpreter, whether or not the venv is activated.
@@ -50,6 +52,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             downloads_dir=str(settings.source_state_dir / "downloads"),
             data_docs_dir=str(settings.data_docs_dir),
             ranker_config=settings.ranker_config,
+            auto_candidates=list(settings.auto_candidates),
+            auto_budget_s=settings.auto_budget_s,
+            auto_sweep_trials=settings.auto_sweep_trials,
             training_window_days=settings.training_window_days,
             drift_reference_days=settings.drift_reference_days,
             drift_days_per_run=settings.drift_days_per_run,
@@ -58,4 +63,17 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         "synthetic": SyntheticSourceResource.from_settings(settings.synthetic),
         "online_store": OnlineStoreResource(url=settings.online_store, namespace=settings.source),
+        "tracking": TrackingResource(
+            tracking_uri=settings.mlflow_tracking,
+            # A local store's artifacts go in the state dir (not ./mlruns); a server keeps its own.
+            artifact_root=None if settings.mlflow_tracking_is_server else str(settings.mlflow_dir / "artifacts"),
+            ui_url=settings.mlflow_ui_url,
+        ),
+        "monitoring": MonitoringResource(
+            retrain_policy=settings.retrain_policy,
+            drift_alert_share=settings.drift_alert_share,
+            calibration_alert_ece=settings.calibration_alert_ece,
+            calibration_alert_ratio=settings.calibration_alert_ratio,
+            prediction_drift_alert=settings.prediction_drift_alert,
+        ),
     }

@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from reclake.feature_spec import FeatureSpec, load_feature_spec
-from reclake.settings import SyntheticSettings
+from reclake.settings import Settings, SyntheticSettings
 from sources.synthetic import SOURCE_NAME as SYNTHETIC_SOURCE
 
 
@@ -21,7 +21,10 @@ class PipelineResource(dg.ConfigurableResource):
         downloads_dir: where downloads of real sources are cached.
         data_docs_dir: local folder of the Great Expectations Data Docs site.
         ranker_config: the zoo model config of the ranker (a name in ``models/configs``
-            or a YAML path).
+            or a YAML path), or ``auto``: the best of ``auto_candidates`` (``models.selection``).
+        auto_candidates: the ranker configs ``auto`` tries, simplest first.
+        auto_budget_s: seconds ``auto``'s candidates may take together.
+        auto_sweep_trials: > 0: ``auto`` sweeps candidates with a ``search_space`` (``models.sweep``).
         training_window_days: newest days used per model; the newest is held out.
         drift_reference_days: days before a partition that form its drift reference.
         drift_days_per_run: how many of a run's newest days get a drift report (a
@@ -37,12 +40,14 @@ class PipelineResource(dg.ConfigurableResource):
     downloads_dir: str
     data_docs_dir: str
     ranker_config: str
+    auto_candidates: list[str] = list(Settings.auto_candidates)
+    auto_budget_s: float = Settings.auto_budget_s
+    auto_sweep_trials: int = Settings.auto_sweep_trials
     training_window_days: int
     drift_reference_days: int
     drift_days_per_run: int
     quarantine_max_share: float
     campaigns_path: str | None = None
-
 
     def feature_spec(self) -> FeatureSpec:
         """The source's feature spec (what bronze keeps, what dbt computes, what models use)."""

@@ -48,6 +48,20 @@ class WarehouseResource(dg.ConfigurableResource):
             [first_day, last_day],
         )
 
+    def iter_day(self, table: str, day: dt.date, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """Rows of a mart's ``day`` (ordered by ``event_ts, event_id``) as a stream of
+        frames of at most ``chunk_rows`` rows: a day of any size in bounded memory."""
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        with self.connect() as connection:
+            relation = connection.sql(
+                f"select * from {table} where event_date = ? order by event_ts, event_id", params=[day]
+            )
+            # A streaming reader (DuckDB 2 names it to_arrow_reader, 1.x fetch_arrow_reader).
+            reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+            for batch in reader(chunk_rows):
+                yield batch.to_pandas()
+
     def training_window(self, window_days: int) -> tuple[list[dt.date], pd.DataFrame]:
         """The newest ``window_days`` days of ``training_examples`` and their rows.
 

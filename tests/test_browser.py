@@ -3,8 +3,10 @@
 A small demo (the default calendar: its days end yesterday) runs through ``make run``'s
 entry point; then the Dagster webserver and the report server start as ``make ui``
 starts them, and a real browser checks that the asset graph renders with every group,
-that ``raw_events`` shows every demo partition materialized and none missing, and that
-the drift report's link on its partition page opens the Evidently report.
+that ``raw_events`` shows every demo partition materialized and none missing, that the
+drift report's link on its partition page opens the Evidently report, and that its
+``evidently_url`` opens the source's dashboard in Evidently's UI (started as ``make
+reports`` starts it).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``make browser`` installs them as
 root); skipped with that message where they are absent. With ``RECLAKE_SCREENSHOTS_DIR``
@@ -30,7 +32,18 @@ pytestmark = pytest.mark.skipif(
 
 DEMO_DAYS = 3
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
-GROUPS = ("landing", "bronze", "staging", "intermediate", "marts", "quality", "datasets", "models", "serving", "monitoring")
+GROUPS = (
+    "landing",
+    "bronze",
+    "staging",
+    "intermediate",
+    "marts",
+    "quality",
+    "datasets",
+    "models",
+    "serving",
+    "monitoring",
+)
 # Chromium's own traffic is refused on a closed network: keep it from trying.
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -56,6 +69,7 @@ def ui(tmp_path_factory):
     """A demo run, then the UI and the report server on free ports: (ui URL, reports URL, days)."""
     root = tmp_path_factory.mktemp("browser")
     reports_url = f"http://127.0.0.1:{free_port()}"
+    evidently_url = f"http://127.0.0.1:{free_port()}"
     env = process_env(
         {
             "RECLAKE_STATE_DIR": str(root / "state"),
@@ -66,6 +80,7 @@ def ui(tmp_path_factory):
             "RECLAKE_RANKER_CONFIG": TINY_RANKER,
             "RECLAKE_DRIFT_DAYS_PER_RUN": "1",
             "RECLAKE_REPORTS_URL": reports_url,
+            "RECLAKE_EVIDENTLY_UI_URL": evidently_url,
             "DAGSTER_HOME": str(root / "dagster_home"),
         }
     )
@@ -88,11 +103,13 @@ def ui(tmp_path_factory):
             cwd=PROJECT_ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT,
         ),
         subprocess.Popen([sys.executable, "-m", "monitoring.report_server"], cwd=PROJECT_ROOT, env=env),
+        subprocess.Popen([sys.executable, "-m", "monitoring.evidently_ui"], cwd=PROJECT_ROOT, env=env),
     ]  # fmt: skip
     try:
         _wait_for_http(f"http://127.0.0.1:{ui_port}/server_info", servers[0])
         _wait_for_http(f"{reports_url}/", servers[1])
-        yield f"http://127.0.0.1:{ui_port}", reports_url, days
+        _wait_for_http(f"{evidently_url}/api/projects", servers[2])
+        yield f"http://127.0.0.1:{ui_port}", reports_url, days, evidently_url
     finally:
         for server in servers:
             server.terminate()
@@ -154,13 +171,13 @@ def _screenshot(browser, name: str) -> None:
 
 
 def test_the_asset_graph_renders_every_group(ui, browser):
-    base, _, _ = ui
+    base, _, _, _ = ui
     _open(browser, f"{base}/asset-groups", "Global asset lineage", *GROUPS)
     _screenshot(browser, "asset_graph")
 
 
 def test_every_demo_partition_is_materialized(ui, browser):
-    base, _, days = ui
+    base, _, days, _ = ui
     text = _open(browser, f"{base}/assets/raw_events?view=partitions", f"Materialized ({len(days)})")
     assert "Missing (0)" in text and "Failed (0)" in text
     assert all(day.isoformat() in text for day in days)
@@ -170,7 +187,7 @@ def test_every_demo_partition_is_materialized(ui, browser):
 def test_the_drift_report_opens_from_its_partition(ui, browser):
     from selenium.webdriver.common.by import By
 
-    base, reports_url, days = ui
+    base, reports_url, days, _ = ui
     _open(browser, f"{base}/assets/drift_report?view=partitions&partition={days[-1]}", "report_url")
     links = [
         anchor.get_attribute("href")
@@ -180,3 +197,19 @@ def test_the_drift_report_opens_from_its_partition(ui, browser):
     assert links and links[0].endswith(f"dt={days[-1]}/drift_report.html"), links
     _screenshot(browser, "drift_report_partition")
     _open(browser, links[0], "Dataset Drift")  # Evidently's report, rendered by its own scripts
+
+
+def test_the_evidently_dashboard_opens_from_the_drift_reports_partition(ui, browser):
+    from selenium.webdriver.common.by import By
+
+    base, _, days, evidently_url = ui
+    _open(browser, f"{base}/assets/drift_report?view=partitions&partition={days[-1]}", "evidently_url")
+    links = [
+        anchor.get_attribute("href")
+        for anchor in browser.find_elements(By.TAG_NAME, "a")
+        if (anchor.get_attribute("href") or "").startswith(evidently_url)
+    ]
+    assert links and "/projects/" in links[0], links
+    # Evidently's UI renders the project's dashboard by its own scripts: the drift tab's panels.
+    _open(browser, links[0], "Share of drifted columns", seconds=90)
+    _screenshot(browser, "evidently_dashboard")

@@ -15,12 +15,25 @@ from reclake.runtime import PROCESS_FLAGS, QUIET_TENSORFLOW
 
 def test_dagster_definitions_validate_passes(tmp_path, session_state_dir):
     settings = make_settings(tmp_path, session_state_dir)
-    env = {**os.environ, **{f"RECLAKE_{k.upper()}": str(v) for k, v in {
-        "state_dir": settings.state_dir, "lake_root": settings.lake_root, "warehouse_path": settings.warehouse_path,
-    }.items()}, "DAGSTER_HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        **{
+            f"RECLAKE_{k.upper()}": str(v)
+            for k, v in {
+                "state_dir": settings.state_dir,
+                "lake_root": settings.lake_root,
+                "warehouse_path": settings.warehouse_path,
+            }.items()
+        },
+        "DAGSTER_HOME": str(tmp_path),
+    }
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Validation successful" in completed.stdout + completed.stderr
@@ -46,7 +59,12 @@ def test_jobs_schedules_and_sensors_resolve(tmp_path, session_state_dir):
     groups = {spec.group_name for spec in defs.resolve_all_asset_specs()}
     assert groups == {
         "landing", "bronze", "staging", "intermediate", "marts", "quality", "datasets", "models", "serving", "monitoring", "model_zoo",
+        "batch",
     }  # fmt: skip
+    # Batch scoring and stored-model evaluation run on demand, in jobs of their own.
+    assert {"batch_predictions", "stored_model_evaluation"}.isdisjoint(n.name for n in main.nodes_in_topological_order)
+    batch = defs.resolve_job_def("batch_predictions_job")
+    assert {n.name for n in batch.nodes_in_topological_order} == {"batch_predictions"}
     # The catalog reads well: every asset says what it holds, what it is made with and who owns it.
     for spec in defs.resolve_all_asset_specs():
         assert spec.description and len(spec.description) > 40, spec.key

@@ -33,7 +33,6 @@ from monitoring.workspace import (
 )
 from reclake.lake import Lake
 from resources.lake import LakeResource
-from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
 
 NUMERICAL, CATEGORICAL = monitored_columns(toy_examples.SPEC)
@@ -91,10 +90,12 @@ def test_the_project_is_created_once_per_source_with_its_dashboard(tmp_path):
     assert sorted(p.name for p in workspace.list_projects()) == ["criteo drift", "synthetic drift"]
     dashboard = workspace.get_dashboard(first)
     titles = [panel.title for panel in dashboard.panels]
-    assert titles[0] == "Share of drifted columns" and len(titles) == 3
-    charted = {value.metric_labels["column"] for panel in dashboard.panels[1:] for value in panel.values}
+    assert titles[0] == "Share of drifted columns" and len(titles) == 7
+    charted = {value.metric_labels["column"] for panel in dashboard.panels[1:3] for value in panel.values}
     assert charted == set(NUMERICAL + CATEGORICAL)
-    assert [tab.panels for tab in dashboard.tabs] == [[panel.id for panel in dashboard.panels]]
+    drift_tab, served_tab = dashboard.tabs
+    assert drift_tab.panels == [panel.id for panel in dashboard.panels[:3]]
+    assert served_tab.panels == [panel.id for panel in dashboard.panels[3:]]
 
 
 def test_the_workspace_lives_in_a_local_lake_only(tmp_path):
@@ -118,16 +119,7 @@ def test_the_drift_report_asset_adds_each_day_to_the_workspace_and_links_it(tmp_
     resources = {
         "lake": LakeResource(root=str(tmp_path / "lake"), evidently_ui_url="http://127.0.0.1:8765"),
         "warehouse": _warehouse(tmp_path / "warehouse.duckdb", days),
-        "pipeline": PipelineResource(
-            source="synthetic",
-            downloads_dir=str(tmp_path / "downloads"),
-            data_docs_dir=str(tmp_path / "data_docs"),
-            ranker_config="dcn_v2_stacked",
-            training_window_days=7,
-            drift_reference_days=7,
-            drift_days_per_run=14,
-            quarantine_max_share=0.01,
-        ),
+        "pipeline": toy_examples.toy_pipeline(tmp_path),
     }
     asset = build_drift_report_asset(dg.DailyPartitionsDefinition(start_date="2024-03-01"))
     instance = dg.DagsterInstance.ephemeral()
@@ -214,3 +206,35 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_the_served_models_days_sit_beside_the_drift_days_with_their_own_tab(tmp_path, reports):
+    import numpy as np
+    import pandas as pd
+
+    from models.served_quality import served_model_quality
+    from monitoring.served_model_report import served_model_snapshot
+    from monitoring.workspace import SERVED_MODEL_TAG
+
+    rng = np.random.default_rng(0)
+    p = np.clip(rng.beta(2, 38, 20_000), 1e-4, 0.9)
+    labels = (rng.random(len(p)) < p).astype(float)
+    ids = pd.DataFrame({"user_id": rng.integers(0, 500, len(p)).astype(str), "item_id": rng.integers(0, 80, len(p))})
+    snapshot = served_model_snapshot(labels, p * 1.3, labels[:5_000], p[:5_000], "binary", ids, ids[:5_000])
+    workspace = open_workspace(str(tmp_path / "workspace"))
+    project = ensure_project(workspace, "toy", NUMERICAL, CATEGORICAL)
+    add_drift_snapshot(workspace, project, DAY_1, reports[0].snapshot)
+    add_drift_snapshot(workspace, project, DAY_1, snapshot, SERVED_MODEL_TAG)
+    add_drift_snapshot(workspace, project, DAY_1, snapshot, SERVED_MODEL_TAG)  # a re-run replaces it
+    assert partitions(workspace, project) == [DAY_1.isoformat()]
+    assert partitions(workspace, project, SERVED_MODEL_TAG) == [DAY_1.isoformat()]
+
+    stored = workspace.get_run(project, snapshot_id(project, DAY_1, SERVED_MODEL_TAG))
+    values = {type(r).__name__ + str(getattr(r, "display_name", "")): r for r in stored.metric_results.values()}
+    means = sorted(float(r.value) for r in stored.metric_results.values() if "Mean value" in str(r.display_name))
+    quality = served_model_quality(labels, p * 1.3, p[:5_000], "binary")
+    assert means == pytest.approx(sorted([quality.observed, quality.predicted]), rel=1e-6)
+    names = " ".join(values)
+    assert all(name in names for name in ("NDCG", "Personalization", "RocAuc", "LogLoss")), names
+    tabs = [tab.title for tab in workspace.get_dashboard(project).tabs]
+    assert tabs == ["Drift", "Served model"]

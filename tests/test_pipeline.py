@@ -23,6 +23,7 @@ from automation.serve import environment_for
 pytestmark = pytest.mark.integration
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
+TINY_DEEPFM = str(Path(__file__).parent / "fixtures" / "configs" / "tiny_deepfm.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,12 @@ def main_run(tmp_path_factory, session_state_dir):
     from automation.run_summary import check_outcomes, run_main_job
 
     settings = make_settings(
-        tmp_path_factory.mktemp("pipeline"), session_state_dir, REPORTS_URL=f"http://127.0.0.1:{free_port()}"
+        tmp_path_factory.mktemp("pipeline"),
+        session_state_dir,
+        REPORTS_URL=f"http://127.0.0.1:{free_port()}",
+        # The automatic choice between two rankers (models.selection), reported in the summary.
+        RANKER_CONFIG="auto",
+        AUTO_CANDIDATES=f"{TINY_DEEPFM},dcn_v2_stacked",
     )
     instance = dg.DagsterInstance.ephemeral()
     summary, summary_url = run_main_job(settings, instance)
@@ -111,7 +117,9 @@ def test_warehouse_holds_every_impression_once(main_run):
     settings, *_ = main_run
     with duckdb.connect(settings.warehouse_path, read_only=True) as con:
         rows, distinct = con.execute("select count(*), count(distinct event_id) from fct_events").fetchone()
-        per_day = dict(con.execute("select cast(event_date as varchar), count(*) from training_examples group by 1").fetchall())
+        per_day = dict(
+            con.execute("select cast(event_date as varchar), count(*) from training_examples group by 1").fetchall()
+        )
     assert rows == distinct == 3 * settings.synthetic.events_per_day
     assert per_day == {day: settings.synthetic.events_per_day for day in DAYS}
 
@@ -124,6 +132,21 @@ def test_model_metrics_are_honest(main_run):
     assert 0.5 < metrics["ranking_auc"] <= 1.0
     assert metrics["ranking_bayes_logloss"] < metrics["ranking_logloss"]
     assert 0.0 <= metrics["retrieval_recall_at_k"] <= 1.0
+
+
+def test_the_ranker_is_chosen_on_the_validation_day_and_the_choice_reported(main_run):
+    _, instance, summary, _, _ = main_run
+    choice = summary["ranker_choice"]
+    assert set(choice["candidates"]) == {TINY_DEEPFM, "dcn_v2_stacked"}
+    assert choice["selected_on"] == f"the validation day ({DAYS[1]})"
+    chosen = choice["candidates"][choice["chosen"]]
+    assert chosen["validation_auc"] == max(c["validation_auc"] for c in choice["candidates"].values())
+    assert chosen["test_auc"] == pytest.approx(summary["metrics"]["ranking_auc"], abs=1e-4)
+    assert choice["margin"] >= 0 and choice["runner_up"] in choice["candidates"]
+    event = instance.get_latest_materialization_event(dg.AssetKey("recommender_model"))
+    metadata = event.asset_materialization.metadata
+    assert f"**{choice['chosen']}** (chosen)" in metadata["ranker_selection"].value
+    assert metadata["ranker_chosen"].value == choice["chosen"]
 
 
 def test_retraining_scores_the_champion_and_registers_a_challenger(main_run):

@@ -120,6 +120,26 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path):
         load_settings({"RECLAKE_CONFIG": str(tmp_path / "missing.yaml")})
 
 
+def test_the_automatic_ranker_choice_is_configured_by_file_or_environment(tmp_path):
+    defaults = load_settings({})
+    assert defaults.auto_candidates[:4] == ("hashed_lr", "fm", "deepfm", "dcn_v2_stacked")
+    assert {"esmm", "mmoe"} <= set(defaults.auto_candidates) and defaults.auto_sweep_trials == 0
+    config = tmp_path / "reclake.yaml"
+    config.write_text("ranker_config: auto\nauto_candidates: [hashed_lr, fm]\nauto_budget_s: 30\n")
+    settings = load_settings({"RECLAKE_CONFIG": str(config)})
+    assert (settings.ranker_config, settings.auto_candidates, settings.auto_budget_s) == (
+        "auto",
+        ("hashed_lr", "fm"),
+        30.0,
+    )
+    overridden = load_settings({"RECLAKE_AUTO_CANDIDATES": "deepfm, esmm", "RECLAKE_AUTO_SWEEP_TRIALS": "5"})
+    assert overridden.auto_candidates == ("deepfm", "esmm") and overridden.auto_sweep_trials == 5
+    with pytest.raises(ValueError, match="auto_budget_s"):
+        load_settings({"RECLAKE_AUTO_BUDGET_S": "-1"})
+    with pytest.raises(ValueError, match="auto_candidates"):
+        load_settings({"RECLAKE_AUTO_CANDIDATES": "fm,,deepfm"})
+
+
 def test_the_online_store_defaults_to_the_sources_embedded_file(tmp_path):
     """One embedded store per source in its state folder, unless a URL is set (Redis,
     or a path relative to the config file); the resource's namespace is the source."""

@@ -106,7 +106,10 @@ def make_training_examples(
             "true_pctr": true_pctr,
         }
     )
-    for entity, index, impressions, ctr in (("user", u, user_impressions, user_ctr), ("item", i, item_impressions, item_ctr)):
+    for entity, index, impressions, ctr in (
+        ("user", u, user_impressions, user_ctr),
+        ("item", i, item_impressions, item_ctr),
+    ):
         for window in SPEC.aggregates.windows_days:
             events = np.round(impressions[index] * window / 7).astype(np.int64)
             frame[f"{entity}_events_{window}d"] = events
@@ -127,3 +130,21 @@ def feature_tables(examples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     users = examples.groupby("user_id", as_index=False).first()[["user_id", *SPEC.lookup_features("user")]]
     items = examples.groupby("item_id", as_index=False).first()[["item_id", *SPEC.lookup_features("item")]]
     return users, items
+
+
+def toy_pipeline(tmp_path, **changes):
+    """A ``PipelineResource`` of the synthetic source with its folders under ``tmp_path``
+    (for assets materialized on a toy warehouse); ``changes`` override its fields."""
+    from resources.pipeline import PipelineResource
+
+    fields = {
+        "source": "synthetic",
+        "downloads_dir": str(tmp_path / "downloads"),
+        "data_docs_dir": str(tmp_path / "data_docs"),
+        "ranker_config": "dcn_v2_stacked",
+        "training_window_days": 7,
+        "drift_reference_days": 7,
+        "drift_days_per_run": 14,
+        "quarantine_max_share": 0.01,
+    }
+    return PipelineResource(**{**fields, **changes})

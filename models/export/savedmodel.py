@@ -678,10 +678,15 @@ class Recommender(SavedModelExport):
         """The ranker's score for ``training_examples`` rows, using their own
         (point-in-time) features. This is how two exported models are compared on the
         same held-out rows."""
+        return self.rank_outputs(examples)["score"]
+
+    def rank_outputs(self, examples: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Every output of ``rank`` for ``training_examples`` rows: ``score``, plus
+        ``pctr``, ``pcvr``, ``pctcvr`` for multi-task rankers."""
         if examples.empty:
             raise ValueError("examples is empty")
         outputs = self._signatures["rank"](**self._tensors(examples, self.spec.model_features))
-        return outputs["score"].numpy()
+        return {name: value.numpy() for name, value in outputs.items()}
 
 
 def load_recommender(path: str | os.PathLike[str]) -> Recommender:

@@ -8,6 +8,13 @@ A config has three top-level keys (see ``models/configs/*.yaml`` for one per mod
     training:               # how it is trained; every key is optional
       learning_rate: 0.003
 
+and a ranker may add a fourth, ``search_space:``, with what a sweep may tune
+(``models.sweep``)::
+
+    search_space:
+      model.embedding_dim: {type: int, low: 4, high: 16, step: 4}
+      training.learning_rate: {type: float, low: 0.0005, high: 0.01, log: true}
+
 The type decides the model's family (``model_family``): *rankers* score impressions
 from every feature (``models.training.registry``; ``training`` holds ``TrainingConfig``
 fields), *retrievers* rank the whole catalogue for a user (``models.training.retrievers``;
@@ -34,7 +41,7 @@ from models.training.retriever_kinds import RETRIEVER_KINDS, RetrieverTrainingCo
 
 """Where ``load_spec("<name>")`` looks for ``<name>.yaml``."""
 
-SPEC_KEYS = ("type", "model", "training")
+SPEC_KEYS = ("type", "model", "training", "search_space")
 RANKER = "ranker"
 RETRIEVER = "retriever"
 FAMILIES = (RANKER, RETRIEVER)
@@ -149,12 +156,15 @@ class ModelSpec:
         training: Training settings: ``TrainingConfig`` for a ranker,
             ``RetrieverTrainingConfig`` for a retriever.
         source: The YAML file it was read from, or ``None`` for an in-memory dict.
+        search_space: A ranker's optional ``search_space:`` section: what a sweep may
+            tune (``models.sweep.SearchSpace`` checks it); ``None`` when absent.
     """
 
     type: str
     model: Mapping[str, Any]
     training: TrainingConfig | RetrieverTrainingConfig
     source: str | None = None
+    search_space: Mapping[str, Any] | None = None
 
     @property
     def family(self) -> str:
@@ -175,7 +185,10 @@ class ModelSpec:
             training["optimizer_options"] = dict(self.training.optimizer_options)
             if self.training.loss_weights is not None:
                 training["loss_weights"] = dict(self.training.loss_weights)
-        return {"type": self.type, "model": dict(self.model), "training": training}
+        document = {"type": self.type, "model": dict(self.model), "training": training}
+        if self.search_space is not None:
+            document["search_space"] = dict(self.search_space)
+        return document
 
 
 def _unknown_keys(given: Mapping[str, Any], allowed: list[str], where: str) -> None:
@@ -209,14 +222,25 @@ def model_spec_from_dict(config: Mapping[str, Any], source: str | None = None) -
         if not isinstance(value, Mapping):
             raise ValueError(f"{where}: '{section}' must be a mapping, got {type(value).__name__}")
         sections[section] = dict(value)
+    search_space = config.get("search_space")
+    if search_space is not None and not isinstance(search_space, Mapping):
+        raise ValueError(f"{where}: 'search_space' must be a mapping, got {type(search_space).__name__}")
     if model_family(config["type"]) == RETRIEVER:
+        if search_space is not None:
+            raise ValueError(f"{where}: 'search_space' applies to rankers only (models.sweep)")
         return _retriever_spec(config["type"], sections, where, source)
     _unknown_keys(sections["training"], [f.name for f in dataclasses.fields(TrainingConfig)], f"{where} 'training'")
     try:
         training = TrainingConfig(**sections["training"])
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from error
-    return ModelSpec(type=config["type"], model=sections["model"], training=training, source=source)
+    return ModelSpec(
+        type=config["type"],
+        model=sections["model"],
+        training=training,
+        source=source,
+        search_space=None if search_space is None else dict(search_space),
+    )
 
 
 def _retriever_spec(model_type: str, sections: dict[str, dict[str, Any]], where: str, source: str | None) -> ModelSpec:
