@@ -47,6 +47,19 @@ def check_outcomes(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]
     return outcomes
 
 
+def warning_checks(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    """``asset/check`` names whose every failed evaluation in the run had WARN severity
+    (drift, calibration, freshness): a warning to read, not a failed run."""
+    failed_severities: dict[str, set] = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        if not evaluation.passed:
+            key = evaluation.asset_check_key
+            name = f"{key.asset_key.to_user_string()}/{key.name}"
+            failed_severities.setdefault(name, set()).add(evaluation.severity)
+    return {name for name, severities in failed_severities.items() if severities == {dg.AssetCheckSeverity.WARN}}
+
+
 def main_job_tags(days: list) -> dict[str, str]:
     """The run tags that make one run of the main job cover ``days`` (a single-run backfill)."""
     return partition_range_tags(days[0], days[-1])
@@ -116,6 +129,7 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
             rows_per_day[day] = int(metadata["dagster/row_count"])
 
     checks = check_outcomes(instance, run_id)
+    warned = warning_checks(instance, run_id)
     model = latest["recommender_model"]
     drift = by_partition["drift_report"].get(days[-1].isoformat(), {})
     summary = {
@@ -132,7 +146,11 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
         "drift_report_path": drift.get("report_path"),
         "drift_report_url": drift.get("report_url"),
         "stage_seconds": step_durations(instance, run_id),
-        "checks": {"passed": sum(checks.values()), "failed": sorted(k for k, ok in checks.items() if not ok)},
+        "checks": {
+            "passed": sum(checks.values()),
+            "failed": sorted(k for k, ok in checks.items() if not ok and k not in warned),
+            "warned": sorted(k for k, ok in checks.items() if not ok and k in warned),
+        },
         "run_id": run_id,
         "job": run.job_name if run else MAIN_JOB,
     }

@@ -12,7 +12,7 @@ the newest days of ``training_examples`` (``WarehouseResource.training_window``)
   characters, ints whole numbers, floats numbers), not null unless ``nullable``, in its
   allowed ``values`` and ``min_value`` / ``max_value`` range;
 - the label (``spec.label``): present and not null; 0/1 when binary, a number when a
-  regression label (non-negative when trained on ``log1p``); extra labels 0/1 (as
+  regression label (non-negative when trained on ``log1p``); extra labels 0/1 or null (as
   ``models.inputs.features.label_array`` reads them);
 - the point-in-time aggregates of each entity (``spec.aggregate_columns``): counts
   (``events``, ``positives``) whole numbers >= 0, smoothed rates in [0, 1], none null;
@@ -122,7 +122,8 @@ def training_window_schema(spec: FeatureSpec, days: Sequence[dt.date]) -> pa.Dat
         columns[column.name] = _feature_column(column, spec)
     columns[spec.label.column] = _label_column(spec)
     for name in spec.extra_labels:
-        columns[name] = pa.Column(checks=[pa.Check.isin([0, 1])], nullable=False)
+        # Null where the source has no such log for the day (iPinYou without a conversion log).
+        columns[name] = pa.Column(checks=[pa.Check.isin([0, 1])], nullable=True)
     for entity in spec.entities:
         for name in spec.aggregate_columns(entity):
             rate = "_positive_rate_" in name
