@@ -10,6 +10,13 @@ from automation.jobs import retrain_job
 from resources.monitoring import MonitoringResource
 
 WATCHED = ("drift_report", "served_model_quality")  # the assets whose days can raise an alert
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def _newest_model_day(instance: dg.DagsterInstance) -> dt.date | None:
@@ -44,10 +51,14 @@ def day_alerts(asset: str, metadata: dict[str, Any], monitoring: MonitoringResou
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Retrains (retrain_job) when a day's drift_report or served_model_quality crosses an alert "
-    "threshold (MonitoringResource) and the newest model has not seen that day; one run per alert day. "
-    "Champion/challenger still decides what is served.",
+    "threshold (MonitoringResource) and the newest model has not seen that day; one run per alert day, judged "
+    "once no run is in progress. Champion/challenger still decides what is served.",
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringResource) -> dg.SensorResult:
+    # A run in progress may be the one that retrains on the alert's day (with the daily
+    # policy, the landed day's own run trains after judging it): judge alerts when it ends.
+    if context.instance.get_run_records(filters=dg.RunsFilter(statuses=_IN_PROGRESS), limit=1):
+        return dg.SensorResult(skip_reason=dg.SkipReason("a run is in progress; alerts are judged when it ends"))
     after = int(context.cursor or 0)
     alerts: dict[str, list[str]] = {}
     newest_seen = after
