@@ -44,6 +44,19 @@ def _target_materialization(
     )
 
 
+def newest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> dict[str, Any] | None:
+    """The metadata values of the newest materialization of ``asset`` (of its
+    ``partition``, if given); None when it was never materialized."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    if not records:
+        return None
+    materialization = records[0].asset_materialization
+    return {key: value.value for key, value in (materialization.metadata or {}).items()}
+
+
 def evaluations_per_day(
     context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
     check_key: dg.AssetCheckKey,

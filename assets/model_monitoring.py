@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from assets.checks import DayOutcome, evaluations_per_day
+from assets.checks import DayOutcome, evaluations_per_day, newest_metadata
 from assets.partitions import partition_days, single_run_backfill
 from monitoring.drift import monitored_columns
 from monitoring.served_model_report import served_model_snapshot
@@ -162,17 +162,6 @@ def build_served_model_quality_asset(partitions: dg.PartitionsDefinition) -> dg.
     return served_model_quality
 
 
-def _newest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any] | None:
-    """The metadata values of the newest materialization of ``asset``'s ``partition``."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
-        return None
-    materialization = records[0].asset_materialization
-    return {key: value.value for key, value in (materialization.metadata or {}).items()}
-
-
 def _warn_check(asset: str, name: str, description: str, partitions: dg.PartitionsDefinition, judge):
     """A non-blocking WARN check with a result per day of the run, judging the metadata the
     asset recorded for the day with ``judge(metadata, monitoring) -> DayOutcome``."""
@@ -187,7 +176,7 @@ def _warn_check(asset: str, name: str, description: str, partitions: dg.Partitio
     def _check(context: dg.AssetCheckExecutionContext, monitoring: MonitoringResource):
         outcomes = {}
         for day in partition_days(context):
-            metadata = _newest_metadata(context.instance, asset, day.isoformat())
+            metadata = newest_metadata(context.instance, asset, day.isoformat())
             outcomes[day.isoformat()] = (
                 DayOutcome(True, {}, "not materialized: nothing to judge")
                 if metadata is None
@@ -243,7 +232,7 @@ def build_monitoring_checks(partitions: dg.PartitionsDefinition) -> list[dg.Asse
             "calibration_alert_ece, or its predicted/observed positive rate leaves 1 ± calibration_alert_ratio "
             "(each on top of twice the day's sampling noise).",
             partitions,
-            _judge_served_model(("ece", "ece_noise", "ratio", "ratio_noise")),
+            _judge_served_model(MonitoringResource.CALIBRATION_FIGURES),
         ),
         _warn_check(
             "served_model_quality",
@@ -251,6 +240,6 @@ def build_monitoring_checks(partitions: dg.PartitionsDefinition) -> list[dg.Asse
             "WARN when the served model's scores drift from the reference window's by prediction_drift_alert "
             "(normed Wasserstein distance) or more.",
             partitions,
-            _judge_served_model(("prediction_drift",)),
+            _judge_served_model(MonitoringResource.PREDICTION_FIGURES),
         ),
     ]

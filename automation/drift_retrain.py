@@ -2,10 +2,10 @@
 threshold retrains the model, whatever the landing cadence."""
 
 import datetime as dt
-from typing import Any
 
 import dagster as dg
 
+from assets.checks import newest_metadata
 from automation.jobs import retrain_job
 from resources.monitoring import MonitoringResource
 
@@ -21,29 +21,8 @@ _IN_PROGRESS = [
 
 def _newest_model_day(instance: dg.DagsterInstance) -> dt.date | None:
     """The newest day the newest trained model has seen (its held-out test day)."""
-    records = instance.fetch_materializations(dg.AssetKey("recommender_model"), limit=1).records
-    if not records:
-        return None
-    evaluated_on = (records[0].asset_materialization.metadata or {}).get("evaluated_on")
-    return dt.date.fromisoformat(evaluated_on.value) if evaluated_on is not None else None
-
-
-def day_alerts(asset: str, metadata: dict[str, Any], monitoring: MonitoringResource) -> list[str]:
-    """The alerts one materialization of a watched asset raises (empty: none)."""
-    if asset == "drift_report":
-        return (
-            monitoring.feature_drift_alerts(metadata.get("drifted_share"))
-            if metadata.get("status") == "reported"
-            else []
-        )
-    if metadata.get("status") != "judged":
-        return []
-    figures = {
-        key: metadata[key]
-        for key in ("ece", "ece_noise", "ratio", "ratio_noise", "prediction_drift")
-        if metadata.get(key) is not None
-    }
-    return monitoring.served_model_alerts(figures)
+    evaluated_on = (newest_metadata(instance, "recommender_model") or {}).get("evaluated_on")
+    return dt.date.fromisoformat(evaluated_on) if evaluated_on is not None else None
 
 
 @dg.sensor(
@@ -70,7 +49,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, monitoring: Monito
             newest_seen = max(newest_seen, record.storage_id)
             materialization = record.asset_materialization
             metadata = {key: value.value for key, value in (materialization.metadata or {}).items()}
-            raised = day_alerts(asset, metadata, monitoring)
+            raised = monitoring.day_alerts(asset, metadata)
             if raised and materialization.partition:
                 alerts.setdefault(materialization.partition, []).extend(f"{asset}: {a}" for a in raised)
     if not alerts:

@@ -70,15 +70,9 @@ def loop_settings(root: Path, *, kind: str, seed: int, events_per_day: int, days
 
 
 def _newest(instance, asset: str, partition: str | None = None) -> dict[str, Any]:
-    import dagster as dg
+    from assets.checks import newest_metadata
 
-    records_filter = dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
-    )
-    records = instance.fetch_materializations(records_filter, limit=1).records
-    if not records:
-        return {}
-    return {k: v.value for k, v in (records[0].asset_materialization.metadata or {}).items()}
+    return newest_metadata(instance, asset, partition) or {}
 
 
 def run_loop(root: Path, *, kind: str, seed: int, events_per_day: int, bootstrap_days: int, monitored_days: int,

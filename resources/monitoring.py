@@ -1,5 +1,7 @@
 """The monitoring loop's thresholds: when a day's drift or calibration is an alert."""
 
+from typing import Any, ClassVar
+
 import dagster as dg
 
 
@@ -14,6 +16,10 @@ class MonitoringResource(dg.ConfigurableResource):
         calibration_alert_ratio: largest ``|predicted / observed - 1|``.
         prediction_drift_alert: normed Wasserstein distance of the served scores.
     """
+
+    # The figures of ``served_model_quality`` each WARN check judges (metadata keys).
+    CALIBRATION_FIGURES: ClassVar[tuple[str, ...]] = ("ece", "ece_noise", "ratio", "ratio_noise")
+    PREDICTION_FIGURES: ClassVar[tuple[str, ...]] = ("prediction_drift",)
 
     retrain_policy: str = "daily"
     drift_alert_share: float = 0.3
@@ -45,3 +51,16 @@ class MonitoringResource(dg.ConfigurableResource):
         if drift is not None and drift >= self.prediction_drift_alert:
             alerts.append(f"prediction drift {drift:.3f} (alert from {self.prediction_drift_alert})")
         return alerts
+
+    def day_alerts(self, asset: str, metadata: dict[str, Any]) -> list[str]:
+        """The alerts one day's materialization of ``drift_report`` or
+        ``served_model_quality`` raises (its metadata values); empty when it raises none or
+        the day was not reported / judged."""
+        if asset == "drift_report":
+            return (
+                self.feature_drift_alerts(metadata.get("drifted_share")) if metadata.get("status") == "reported" else []
+            )
+        if metadata.get("status") != "judged":
+            return []
+        keys = self.CALIBRATION_FIGURES + self.PREDICTION_FIGURES
+        return self.served_model_alerts({key: metadata[key] for key in keys if metadata.get(key) is not None})
