@@ -73,7 +73,8 @@ ui: install
 		$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
 
 ## reports: the report server (what `make ui` starts beside Dagster), and Evidently's UI over the
-## lake's drift workspace (drift dashboards over time) on the port of RECLAKE_EVIDENTLY_UI_URL (8002)
+## lake's drift workspace (drift dashboards over time; an s3:// lake's is copied to the state dir
+## first) on the port of RECLAKE_EVIDENTLY_UI_URL (8002)
 reports: install
 	@$(BIN)/python -m monitoring.evidently_ui --exit-with-parent & evidently=$$!; \
 		trap 'kill $$evidently 2>/dev/null' EXIT INT TERM; \

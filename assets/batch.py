@@ -23,9 +23,38 @@ class StoredModelConfig(dg.Config):
 
 
 class BatchPredictionsConfig(StoredModelConfig):
-    """Which stored model scores the day, and how many rows at a time."""
+    """Which stored model scores the day, how many rows at a time, and the top-k per user."""
 
     chunk_rows: int = Field(default=50_000, description="Rows scored and written per Parquet part.")
+    top_k: int = Field(
+        default=10,
+        ge=0,
+        description="Items per active user written to predictions/<source>/topk/ (models with retrieval); 0: none.",
+    )
+    chunk_users: int = Field(default=2_000, ge=1, description="Users recommended for and written per top-k part.")
+
+
+def topk_dir(store, source: str, day) -> str:
+    """Where a day's top-k lists go: ``predictions/<source>/topk/dt=YYYY-MM-DD/``."""
+    return store.url("predictions", source, "topk", f"dt={day.isoformat()}")
+
+
+def active_users(warehouse: WarehouseResource, day, context_columns, chunk_users: int):
+    """The users with an event on ``day``, one row each (``user_id`` and the context
+    columns of their newest event), ordered by ``user_id``, as frames of at most
+    ``chunk_users`` rows streamed from DuckDB."""
+    columns = ", ".join(["user_id", *context_columns])
+    sql = f"""
+        select {columns} from training_examples
+        where event_date = ? and user_id is not null
+        qualify row_number() over (partition by user_id order by event_ts desc, event_id desc) = 1
+        order by user_id
+    """
+    with warehouse.connect() as connection:
+        relation = connection.sql(sql, params=[day])
+        reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+        for batch in reader(chunk_users):
+            yield batch.to_pandas()
 
 
 def _model_tag(config: StoredModelConfig, model_store: ModelStoreResource) -> str:
@@ -52,6 +81,14 @@ def batch_predictions(
     features) and written as one part, so memory stays bounded on a day of any size. A
     row: ``event_id``, ``event_date``, the ids, the labels, ``score`` (plus ``pctr``,
     ``pcvr``, ``pctcvr`` for a multi-task ranker) and ``model_version``.
+
+    For a model with retrieval (sources with user and item ids), every active user of the
+    day (an event that day) also gets their top ``top_k`` through the model's
+    ``recommend`` signature, with the context of their newest event, written
+    ``chunk_users`` users at a time to
+    ``predictions/<source>/topk/dt=YYYY-MM-DD/part-NNNNN.parquet``: ``user_id``, ``rank``
+    (1 = best), ``item_id``, ``score``, ``model_version`` and ``popularity_fallback``
+    (users the model does not know get the popularity list).
     """
     from models.batch_inference import score_chunks
     from models.export.savedmodel import load_recommender
@@ -70,8 +107,10 @@ def batch_predictions(
 
         summary = score_chunks(recommender, warehouse.iter_day("training_examples", day, config.chunk_rows), write_part)
         context.log.info(f"{day}: {summary.rows} rows scored by {summary.model_version} in {summary.seconds:.1f} s")
+        topk = _write_topk(context, config, warehouse, store, lake, pipeline.source, recommender, day)
         context.add_asset_metadata(
             {
+                **topk,
                 "dagster/row_count": summary.rows,
                 "rows": summary.rows,
                 "parts": len(summary.parts),
@@ -85,6 +124,39 @@ def batch_predictions(
             partition_key=day.isoformat(),
         )
     return dg.MaterializeResult()
+
+
+def _write_topk(context, config, warehouse, store, lake, source, recommender, day) -> dict:
+    """The day's top-k lists (``models.batch_inference.recommend_chunks``) and their
+    metadata; nothing for a model without retrieval or ``top_k: 0``."""
+    from models.batch_inference import recommend_chunks
+
+    if config.top_k == 0 or not recommender.can_recommend:
+        return {}
+    folder = topk_dir(store, source, day)
+    store.remove(folder)
+
+    def write_part(index, rows):
+        url = f"{folder}/part-{index:05d}.parquet"
+        store.write_parquet(rows, url)
+        return url
+
+    context_columns = [c.name for c in recommender.spec.role_columns("context")]
+    users = active_users(warehouse, day, context_columns, config.chunk_users)
+    summary = recommend_chunks(recommender, users, write_part, k=config.top_k)
+    context.log.info(
+        f"{day}: top {summary.k} of {summary.users} active users ({summary.fallback_users} unknown: popularity)"
+        f" by {summary.model_version} in {summary.seconds:.1f} s"
+    )
+    return {
+        "topk_k": summary.k,
+        "topk_users": summary.users,
+        "topk_rows": summary.rows,
+        "topk_fallback_users": summary.fallback_users,
+        "topk_parts": len(summary.parts),
+        "topk_seconds": round(summary.seconds, 2),
+        "topk_path": lake.file_link(folder),
+    }
 
 
 def stored_model_evaluation(

@@ -122,7 +122,8 @@ def feature_tables(
     The source's feature spec goes to dbt as vars (its columns, ids, label and
     aggregate windows), so the same models serve every source. Incremental models
     rebuild only the window (plus their lookback), so re-running a day replaces it
-    without duplicates.
+    without duplicates. With ``engine: spark`` dbt builds on Spark (target ``spark``)
+    and the Spark tables become views of the DuckDB warehouse, which the later assets read.
     """
     warehouse.prepare()
     window = context.partition_time_window
@@ -137,6 +138,10 @@ def feature_tables(
     }
     if lake.s3_endpoint_url:
         dbt_vars["s3_endpoint_url"] = lake.s3_endpoint_url
+    if pipeline.engine == "spark":
+        # dbt-spark's session runs in the dbt process dagster-dbt starts: the JVM ends with it.
+        dbt_vars["spark_warehouse_dir"] = str(Path(warehouse.spark_warehouse_dir or "spark-warehouse").resolve())
+        Path(dbt_vars["spark_warehouse_dir"]).mkdir(parents=True, exist_ok=True)
     started, built, tests, failed = time.perf_counter(), 0, 0, 0
     for event in dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream():
         if isinstance(event, dg.Output | dg.AssetMaterialization):
@@ -144,6 +149,10 @@ def feature_tables(
         elif isinstance(event, dg.AssetCheckResult):
             tests, failed = tests + 1, failed + (not event.passed)
         yield event
+    if pipeline.engine == "spark":
+        # The later assets read the DuckDB file: its views read the Parquet Spark wrote.
+        published = warehouse.publish_spark_tables()
+        context.log.info(f"Spark tables readable through {warehouse.path}: {', '.join(published)}")
     # One line instead of dbt's command line (its vars are the whole feature spec).
     context.log.info(
         f"dbt build of {describe_days(partition_days(context))}: {built} models, "

@@ -13,6 +13,7 @@ from sources.event_ids import EventIdIndex
 from sources.importer import import_source, resolve_source_path
 from sources.ingest import ingest_landing_day
 from sources.landing_writer import land_synthetic_day
+from sources.spark_validation import ingest_days_in_child
 from sources.synthetic import SOURCE_NAME, SyntheticWorld, generate_day
 
 QUARANTINE_CHECK = "quarantine_share_within_threshold"
@@ -117,15 +118,28 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: 
     bronze contract (canonical columns plus the feature spec's, with its value rules, as
     SQL in DuckDB), writes the good rows to ``bronze/<source>/dt=.../`` and the rejected
     ones, with file, line, field and reason, to ``quarantine/<source>/dt=.../``. Each day
-    of a run gets its own row counts and its own result of the quarantine check.
+    of a run gets its own row counts and its own result of the quarantine check. With
+    ``engine: spark`` the same contract runs as Spark SQL and Spark writes the bronze
+    files (``sources.spark_validation``), in a child process.
     """
     store = lake.get_lake()
     spec = pipeline.feature_spec()
-    event_ids = EventIdIndex(store, spec.source)  # each bronze day's ids read once per run
-    days = [
-        ingest_landing_day(store, spec, day, allow_empty=not pipeline.is_synthetic, event_ids=event_ids)
-        for day in partition_days(context)
-    ]
+    if pipeline.engine == "spark":
+        # The same contract as Spark SQL; Spark writes bronze. Its JVM lives in a child
+        # process that ends with the step, not in this run worker.
+        days = ingest_days_in_child(
+            lake.root,
+            lake.s3_endpoint_url,
+            pipeline.feature_spec_path or pipeline.source,
+            partition_days(context),
+            allow_empty=not pipeline.is_synthetic,
+        )
+    else:
+        event_ids = EventIdIndex(store, spec.source)  # each bronze day's ids read once per run
+        days = [
+            ingest_landing_day(store, spec, day, allow_empty=not pipeline.is_synthetic, event_ids=event_ids)
+            for day in partition_days(context)
+        ]
     outcomes: dict[str, DayOutcome] = {}
     for day in days:
         context.log.info(

@@ -4,6 +4,7 @@ checks on it and on the day's feature drift."""
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,7 +14,8 @@ from assets.checks import DayOutcome, evaluations_per_day, newest_metadata
 from assets.partitions import partition_days, single_run_backfill
 from monitoring.drift import monitored_columns
 from monitoring.served_model_report import served_model_snapshot
-from monitoring.workspace import SERVED_MODEL_TAG, DriftProject, project_url, workspace_path
+from monitoring.workspace import SERVED_MODEL_TAG, DriftProject, project_url, workspace_location
+from reclake.lake import Lake
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.monitoring import MonitoringResource
@@ -22,6 +24,23 @@ from resources.warehouse import WarehouseResource
 
 REFERENCE_SAMPLE_ROWS = 20_000  # reference-window rows scored for prediction drift (seeded sample)
 MAX_SEGMENT_VALUES = 30  # a spec column with more values on a day is not a segment
+
+
+def evidently_project(store: Lake, pipeline: PipelineResource, spec) -> DriftProject:
+    """The source's project in the lake's Evidently workspace (``monitoring.workspace``); a
+    lake that is not local is worked on in a copy under the source's state dir (the
+    parent of ``pipeline.downloads_dir``)."""
+    location = workspace_location(store, Path(pipeline.downloads_dir).parent)
+    return DriftProject(location, pipeline.source, *monitored_columns(spec))
+
+
+def _served_scores(store: Lake, source: str, day: dt.date) -> pd.DataFrame:
+    """The scores ``/predict`` served on ``day`` for rows with an event id, from the day's
+    prediction logs in the lake (``serving.prediction_log_reader.served_event_scores``);
+    empty when the service logged none."""
+    from serving.prediction_log_reader import read_prediction_logs, served_event_scores
+
+    return served_event_scores(read_prediction_logs(store.root, source, day, store.storage_options).rows)
 
 
 def _segments(spec, frame: pd.DataFrame) -> dict[str, pd.Series]:
@@ -65,30 +84,34 @@ def build_served_model_quality_asset(partitions: dg.PartitionsDefinition) -> dg.
     ):
         """How the model being served did on each day once the day's outcomes are known.
 
-        The pinned model scores every event of the day (``training_examples``, with the
-        point-in-time features it would have been served) and a seeded sample of the
-        ``drift_reference_days`` before it. Per day: predicted vs observed positive rate
-        overall, by score decile and by the spec's categorical segments, the expected
+        The day is judged on the scores the service served, from the day's prediction
+        logs: ``/predict`` rows that carried an ``event_id`` matched to the day's
+        ``training_examples`` events and their observed labels (``predictions_from:
+        service_logs``, ``served_rows`` events, ``served_model_versions``). Without enough
+        of them the pinned model scores every event of the day (``rescored``: the
+        point-in-time features it would have been served). The pinned model also scores
+        a seeded sample of the ``drift_reference_days`` before the day. Per day:
+        predicted vs observed positive rate overall, by score decile and by the spec's categorical segments, the expected
         calibration error over score deciles, AUC and logloss (RMSE and MAE for a
         rating label), and the prediction drift of the scores from the reference
         window's (``models.served_quality``). A day the model trained, validated or was
         tested on is not judged (``status``: ``in the model's window``): only days after
         its window say how it does in production. The figures go to metadata (flat, so
         the UI plots them over partitions), to
-        ``reports/served_model_quality/dt=YYYY-MM-DD/quality.json`` in the lake and, on a
-        local lake, as a snapshot to the source's Evidently project (its "Served model"
+        ``reports/served_model_quality/dt=YYYY-MM-DD/quality.json`` in the lake and as a
+        snapshot to the source's Evidently project on the lake (its "Served model"
         tab; ``evidently_url``); the WARN
         checks ``served_model_calibrated`` and ``served_predictions_stable`` judge them,
         and ``drift_retrain_sensor`` retrains on an alert.
         """
         from models.export.savedmodel import load_recommender
         from models.inputs.features import label_array
+        from models.served_quality import day_predictions
         from models.served_quality import served_model_quality as judge
 
         spec = pipeline.feature_spec()
         store = lake.get_lake()
-        folder = workspace_path(store)
-        project = DriftProject(folder, pipeline.source, *monitored_columns(spec)) if folder else None
+        project = evidently_project(store, pipeline, spec)
         tag = model_store.pinned()
         model = load_recommender(model_store.savedmodel_dir(tag)) if tag else None
         evaluated_on = dt.date.fromisoformat(model.metadata["evaluated_on"]) if model else None
@@ -110,10 +133,17 @@ def build_served_model_quality_asset(partitions: dg.PartitionsDefinition) -> dg.
                 else:
                     if len(reference) > REFERENCE_SAMPLE_ROWS:
                         reference = reference.sample(REFERENCE_SAMPLE_ROWS, random_state=0)
-                    labels, scores = label_array(current, spec), model.rank(current)
+                    predictions = day_predictions(current, _served_scores(store, pipeline.source, day), model.rank)
+                    current = predictions.rows
+                    labels, scores = label_array(current, spec), predictions.scores
                     reference_scores = model.rank(reference) if len(reference) else []
                     quality = judge(labels, scores, reference_scores, kind, _segments(spec, current))
-                    if project is not None and len(reference):
+                    provenance = {
+                        "predictions_from": predictions.predictions_from,
+                        "served_rows": predictions.served_rows,
+                        "served_model_versions": predictions.model_versions,
+                    }
+                    if len(reference):
                         with_ids = spec.user_id and spec.item_id
                         snapshot = served_model_snapshot(
                             labels, scores, label_array(reference, spec), reference_scores, kind,
@@ -126,12 +156,16 @@ def build_served_model_quality_asset(partitions: dg.PartitionsDefinition) -> dg.
                                 project_url(lake.evidently_ui_url, project.id)
                             )
                     url = store.url("reports", "served_model_quality", f"dt={day.isoformat()}", "quality.json")
-                    document = {"day": day.isoformat(), "model_version": model.model_version, **quality.to_dict()}
+                    document = {"day": day.isoformat(), "model_version": model.model_version, **provenance,
+                                **quality.to_dict()}  # fmt: skip
                     store.write_bytes(url, json.dumps(document, indent=2).encode())
                     alerts = monitoring.served_model_alerts(quality.figures())
                     metadata.update(
                         status="judged",
                         model_version=model.model_version,
+                        predictions_from=provenance["predictions_from"],
+                        served_rows=provenance["served_rows"],
+                        served_model_versions=dg.MetadataValue.json(provenance["served_model_versions"]),
                         rows=quality.rows,
                         reference_rows=quality.reference_rows,
                         **quality.figures(),

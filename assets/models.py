@@ -1,5 +1,6 @@
 """Models: the source's recommender (zoo ranker + two-tower retrieval where it has ids), trained and exported."""
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,10 @@ def recommender_model(
     stopping, the rest train. The ranker is the configured zoo model (``ranker_config``)
     over the source's feature spec, or with ``ranker_config: auto`` the best of
     ``auto_candidates`` on the validation day (``models.selection``; every candidate's
-    validation and held-out figures, the choice and its margin in ``ranker_selection``).
+    validation and held-out figures, the choice and its margin in ``ranker_selection``;
+    for a source with ids the served two-tower is chosen the same way among the exportable
+    two-tower variants and popularity, ``models.retriever_selection``, in
+    ``retriever_selection``; every candidate and sweep trial is an MLflow child run).
     Metrics on the held-out day: AUC, logloss, normalized entropy and calibration for a
     click label (plus the Bayes-optimal logloss of the true pCTR on the synthetic source),
     RMSE and MAE for a rating label, Recall@K for retrieval. The SavedModel goes to ``models/<version>/savedmodel``.
@@ -71,7 +75,8 @@ def recommender_model(
     from models.selection import AUTO, select_ranker
 
     spec = pipeline.feature_spec()
-    days, examples = warehouse.training_window(pipeline.training_window_days)
+    # A window above stream_training_rows trains streamed from Parquet (bounded memory).
+    days, examples, stream, positives = _training_window(context, warehouse, pipeline, pipeline.ranker_config != AUTO)
     store = lake.get_lake()
     # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
     examples = with_true_pctr(examples, store, pipeline.source, days[-1])
@@ -86,10 +91,16 @@ def recommender_model(
             log=context.log.info,
         )  # fmt: skip
         context.log.info(selection.markdown().splitlines()[-1])
+    # With auto and ids, the served two-tower is chosen too (models.retriever_selection).
+    retrievers = _select_retriever(context, pipeline, spec, examples, days, item_features, selection)
     trained = train_recommender(
         examples, spec, days, item_features, ranker=pipeline.ranker_config, on_epoch_end=epoch_logger(context, "ranker"),
         ranker_run=selection.chosen if selection else None,
+        **({"retrieval_config": retrievers.served_config} if retrievers else {}),
+        train_stream=stream, train_positives=positives, mixed_precision=pipeline.mixed_precision(),
     )  # fmt: skip
+    if stream is not None:
+        shutil.rmtree(stream.files[0].parent, ignore_errors=True)
     metrics = trained.metrics
     metric, higher_is_better = promotion_metric(spec)
     decision = decide_promotion(
@@ -123,9 +134,15 @@ def recommender_model(
     context.log.info(f"model {version}: {metrics_line(metrics)}")
     from models.tracking import data_window
 
+    # Every candidate (and sweep trial) of the automatic choices is a child run of this one.
+    children = [
+        *(selection.tracked_children() if selection else []),
+        *(retrievers.tracked_children() if retrievers else []),
+    ]
     tracked = tracking.log_training(
         context, spec.source, version, model_config=trained.ranking.spec.to_dict(), history=trained.ranking.history,
         metrics=metrics, data_window=data_window(days, trained), best_epoch=trained.ranking.best_epoch,
+        children=children,
     )  # fmt: skip
     return dg.Output(
         ServingCandidate(
@@ -156,10 +173,50 @@ def recommender_model(
             "ranking_train_seconds": round(trained.ranking.seconds, 1),
             "ranking_examples_per_second": round(trained.ranking.examples_per_second),
             "retrieval_train_seconds": round(trained.retrieval.seconds, 1) if trained.retrieval else 0.0,
+            **_training_environment(trained.ranking.environment),
             **(_selection_metadata(selection) if selection else {}),
+            **(_retriever_metadata(retrievers) if retrievers else {}),
             **tracked,
         },
     )
+
+
+def _training_window(context, warehouse: WarehouseResource, pipeline: PipelineResource, may_stream: bool):
+    """(days, examples, stream, positives): the whole window in memory (stream None), or,
+    above ``stream_training_rows`` rows (and with a fixed ranker config), the training
+    days exported to Parquet as a ``ParquetWindow``, only the validation and test days in
+    ``examples``, and the training days' positive rows (retrieval reads those)."""
+    from models.inputs.stream import ParquetWindow
+
+    days = warehouse.event_dates("training_examples")[-pipeline.training_window_days :]
+    if len(days) >= 3 and may_stream:
+        rows = warehouse.count_days("training_examples", days[0], days[-1])
+        if rows > pipeline.stream_training_rows:
+            context.log.info(f"{rows} rows > stream_training_rows {pipeline.stream_training_rows}: streaming")
+            folder = tempfile.mkdtemp(prefix="reclake-window-")
+            stream = ParquetWindow(warehouse.export_days("training_examples", days[:-2], folder))
+            positives = warehouse.query(
+                "select * from training_examples where event_date between ? and ? and is_positive = 1",
+                [days[0], days[-3]],
+            )
+            return days, warehouse.read_days("training_examples", days[-2], days[-1]), stream, positives
+    days, examples = warehouse.training_window(pipeline.training_window_days)
+    return days, examples, None, None
+
+
+def _training_environment(environment: dict | None) -> dict:
+    """Device, strategy, replicas, precision policy, streaming and peak RSS of the ranker's training."""
+    if not environment:
+        return {}
+    return {
+        "training_device": environment["device"],
+        "training_gpus": ", ".join(environment["gpus"]) or "none",
+        "training_strategy": environment["strategy"],
+        "training_replicas": environment["replicas"],
+        "training_precision_policy": environment["precision_policy"],
+        "training_streamed": environment["streamed"],
+        "training_peak_rss_mb": environment["peak_rss_mb"],
+    }
 
 
 def _selection_metadata(selection) -> dict:
@@ -170,6 +227,39 @@ def _selection_metadata(selection) -> dict:
         "ranker_chosen": selection.chosen_config,
         "ranker_selection_seconds": round(selection.seconds, 1),
         **({"ranker_choice_margin": selection.margin} if selection.margin is not None else {}),
+    }
+
+
+def _select_retriever(context, pipeline: PipelineResource, spec, examples, days, item_features, selection):
+    """With ``ranker_config: auto`` and ids: the retrieval choice (``models.retriever_selection``)
+    within what the ranker choice left of ``auto_budget_s``; None otherwise, or when it
+    cannot choose (a warning says why; the default two-tower is trained)."""
+    from models.retriever_selection import select_retriever
+
+    if selection is None or not spec.has_ids:
+        return None
+    try:
+        retrievers = select_retriever(
+            examples, spec, days, item_features, budget_s=max(pipeline.auto_budget_s - selection.seconds, 0.0),
+            log=context.log.info,
+        )  # fmt: skip
+    except ValueError as error:
+        context.log.warning(f"no automatic retrieval choice, the default two-tower is trained: {error}")
+        return None
+    context.log.info(retrievers.verdict())
+    return retrievers
+
+
+def _retriever_metadata(retrievers) -> dict:
+    """The retrieval choice's candidates, choice, margin and served two-tower."""
+    return {
+        "retriever_selection": dg.MetadataValue.md(retrievers.markdown()),
+        "retriever_choice": dg.MetadataValue.json(retrievers.summary()),
+        "retriever_chosen": retrievers.chosen,
+        "retriever_served": retrievers.served,
+        "retriever_popularity_won": retrievers.popularity_won,
+        "retriever_selection_seconds": round(retrievers.seconds, 1),
+        **({"retriever_choice_margin": retrievers.margin} if retrievers.margin is not None else {}),
     }
 
 

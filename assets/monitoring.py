@@ -8,9 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from assets.model_monitoring import evidently_project
 from assets.partitions import partition_days, single_run_backfill
 from monitoring.drift import build_drift_report, monitored_columns
-from monitoring.workspace import DriftProject, project_url, workspace_path
+from monitoring.workspace import project_url
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
@@ -30,17 +31,14 @@ def drift_report(
     than the history before the reference starts still grows by construction, so it is
     left out of that day's report (the metadata lists the aggregates compared). A run over a long history (a backfill) reports its
     newest ``drift_days_per_run`` days. Reports are HTML files in the lake under
-    ``reports/drift/dt=YYYY-MM-DD/drift_report.html``; on a local lake each day's snapshot
-    also goes to the source's project in the lake's Evidently workspace (replacing the
+    ``reports/drift/dt=YYYY-MM-DD/drift_report.html``; each day's snapshot also goes to
+    the source's project in the lake's Evidently workspace (on S3 too; replacing the
     day's earlier one), which ``make reports`` serves with dashboards over time
     (``evidently_url`` links the project there, at ``LakeResource.evidently_ui_url``).
     """
     store = lake.get_lake()
     spec = pipeline.feature_spec()
-    folder = workspace_path(store)
-    drift_project = DriftProject(folder, pipeline.source, *monitored_columns(spec)) if folder else None
-    if drift_project is None:
-        context.log.info(f"the lake {store.root} is not local: no Evidently workspace snapshots")
+    drift_project = evidently_project(store, pipeline, spec)
     first_loaded = warehouse.event_dates("training_examples")[0]
     days = partition_days(context)
     reported = set(days[-pipeline.drift_days_per_run :])

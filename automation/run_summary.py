@@ -107,7 +107,8 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
 
     Returns:
         The summary (the run's configuration: ``source``, ``ranker_config`` (and with
-        ``auto`` the ``ranker_choice``: candidates, choice, margin), ``events_per_day``; ``model_version``, ``metrics``, ``savedmodel_path``,
+        ``auto`` the ``ranker_choice``: candidates, choice, margin, and for a source with
+        ids the ``retriever_choice``), ``events_per_day``; ``model_version``, ``metrics``, ``savedmodel_path``,
         ``bento_model_tag``, ``drift_report_path`` and ``drift_report_url`` (on the report
         server of ``make ui``), ``partitions``, plus
         ``stage_seconds``, ``checks`` and ``run_id``) and the URL of ``run_summary.json``.
@@ -137,6 +138,8 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
         "ranker_config": settings.ranker_config,
         # With ranker_config: auto, the candidates' figures, the choice and its margin.
         **({"ranker_choice": model["ranker_choice"]} if "ranker_choice" in model else {}),
+        # ... and, for a source with ids, the retrieval's (popularity_won says when the baseline beat it).
+        **({"retriever_choice": model["retriever_choice"]} if "retriever_choice" in model else {}),
         "partitions": [d.isoformat() for d in days],
         "events_per_day": rows_per_day,
         "model_version": model["model_version"],

@@ -15,7 +15,16 @@ For the synthetic source, prints one JSON line with:
   ingestion into bronze, dbt);
 - peak resident memory and the core count.
 
+With ``--events N`` it instead measures training beyond memory: ``N`` synthetic events
+over ``--window-days`` days go landing -> bronze -> dbt marts in one run, then the
+window's training days (all but the newest two) are exported to Parquet and one epoch
+of the pipeline's ranker (``dcn_v2_stacked``) trains streamed from them
+(``models.inputs.stream.ParquetWindow``), scored on a sample of the newest day. The
+JSON line has per-stage seconds and peak RSS (``getrusage`` max RSS of the process and
+of its largest child) after each stage; dbt's output goes to stderr.
+
 Usage: ``python bench/pipeline.py [--events-per-day 50000] [--days 20] [--history 30 90]``
+or ``python bench/pipeline.py --events 10000000 [--window-days 7]``
 """
 
 import argparse
@@ -144,13 +153,94 @@ def _fresh_definitions(root: Path, days: int, events_per_day: int):
     return build_definitions(settings), settings
 
 
+def _rss_mb() -> dict:
+    """Peak resident memory so far, MB: this process, and its largest finished child."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"self": round(own), "children": round(children), "peak": round(max(own, children))}
+
+
+def _events_mode(events: int, window_days: int, batch_size: int, sample_rows: int) -> dict:
+    """Landing -> marts for ``events`` events, then one streamed ranker epoch; the report."""
+    import dagster as dg
+
+    from models import evaluation
+    from models.inputs.features import feature_arrays, label_array
+    from models.inputs.stream import ParquetWindow
+    from models.training.config import load_spec
+    from models.training.registry import predict_values, train_model
+
+    per_day = events // window_days
+    report: dict = {"benchmark": "pipeline_events", "cores": os.cpu_count(), "events": per_day * window_days,
+                    "window_days": window_days, "events_per_day": per_day}  # fmt: skip
+    stages: dict[str, float] = {}
+    rss: dict[str, dict] = {}
+    root = Path(tempfile.mkdtemp(prefix="reclake-bench-events-"))
+    try:
+        defs, settings = _fresh_definitions(root / "state", window_days, per_day)
+        steps: dict[str, float] = {}
+        start = settings.synthetic_start
+        stages["landing_to_marts"] = round(
+            _materialize(
+                defs, dg.DagsterInstance.ephemeral(), start, start + dt.timedelta(days=window_days - 1), steps
+            ),
+            1,
+        )
+        report["step_seconds"] = steps
+        rss["after_marts"] = _rss_mb()
+        warehouse, pipeline = defs.resources["warehouse"], defs.resources["pipeline"]
+        spec = pipeline.feature_spec()
+        days = warehouse.event_dates("training_examples")
+        started = time.perf_counter()
+        files = warehouse.export_days("training_examples", days[:-2], root / "window")
+        stages["export_parquet"] = round(time.perf_counter() - started, 1)
+        rss["after_export"] = _rss_mb()
+        stream = ParquetWindow(files)
+        config = load_spec("dcn_v2_stacked").to_dict()
+        config["training"].update({"epochs": 1, "early_stopping_patience": None, "batch_size": batch_size})
+        started = time.perf_counter()
+        result = train_model(config, stream, feature_spec=spec)
+        stages["ranker_fit_and_epoch"] = round(time.perf_counter() - started, 1)
+        stages["ranker_epoch"] = round(result.seconds, 1)
+        rss["after_epoch"] = _rss_mb()
+        sample = next(warehouse.iter_day("training_examples", days[-1], sample_rows))
+        scores = predict_values(result.model, feature_arrays(sample, spec))
+        report["ranker"] = {"training_rows": stream.rows, "parquet_files": len(files),
+                            "row_groups": len(stream.row_groups), "batch_size": batch_size,
+                            "examples_per_s": round(result.examples_per_second),
+                            "held_out_auc": round(evaluation.auc(label_array(sample, spec), scores), 4),
+                            "held_out_rows": len(sample), **(result.environment or {})}  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report["stage_seconds"] = stages
+    report["rss_mb"] = rss
+    report["peak_rss_mb"] = _rss_mb()["peak"]
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=None, help="landing -> marts -> one streamed ranker epoch")
+    parser.add_argument("--window-days", type=int, default=7, help="days the --events are spread over")
+    parser.add_argument("--batch-size", type=int, default=512, help="the ranker's batch size with --events")
+    parser.add_argument("--sample-rows", type=int, default=200_000, help="held-out rows scored with --events")
     parser.add_argument("--events-per-day", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=20, help="days in the throughput backfill")
     parser.add_argument("--history", type=int, nargs="+", default=[30, 90], help="history lengths for add-one-day")
     parser.add_argument("--history-events-per-day", type=int, default=10_000)
     args = parser.parse_args()
+    if args.events is not None:
+        # dbt and Dagster print to stdout: send it to stderr so stdout is the JSON line only.
+        stdout = os.dup(1)
+        sys.stdout.flush()
+        os.dup2(2, 1)
+        try:
+            report = _events_mode(args.events, args.window_days, args.batch_size, args.sample_rows)
+        finally:
+            sys.stdout.flush()
+            os.dup2(stdout, 1)
+        print(json.dumps(report), flush=True)
+        return
 
     import dagster as dg
 

@@ -16,7 +16,12 @@ Reads ``u.data`` (tab-separated ``user, item, rating, unix seconds``; 100,000 ra
 Models: the matrix baselines of ``models.retrieval.baselines`` (random, popularity, EASE, BPR-MF,
 an EASE + BPR-MF blend, biased and Bayesian MF), EASE over a recency-weighted profile at
 the request's time (``models.retrieval.recency``; TFRS split only, where every test rating is a
-request at its own time) and the TensorFlow models trained on the interaction frames:
+request at its own time), the same blended with a session co-occurrence matrix over a
+second recency-weighted profile (``session_ease``, ``models.retrieval.sessions``; TFRS
+split only), two linear rating blends fitted on the validation ratings
+(``models.retrieval.rating_blend``: baseline predictors, item and user kNN baselines,
+biased and Bayesian MF; ``rating_blend_session`` adds the user's time-weighted baseline
+residuals around the rating's own time) and the TensorFlow models trained on the interaction frames:
 the two-tower retriever without and with the log-Q correction and with a pooled history
 of the user's 50 latest items (``models.retrieval.two_tower``), SASRec (``models.retrieval.sequence``), the
 joint retrieval + rating model (``models.retrieval.joint``) and an EASE + joint blend. The
@@ -36,15 +41,18 @@ interactions / ``train_s``); tuned models add ``selected`` (the chosen
 hyper-parameters) and ``tuning_s``.
 
 Usage: ``python bench/quality.py --data-dir ../shared/data/ml-100k`` (9 to 11 minutes on
-2 CPU cores, most of it for the TensorFlow models; each one's test line also goes to stderr
-as soon as it is measured).
+2 CPU cores before ``session_ease`` and the rating blends, most of it for the TensorFlow
+models; each one's test line also goes to stderr as soon as it is measured).
+``--models session_ease,rating_blend_session`` measures only the named rows (the models
+they build on, such as EASE's ``l2``, are still tuned) and ``--protocols
+tfrs_random_80_20`` only the named protocols.
 """
 
 import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +81,16 @@ from models.retrieval.baselines import (  # noqa: E402
     ScoreBlend,
 )
 from models.retrieval.joint import JointConfig, fit_joint  # noqa: E402
+from models.retrieval.rating_blend import (  # noqa: E402
+    KNNBaseline,
+    KNNBaselineConfig,
+    RatingBlend,
+    SessionResiduals,
+    baseline_predictors,
+)
 from models.retrieval.recency import RecencyEASE, RecencyEASEConfig  # noqa: E402
 from models.retrieval.sequence import SASRecConfig, fit_sasrec  # noqa: E402
+from models.retrieval.sessions import SessionEASE, SessionEASEConfig  # noqa: E402
 from models.retrieval.two_tower import RetrievalConfig, fit_two_tower  # noqa: E402
 
 EASE_L2_GRID = (100.0, 200.0, 300.0, 400.0, 600.0, 1000.0)
@@ -88,6 +104,14 @@ RECENCY_DECAY_GRID = (60.0, 300.0, 900.0, 3600.0)
 """``RecencyEASE.decay_seconds`` candidates (seconds)."""
 RECENCY_BASELINE_GRID = (0.01, 0.05, 0.2)
 """``RecencyEASE.baseline_weight`` candidates."""
+SESSION_SECONDS_GRID = (30.0, 60.0, 120.0)
+"""``SessionEASE.session_seconds`` candidates (time constant of the co-occurrence pair weight)."""
+SESSION_PROFILE_GRID = ((60.0, 0.0), (60.0, 0.01), (300.0, 0.01))
+"""``(session_decay_seconds, session_baseline_weight)`` candidates of the profile the co-occurrence multiplies."""
+SESSION_WEIGHT_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
+"""``SessionEASE.session_weight`` candidates."""
+SESSION_SELECTION_KEYS = ("hr@10", "hr@100")
+"""``SessionEASE`` settings maximise the sum of these validation metrics (the issue's two targets)."""
 VALIDATION_SHARE = 0.2
 VALIDATION_SEED = 0
 
@@ -271,7 +295,7 @@ class Evaluator:
             "examples_per_s": round(len(self.protocol.train) / train_s) if train_s > 0 else None,
         }
 
-    def request_ranking(self, model: RecencyEASE, masked: pd.DataFrame, held_out: pd.DataFrame) -> dict[str, float]:
+    def request_ranking(self, model: Any, masked: pd.DataFrame, held_out: pd.DataFrame) -> dict[str, float]:
         """``hr@K`` of a request-time model: each held-out row is a request at its own timestamp.
 
         The row's user gets a full ranking as of that time (their ``masked`` items
@@ -280,7 +304,11 @@ class Evaluator:
         for per-user models. User-level metrics have no per-request meaning and are left out.
         """
         users = self.index.user_indices(held_out["user_id"])
-        scores = model.score_requests(users, held_out["timestamp"].to_numpy())
+        return self.request_metrics(model.score_requests(users, held_out["timestamp"].to_numpy()), masked, held_out)
+
+    def request_metrics(self, scores: np.ndarray, masked: pd.DataFrame, held_out: pd.DataFrame) -> dict[str, float]:
+        """``hr@K`` of request scores (one row per ``held_out`` row, in its order); see ``request_ranking``."""
+        users = self.index.user_indices(held_out["user_id"])
         targets = [[item] for item in self.index.item_indices(held_out["item_id"])]
         metrics = evaluation.ranking_metrics(scores, self.index.matrix(masked)[users], targets, KS)
         return {f"hr@{k}": metrics[f"hr@{k}"] for k in KS}
@@ -320,14 +348,23 @@ class Evaluator:
         return best, scored[best][1], time.perf_counter() - started
 
 
-def run_frame_models(evaluator: Evaluator, tune_ease: EASE, ease: EASE, ease_s: float) -> dict[str, Any]:
-    """Tune, fit and evaluate ``FRAME_MODELS`` and the EASE + joint blend on one protocol.
+def run_frame_models(
+    evaluator: Evaluator,
+    names: Sequence[str],
+    tune_ease: EASE | None,
+    ease: EASE | None,
+    ease_s: float,
+    with_blend: bool,
+) -> dict[str, Any]:
+    """Tune, fit and evaluate the ``FRAME_MODELS`` in ``names`` and the EASE + joint blend on one protocol.
 
     Args:
         evaluator: The protocol's evaluator.
+        names: Which of ``FRAME_MODELS`` to run (``joint`` among them for the blend).
         tune_ease: EASE fitted on the tuning rows (for the blend weight).
         ease: EASE fitted on the final training rows.
         ease_s: Seconds ``ease`` took to fit.
+        with_blend: Whether to measure the EASE + joint blend.
 
     Returns:
         Model name -> report.
@@ -336,7 +373,8 @@ def run_frame_models(evaluator: Evaluator, tune_ease: EASE, ease: EASE, ease_s: 
     results: dict[str, Any] = {}
     final: dict[str, FrameModel] = {}
     at_best_epoch: dict[str, FrameModel] = {}
-    for name, spec in FRAME_MODELS.items():
+    for name in names:
+        spec = FRAME_MODELS[name]
         best_epoch, at_best_epoch[name], tuning_s = evaluator.select_epochs(spec)
         started = time.perf_counter()
         final[name] = FrameModel(spec.fit(protocol.train, best_epoch, None), evaluator.index)
@@ -348,6 +386,8 @@ def run_frame_models(evaluator: Evaluator, tune_ease: EASE, ease: EASE, ease_s: 
         }
         print(f"{protocol.name} {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
 
+    if not with_blend:
+        return results
     started = time.perf_counter()
     validation_scores = {
         weight: evaluator.ranking(
@@ -396,57 +436,236 @@ def run_recency_ease(evaluator: Evaluator, l2: float) -> dict[str, Any]:
     }
 
 
-def run_protocol(protocol: Protocol, index: InteractionIndex) -> dict[str, Any]:
-    """Tune, fit and evaluate every model on one protocol; returns the output line."""
+def run_session_ease(evaluator: Evaluator, l2: float, decay: float, baseline: float) -> dict[str, Any]:
+    """Tune ``SessionEASE`` on validation requests, then measure it on test.
+
+    EASE's ``l2`` and its profile (``decay``, ``baseline``) are ``ease`` / ``ease_recency``'s
+    choices; the co-occurrence time constant, the session profile and the blend weight
+    are chosen on the tuning rows (the sum of ``SESSION_SELECTION_KEYS``), then the model
+    is refitted on the final training rows.
+    """
+    protocol = evaluator.protocol
+    validation = protocol.tune_validation
+    users = evaluator.index.user_indices(validation["user_id"])
+    times = validation["timestamp"].to_numpy()
+    started = time.perf_counter()
+    scored: dict[tuple[float, float, float, float], float] = {}
+    for seconds in SESSION_SECONDS_GRID:
+        config = SessionEASEConfig(l2=l2, decay_seconds=decay, baseline_weight=baseline, session_seconds=seconds)
+        tuned = SessionEASE(config).fit(protocol.tune_train, evaluator.index)
+        for session_decay, session_baseline in SESSION_PROFILE_GRID:
+            tuned.set_profiles(session_decay_seconds=session_decay, session_baseline_weight=session_baseline)
+            ease_scores, session_scores = tuned.component_scores(users, times)
+            for weight in SESSION_WEIGHT_GRID:
+                metrics = evaluator.request_metrics(
+                    (1.0 - weight) * ease_scores + weight * session_scores, protocol.tune_train, validation
+                )
+                scored[(seconds, session_decay, session_baseline, weight)] = sum(
+                    metrics[key] for key in SESSION_SELECTION_KEYS
+                )
+            del ease_scores, session_scores
+    seconds, session_decay, session_baseline, weight = max(scored, key=scored.get)
+    tuning_s = time.perf_counter() - started
+    config = SessionEASEConfig(
+        l2=l2,
+        decay_seconds=decay,
+        baseline_weight=baseline,
+        session_seconds=seconds,
+        session_decay_seconds=session_decay,
+        session_baseline_weight=session_baseline,
+        session_weight=weight,
+    )
+    started = time.perf_counter()
+    model = SessionEASE(config).fit(protocol.train, evaluator.index)
+    train_s = time.perf_counter() - started
+    return {
+        **evaluator.line(evaluator.request_ranking(model, protocol.test_masked, protocol.test), train_s),
+        "selected": dict(config.__dict__),
+        "tuning_s": round(tuning_s, 2),
+    }
+
+
+RATING_COMPONENTS = ("baseline", "knn_item", "knn_user", "biased_mf", "bayesian_mf")
+"""Rating models whose predictions ``rating_blend`` combines."""
+
+
+def rating_columns(
+    fitted_on: pd.DataFrame, requests: pd.DataFrame, index: InteractionIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the ``RATING_COMPONENTS`` and ``SessionResiduals`` on ``fitted_on``; their columns for ``requests``.
+
+    Returns:
+        ``(model predictions [n, len(RATING_COMPONENTS)], session residual features [n, 3])``.
+    """
+    matrix = index.matrix(fitted_on, "rating")
+    users, items = index.user_indices(requests["user_id"]), index.item_indices(requests["item_id"])
+    mean, user_bias, item_bias = baseline_predictors(matrix)
+    low, high = float(matrix.data.min()), float(matrix.data.max())
+    predictions = {
+        "baseline": np.clip(mean + user_bias[users] + item_bias[items], low, high),
+        "knn_item": KNNBaseline().fit(matrix).predict(users, items),
+        "knn_user": KNNBaseline(KNNBaselineConfig(user_based=True)).fit(matrix).predict(users, items),
+        "biased_mf": BiasedMF().fit(matrix).predict(users, items),
+        "bayesian_mf": BayesianMF().fit(matrix).predict(users, items),
+    }
+    features = SessionResiduals().fit(fitted_on, index).features(users, requests["timestamp"].to_numpy())
+    return np.column_stack([predictions[name] for name in RATING_COMPONENTS]), features
+
+
+def run_rating_blends(evaluator: Evaluator) -> dict[str, Any]:
+    """``rating_blend`` (the models) and ``rating_blend_session`` (plus request-time session residuals).
+
+    The components are fitted on the tuning rows and the blend weights fitted by least
+    squares on the validation ratings; then the components are refitted on the final
+    training rows and the same weights applied to their test predictions.
+    """
+    protocol = evaluator.protocol
+    started = time.perf_counter()
+    validation_models, validation_features = rating_columns(
+        protocol.tune_train, protocol.tune_validation, evaluator.index
+    )
+    targets = protocol.tune_validation["rating"].to_numpy(dtype=np.float64)
+    blends = {
+        "rating_blend": RatingBlend().fit(validation_models, targets),
+        "rating_blend_session": RatingBlend().fit(np.hstack([validation_models, validation_features]), targets),
+    }
+    tuning_s = time.perf_counter() - started
+    started = time.perf_counter()
+    test_models, test_features = rating_columns(protocol.train, protocol.test, evaluator.index)
+    train_s = time.perf_counter() - started
+    truth = protocol.test["rating"].to_numpy()
+    names = ["intercept", *RATING_COMPONENTS]
+    session_names = [f"session_residual_{int(tau)}s" for tau in SessionResiduals().config.time_constants]
+    results = {}
+    for name, columns, column_names in (
+        ("rating_blend", test_models, names),
+        ("rating_blend_session", np.hstack([test_models, test_features]), names + session_names),
+    ):
+        rmse = round(evaluation.rmse(truth, blends[name].predict(columns)), 4)
+        results[name] = {
+            **evaluator.line({}, train_s, rmse),
+            "selected": dict(zip(column_names, np.round(blends[name].coefficients, 4).tolist(), strict=True)),
+            "tuning_s": round(tuning_s, 2),
+        }
+    return results
+
+
+MODEL_NAMES = (
+    "random",
+    "popularity",
+    "ease",
+    "ease_recency",
+    "session_ease",
+    "bpr_mf",
+    "ease_bpr_blend",
+    "biased_mf",
+    "bayesian_mf",
+    "rating_blend",
+    "rating_blend_session",
+    *FRAME_MODELS,
+    "ease_joint_blend",
+)
+"""Every row the bench can print, in output order (``--models`` picks some of them)."""
+REQUEST_TIME_MODELS = ("ease_recency", "session_ease")
+"""Rows measured only on protocols with timed requests."""
+
+
+def run_protocol(protocol: Protocol, index: InteractionIndex, models: Sequence[str] = MODEL_NAMES) -> dict[str, Any]:
+    """Tune, fit and evaluate the chosen ``models`` on one protocol; returns the output line.
+
+    A model another one builds on (EASE's ``l2`` for the EASE blends and the request-time
+    models, ``joint`` for the EASE + joint blend) is tuned whenever needed, but only the
+    chosen models get a row.
+    """
+    chosen = set(models)
     evaluator = Evaluator(protocol, index)
     results: dict[str, Any] = {}
 
     for name, model in (("random", RandomScores()), ("popularity", Popularity())):
-        results[name] = evaluator.report(model, evaluator.fit(model, protocol.train, False), False)
+        if name in chosen:
+            results[name] = evaluator.report(model, evaluator.fit(model, protocol.train, False), False)
 
-    best_l2, ease_tuning_s = evaluator.select({l2: lambda l2=l2: EASE(EASEConfig(l2=l2)) for l2 in EASE_L2_GRID})
-    ease = EASE(EASEConfig(l2=best_l2))
-    ease_s = evaluator.fit(ease, protocol.train, False)
-    results["ease"] = {
-        **evaluator.report(ease, ease_s, False),
-        "selected": {"l2": best_l2},
-        "tuning_s": round(ease_tuning_s, 2),
-    }
+    frame_names = [name for name in FRAME_MODELS if name in chosen]
+    if "ease_joint_blend" in chosen and "joint" not in frame_names:
+        frame_names.append("joint")
+    needs_ease = {"ease", "ease_bpr_blend", "ease_joint_blend", *REQUEST_TIME_MODELS} & chosen
+    if needs_ease:
+        best_l2, ease_tuning_s = evaluator.select({l2: lambda l2=l2: EASE(EASEConfig(l2=l2)) for l2 in EASE_L2_GRID})
+        ease = EASE(EASEConfig(l2=best_l2))
+        ease_s = evaluator.fit(ease, protocol.train, False)
+        if "ease" in chosen:
+            results["ease"] = {
+                **evaluator.report(ease, ease_s, False),
+                "selected": {"l2": best_l2},
+                "tuning_s": round(ease_tuning_s, 2),
+            }
+        if protocol.tune_train is protocol.train:
+            tune_ease = ease
+        else:
+            tune_ease = EASE(EASEConfig(l2=best_l2))
+            evaluator.fit(tune_ease, protocol.tune_train, False)
 
-    if protocol.timed_requests:
-        results["ease_recency"] = run_recency_ease(evaluator, best_l2)
+    if protocol.timed_requests and {*REQUEST_TIME_MODELS} & chosen:
+        recency = run_recency_ease(evaluator, best_l2)
+        if "ease_recency" in chosen:
+            results["ease_recency"] = recency
+        if "session_ease" in chosen:
+            selected = recency["selected"]
+            results["session_ease"] = run_session_ease(
+                evaluator, best_l2, selected["decay_seconds"], selected["baseline_weight"]
+            )
+            print(f"{protocol.name} session_ease: {json.dumps(results['session_ease'])}", file=sys.stderr, flush=True)
 
-    bpr = BPRMF()
-    bpr_s = evaluator.fit(bpr, protocol.train, False)
-    results["bpr_mf"] = evaluator.report(bpr, bpr_s, False)
+    if {"bpr_mf", "ease_bpr_blend"} & chosen:
+        bpr = BPRMF()
+        bpr_s = evaluator.fit(bpr, protocol.train, False)
+        if "bpr_mf" in chosen:
+            results["bpr_mf"] = evaluator.report(bpr, bpr_s, False)
 
-    # Blend weight: component models fitted on the tuning split, blends scored on validation.
-    started = time.perf_counter()
-    if protocol.tune_train is protocol.train:
-        tune_ease, tune_bpr = ease, bpr
-    else:
-        tune_ease, tune_bpr = EASE(EASEConfig(l2=best_l2)), BPRMF()
-        evaluator.fit(tune_ease, protocol.tune_train, False)
-        evaluator.fit(tune_bpr, protocol.tune_train, False)
-    validation_scores = {
-        weight: evaluator.ranking(
-            ScoreBlend([tune_ease, tune_bpr], [1 - weight, weight]), protocol.tune_train, protocol.tune_validation
-        )[protocol.selection_metric]
-        for weight in BLEND_BPR_WEIGHTS
-    }
-    best_weight = max(validation_scores, key=validation_scores.get)
-    blend_tuning_s = time.perf_counter() - started
-    blend = ScoreBlend([ease, bpr], [1 - best_weight, best_weight])
-    results["ease_bpr_blend"] = {
-        **evaluator.report(blend, ease_s + bpr_s, False),
-        "selected": {"ease_l2": best_l2, "bpr_weight": best_weight},
-        "tuning_s": round(blend_tuning_s, 2),
-    }
+    if "ease_bpr_blend" in chosen:
+        # Blend weight: component models fitted on the tuning split, blends scored on validation.
+        started = time.perf_counter()
+        if protocol.tune_train is protocol.train:
+            tune_bpr = bpr
+        else:
+            tune_bpr = BPRMF()
+            evaluator.fit(tune_bpr, protocol.tune_train, False)
+        validation_scores = {
+            weight: evaluator.ranking(
+                ScoreBlend([tune_ease, tune_bpr], [1 - weight, weight]), protocol.tune_train, protocol.tune_validation
+            )[protocol.selection_metric]
+            for weight in BLEND_BPR_WEIGHTS
+        }
+        best_weight = max(validation_scores, key=validation_scores.get)
+        blend_tuning_s = time.perf_counter() - started
+        blend = ScoreBlend([ease, bpr], [1 - best_weight, best_weight])
+        results["ease_bpr_blend"] = {
+            **evaluator.report(blend, ease_s + bpr_s, False),
+            "selected": {"ease_l2": best_l2, "bpr_weight": best_weight},
+            "tuning_s": round(blend_tuning_s, 2),
+        }
 
     for name, model in (("biased_mf", BiasedMF()), ("bayesian_mf", BayesianMF())):
-        results[name] = evaluator.report(model, evaluator.fit(model, protocol.train, True), True)
+        if name in chosen:
+            results[name] = evaluator.report(model, evaluator.fit(model, protocol.train, True), True)
 
-    results.update(run_frame_models(evaluator, tune_ease, ease, ease_s))
+    if {"rating_blend", "rating_blend_session"} & chosen:
+        blends = run_rating_blends(evaluator)
+        for name, line in blends.items():
+            if name in chosen:
+                results[name] = line
+                print(f"{protocol.name} {name}: {json.dumps(line)}", file=sys.stderr, flush=True)
+
+    if frame_names:
+        frame_results = run_frame_models(
+            evaluator,
+            frame_names,
+            tune_ease if needs_ease else None,
+            ease if needs_ease else None,
+            ease_s if needs_ease else 0.0,
+            "ease_joint_blend" in chosen,
+        )
+        results.update({name: line for name, line in frame_results.items() if name in chosen})
 
     return {
         "protocol": protocol.name,
@@ -454,20 +673,51 @@ def run_protocol(protocol: Protocol, index: InteractionIndex) -> dict[str, Any]:
         "test_rows": len(protocol.test),
         "test_users": int(protocol.test["user_id"].nunique()),
         "items_ranked": index.shape[1],
-        "models": results,
+        "models": {name: results[name] for name in MODEL_NAMES if name in results},
     }
+
+
+PROTOCOLS: dict[str, Callable[[pd.DataFrame], Protocol]] = {
+    "tfrs_random_80_20": tfrs_protocol,
+    "recbole_user_8_1_1": recbole_protocol,
+}
+
+
+def parse_names(known: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma-separated subset of ``known``, kept in ``known``'s order."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = {name.strip() for name in text.split(",") if name.strip()}
+        unknown = names - set(known)
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"unknown or no names {sorted(unknown)}; choose from {','.join(known)}")
+        return tuple(name for name in known if name in names)
+
+    return parse
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "ml-100k")
+    parser.add_argument(
+        "--models",
+        type=parse_names(MODEL_NAMES),
+        default=MODEL_NAMES,
+        help=f"comma-separated rows to measure (default: all): {','.join(MODEL_NAMES)}",
+    )
+    parser.add_argument(
+        "--protocols",
+        type=parse_names(tuple(PROTOCOLS)),
+        default=tuple(PROTOCOLS),
+        help=f"comma-separated protocols (default: all): {','.join(PROTOCOLS)}",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
     ratings = read_movielens_100k(args.data_dir)
     index = InteractionIndex.from_frames(ratings)
-    for build in (tfrs_protocol, recbole_protocol):
-        line = run_protocol(build(ratings), index)
+    for name in args.protocols:
+        line = run_protocol(PROTOCOLS[name](ratings), index, args.models)
         line["elapsed_s"] = round(time.perf_counter() - started, 1)
         print(json.dumps(line), flush=True)
 

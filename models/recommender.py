@@ -20,7 +20,8 @@ import pandas as pd
 
 from models import evaluation
 from models.inputs.features import feature_arrays, label_array
-from models.inputs.splits import split_training_window, trained_span
+from models.inputs.splits import split_by_day, split_training_window, trained_span
+from models.inputs.stream import ParquetWindow
 from models.ranking.base import FeatureModel
 from models.retrieval.popularity import POSITIVE_COLUMN, popular_items
 from models.retrieval.two_tower import RetrievalConfig
@@ -136,6 +137,8 @@ def train_ranker(
     config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec = DEFAULT_RANKER,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     on_epoch_end: EpochHook | None = None,
+    train_stream: ParquetWindow | None = None,
+    mixed_precision: bool | None = None,
 ) -> TrainedRanker:
     """Train a zoo config on the window's temporal split (early stopping on the validation
     day) and evaluate it on the held-out day.
@@ -147,6 +150,9 @@ def train_ranker(
         config: the zoo model config.
         checkpoint_dir: where per-epoch checkpoints go; None: none.
         on_epoch_end: progress after each epoch (``models.training.registry.EpochHook``).
+        train_stream: the training days as Parquet files (a window larger than memory);
+            ``examples`` then holds only the validation and test days (at least 3 days).
+        mixed_precision: overrides the config's ``training.mixed_precision`` when given.
 
     Raises:
         ValueError: no days, a part of the split is empty, or the config does not fit the
@@ -154,10 +160,17 @@ def train_ranker(
     """
     if not days:
         raise ValueError("no days of training_examples to train on")
-    train, validation, test = split_training_window(examples, days)
+    if train_stream is not None:
+        if len(days) < 3:
+            raise ValueError("a streamed training window needs at least 3 days (train, validation, test)")
+        validation, test = split_by_day(examples, [days[-1].isoformat()])
+        train = train_stream
+    else:
+        train, validation, test = split_training_window(examples, days)
     result = train_model(
-        config, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end
-    )
+        config, train, validation, feature_spec=spec, checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end,
+        mixed_precision=mixed_precision,
+    )  # fmt: skip
     return TrainedRanker(
         result=result,
         metrics=ranker_metrics(result.model, test),
@@ -180,6 +193,9 @@ def train_recommender(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     on_epoch_end: EpochHook | None = None,
     ranker_run: TrainedRanker | None = None,
+    train_stream: ParquetWindow | None = None,
+    train_positives: pd.DataFrame | None = None,
+    mixed_precision: bool | None = None,
 ) -> TrainedRecommender:
     """Train and evaluate a source's ranker (and retrieval, where it has ids).
 
@@ -195,19 +211,29 @@ def train_recommender(
         on_epoch_end: progress after each of the ranker's epochs (``EpochHook``).
         ranker_run: a ranker already trained on this window's split (e.g. the choice of
             ``models.selection.select_ranker``); None trains ``ranker``.
+        train_stream: the training days as Parquet files, streamed (``train_ranker``).
+        train_positives: with ``train_stream``, the positive rows of the training days:
+            retrieval, popularity and seen items read them (with the validation day) in
+            memory, as they read only positives anyway.
+        mixed_precision: overrides the ranker config's ``training.mixed_precision``.
 
     Raises:
         ValueError: no days, or a part of the split is empty.
     """
     if ranker_run is None:
-        ranker_run = train_ranker(examples, spec, days, ranker, checkpoint_dir, on_epoch_end)
+        ranker_run = train_ranker(
+            examples, spec, days, ranker, checkpoint_dir, on_epoch_end, train_stream, mixed_precision
+        )
     train, validation, test = ranker_run.train, ranker_run.validation, ranker_run.test
     ranking = ranker_run.result
     metrics = {f"ranking_{name}": value for name, value in ranker_run.metrics.items()}
     retrieval = None
     popular: list[tuple[str, float]] = []
     seen = pd.DataFrame({"user_id": [], "item_id": []})
-    fitted_rows = train if validation is None else pd.concat([train, validation])
+    in_memory_train = train_positives if isinstance(train, ParquetWindow) else train
+    if in_memory_train is None:
+        in_memory_train = validation.iloc[:0]
+    fitted_rows = in_memory_train if validation is None else pd.concat([in_memory_train, validation])
     if spec.has_ids:
         retrieval = train_retrieval(fitted_rows, spec, retrieval_config)
         k = min(RETRIEVAL_K, len(item_features))

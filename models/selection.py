@@ -43,6 +43,8 @@ SELECTION_SHARE = 0.1
 """Share of the newest training rows that select when the window has no validation day."""
 FEW_POSITIVES = 100
 """Below this many positive selecting rows, the report warns that the choice is within noise."""
+FEW_RATED_ROWS = 1000
+"""Below this many selecting rows of a rating label, the report warns that the choice is within noise."""
 
 TRAINED, SKIPPED, NOT_APPLICABLE, FAILED = "trained", "skipped", "not applicable", "failed"
 
@@ -186,9 +188,58 @@ class Selection:
                 f" Caution: only {self.selecting_positives} positive(s) among {self.selecting_rows} rows chose;"
                 " AUC differences this small are within noise."
             )
+        if self.selecting_positives is None and 0 < self.selecting_rows < FEW_RATED_ROWS:
+            verdict += (
+                f" Caution: only {self.selecting_rows} rated rows chose; RMSE differences this small are within noise."
+            )
         return "\n".join([*lines, "", verdict])
 
+    def tracked_children(self) -> list[Any]:
+        """Every candidate as an MLflow child run (``models.tracking.ChildRun``): params,
+        validation metric, held-out figures and seconds; a swept candidate's trials nest
+        under it (params, validation metric, seconds, Optuna state)."""
+        from models.tracking import ChildRun
 
+        children = []
+        for c in self.candidates:
+            trials = [
+                ChildRun(
+                    name=f"{c.config}: trial {trial['number']}",
+                    params={"candidate": c.config, "trial": trial["number"], **trial["params"]},
+                    metrics={f"validation_{self.metric}": trial["value"], "seconds": trial["seconds"]},
+                    tags={"reclake.selection": "sweep", "reclake.status": trial["state"]},
+                    status=_TRIAL_STATUS.get(trial["state"], "FAILED"),
+                )
+                for trial in (c.sweep.trials if c.sweep else [])
+            ]
+            children.append(
+                ChildRun(
+                    name=f"ranker:{c.config}",
+                    params={
+                        "candidate": c.config,
+                        **({"best_epoch": c.best_epoch} if c.best_epoch else {}),
+                        **({"sweep_best": c.sweep.best_params} if c.sweep else {}),
+                    },
+                    metrics={
+                        **{f"validation_{k}": v for k, v in c.validation.items()},
+                        **{f"test_{k}": v for k, v in c.test.items()},
+                        "seconds": c.seconds,
+                    },
+                    tags={
+                        "reclake.selection": "ranker",
+                        "reclake.status": c.status,
+                        **({"reclake.reason": c.reason} if c.reason else {}),
+                        "reclake.chosen": str(c.config == self.chosen_config).lower(),
+                    },
+                    status=_RUN_STATUS[c.status],
+                    children=trials,
+                )
+            )
+        return children
+
+
+_RUN_STATUS = {TRAINED: "FINISHED", FAILED: "FAILED", SKIPPED: "KILLED", NOT_APPLICABLE: "KILLED"}
+_TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUNNING": "KILLED"}
 _TEST_COLUMNS = {"auc": ("auc", "logloss"), "rmse": ("rmse", "mae")}
 
 

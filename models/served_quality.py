@@ -9,6 +9,11 @@ predicted and observed values; and in both cases the prediction drift (normed
 Wasserstein distance between the day's scores and the reference window's, the same
 measure and threshold the feature drift uses for numbers).
 
+Which scores are judged (``day_predictions``): the scores the service actually served,
+when the day's prediction logs hold ``/predict`` rows with event ids matching enough of
+the day's events (``predictions_from: service_logs``; each score by the model version
+that served it), else the pinned model's scores of the day's events (``rescored``).
+
 Deciles are equal-count bins of the score, not equal-width bins of [0, 1]: with
 click-through rates of a few percent almost every prediction falls in the first tenth of
 [0, 1], so equal-width bins would hide the miscalibration they are meant to show.
@@ -16,7 +21,7 @@ click-through rates of a few percent almost every prediction falls in the first 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,6 +31,64 @@ from models import evaluation
 
 DECILES = 10
 MIN_SEGMENT_ROWS = 200  # smaller segments are left out of the segment table (too noisy to read)
+MIN_SERVED_ROWS = 100  # fewer events matched to logged scores: the day is judged on re-scored events
+
+
+@dataclass(frozen=True)
+class DayPredictions:
+    """The served model's scores of a day's events, and where they come from.
+
+    Attributes:
+        rows: the events judged (rows of the day's ``training_examples``), aligned with ``scores``.
+        scores: their scores.
+        predictions_from: ``service_logs`` (the scores served, from the prediction logs)
+            or ``rescored`` (the pinned model's scores of the events).
+        served_rows: events of the day matched to a logged score (also when too few to use).
+        model_versions: the versions that served the judged scores (``service_logs`` only).
+    """
+
+    rows: pd.DataFrame
+    scores: np.ndarray
+    predictions_from: str
+    served_rows: int
+    model_versions: list[str] = field(default_factory=list)
+
+
+def day_predictions(
+    events: pd.DataFrame,
+    served: pd.DataFrame | None,
+    rescore: Callable[[pd.DataFrame], np.ndarray],
+    min_served_rows: int = MIN_SERVED_ROWS,
+) -> DayPredictions:
+    """The scores to judge a day on: the served ones when enough events match, else re-scored.
+
+    Args:
+        events: the day's ``training_examples`` rows (with ``event_id`` and the label).
+        served: the day's served scores by event, columns ``event_id``, ``score`` and
+            ``model_version`` (``serving.prediction_log_reader.served_event_scores``); None: no logs.
+        rescore: the pinned model's scores of a frame of events (``Recommender.rank``).
+        min_served_rows: events that must match a logged score for the logs to be used.
+
+    Returns:
+        On ``service_logs``, only the matched events, in ``events``' order; on
+        ``rescored``, every event.
+    """
+    matched = pd.DataFrame()
+    if served is not None and len(served):
+        scores = served[["event_id", "score", "model_version"]].rename(
+            columns={"event_id": "_event", "score": "_served_score", "model_version": "_served_by"}
+        )
+        keyed = events.assign(_event=events["event_id"].astype(str))
+        matched = keyed.merge(scores.astype({"_event": str}), on="_event", how="inner", validate="many_to_one")
+    if len(matched) >= min_served_rows:
+        return DayPredictions(
+            rows=matched.drop(columns=["_event", "_served_score", "_served_by"]).reset_index(drop=True),
+            scores=matched["_served_score"].to_numpy(float),
+            predictions_from="service_logs",
+            served_rows=len(matched),
+            model_versions=sorted(matched["_served_by"].astype(str).unique()),
+        )
+    return DayPredictions(events, np.asarray(rescore(events), float), "rescored", len(matched))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ step-indexed metrics, the validation figures of the kept epoch (``validation_*``
 held-out day's metrics, and tags such as the Dagster run id. MLflow is the experiment
 record; the BentoML store and champion/challenger stay the serving registry.
 
+What the training tried before it (the automatic choice's candidates, each sweep's
+trials) is logged as child runs nested under it (``ChildRun``: MLflow's
+``mlflow.parentRunId`` tag, so the UI folds them under the training), each with its
+params, validation metric and seconds; a candidate's sweep trials nest under the
+candidate.
+
 Tracking never fails a training: an unreachable server or any MLflow error is logged
 as a warning and ``log_training`` returns None.
 """
@@ -17,7 +23,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -33,6 +39,37 @@ _MAX_METRICS_PER_BATCH = 1000
 _MAX_PARAM_LENGTH = 6000
 # What MLflow allows in a metric or param name; anything else becomes "_".
 _NAME_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. :/]")
+
+
+PARENT_RUN_TAG = "mlflow.parentRunId"
+"""The tag that nests a run under another in MLflow (what ``mlflow.start_run(nested=True)`` sets)."""
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """A run nested under a training: one candidate of a choice, or one sweep trial.
+
+    Attributes:
+        name: the run's name, e.g. ``ranker:fm`` or ``trial 3``.
+        params: logged as params (nested mappings flattened with dots).
+        metrics: logged as metrics (None values left out), e.g. ``validation_auc``, ``seconds``.
+        tags: run tags, e.g. ``reclake.status``.
+        status: ``FINISHED``, ``FAILED`` (a candidate that failed) or ``KILLED`` (skipped
+            or pruned).
+        children: runs nested under this one (a candidate's sweep trials).
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    status: str = "FINISHED"
+    children: Sequence[ChildRun] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in RUN_STATUSES:
+            raise ValueError(f"ChildRun.status must be one of {RUN_STATUSES}, got {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -136,8 +173,9 @@ def log_training(
     tags: Mapping[str, str] | None = None,
     best_epoch: int | None = None,
     artifact_root: str | None = None,
+    children: Sequence[ChildRun] = (),
 ) -> TrackedRun | None:
-    """Log one training to MLflow; never raises.
+    """Log one training to MLflow, with what it tried as nested runs; never raises.
 
     Args:
         tracking_uri: the MLflow store (``http://...``, ``sqlite:///...``, a folder).
@@ -152,6 +190,8 @@ def log_training(
         best_epoch: the epoch whose weights were kept (``validation_*`` metrics, param).
         artifact_root: where a new experiment keeps its artifacts (a folder or URI);
             None: the store's default.
+        children: runs nested under this one (``ChildRun``), e.g. the automatic
+            choice's candidates with their sweep trials under them.
 
     Returns:
         The logged run, or None when MLflow was unreachable or failed (a warning says why).
@@ -172,6 +212,7 @@ def log_training(
             tags or {},
             best_epoch,
             artifact_root,
+            children,
         )
     except Exception as error:  # tracking is a record, not a step: it must not fail the training
         logger.warning("could not log training %s to MLflow at %s: %s", run_name, tracking_uri, error)
@@ -201,6 +242,7 @@ def _log(
     tags: Mapping[str, str],
     best_epoch: int | None,
     artifact_root: str | None,
+    children: Sequence[ChildRun] = (),
 ) -> TrackedRun:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -231,8 +273,30 @@ def _log(
         for start in range(0, len(points), _MAX_METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=points[start : start + _MAX_METRICS_PER_BATCH])
         client.log_dict(run_id, dict(model_config), "model_config.json")
+        _log_children(client, experiment_id, run_id, children, tags)
     except Exception:
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
     return TrackedRun(experiment_id=experiment_id, run_id=run_id, tracking_uri=tracking_uri)
+
+
+def _log_children(
+    client: Any, experiment_id: str, parent_id: str, children: Sequence[ChildRun], inherited: Mapping[str, str]
+) -> None:
+    """Each child as a run tagged with its parent's id (and the training's tags, e.g. the
+    Dagster run id), its own children under it."""
+    from mlflow.entities import Metric, Param
+
+    for child in children:
+        tags = {**{k: str(v) for k, v in {**inherited, **child.tags}.items()}, PARENT_RUN_TAG: parent_id}
+        run_id = client.create_run(experiment_id, run_name=child.name, tags=tags).info.run_id
+        now = int(time.time() * 1000)
+        params = [Param(mlflow_name(k), v) for k, v in flatten_params(child.params).items()]
+        metrics = [Metric(mlflow_name(k), float(v), now, 0) for k, v in child.metrics.items() if v is not None]
+        for start in range(0, len(params), _MAX_PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[start : start + _MAX_PARAMS_PER_BATCH])
+        for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + _MAX_METRICS_PER_BATCH])
+        _log_children(client, experiment_id, run_id, child.children, inherited)
+        client.set_terminated(run_id, status=child.status)

@@ -1,5 +1,9 @@
 """Serve Evidently's UI over the lake's drift workspace (``monitoring.workspace``).
 
+On a lake that is not a local folder (``s3://``) the lake's workspace is first copied to
+its local copy under the state dir (``WorkspaceLocation.pull``), and the UI serves that
+copy: days reported after it started show after a restart.
+
 The ``drift_report`` asset adds each day's snapshot to the workspace; this UI shows the
 source's project with its dashboards over time (share of drifted columns, each column's
 drift score) and every snapshot's report, and the asset links to the project's page.
@@ -7,7 +11,7 @@ drift score) and every snapshot's report, and the asset links to the project's p
 
 Usage: ``python -m monitoring.evidently_ui [--host H] [--port P] [--workspace PATH]``
 (defaults: ``Settings.evidently_ui_url``, ``http://127.0.0.1:8002``, and the configured
-lake's workspace). Evidently's usage telemetry is off.
+lake's workspace; ``--workspace`` serves a local folder as it is). Evidently's usage telemetry is off.
 """
 
 from __future__ import annotations
@@ -37,9 +41,18 @@ def serve(workspace: str, host: str, port: int) -> None:
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 
+def local_workspace(location) -> str:
+    """The local folder to serve for ``location`` (a ``monitoring.workspace.WorkspaceLocation``):
+    the lake's own folder, or its copy refreshed from the lake."""
+    if location.remote is not None:
+        print(f"Evidently workspace: copying {location.remote} to {location.folder}", flush=True)
+        location.pull()
+    return location.folder
+
+
 def main(argv: list[str] | None = None) -> int:
     from monitoring.report_server import _exit_when_orphaned
-    from monitoring.workspace import workspace_path
+    from monitoring.workspace import workspace_location
     from reclake.lake import Lake
     from reclake.settings import load_settings
 
@@ -55,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         help="stop when the process that started this one ends (make reports)",
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    workspace = args.workspace or workspace_path(Lake.open(settings.lake_root, settings.s3_endpoint_url))
-    if workspace is None:
-        print(f"evidently ui: the lake {settings.lake_root} is not a local folder; pass --workspace", file=sys.stderr)
-        return 1
+    workspace = args.workspace or local_workspace(
+        workspace_location(Lake.open(settings.lake_root, settings.s3_endpoint_url), settings.source_state_dir)
+    )
     # Started in the background by a shell, SIGINT arrives ignored: Ctrl-C should stop it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.exit_with_parent:

@@ -25,6 +25,10 @@ DEFAULT_STATE_DIR = PROJECT_ROOT / ".reclake"
 
 
 RETRAIN_POLICIES = ("daily", "on_drift")
+ENGINES = ("duckdb", "spark")
+"""Engines that write bronze and build the marts (``engine``): DuckDB in the run worker,
+or Spark (local pyspark in child processes: bronze by ``sources.spark_validation``, the
+marts by dbt-spark, read back through DuckDB views over their Parquet)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,12 @@ class Settings:
             materializes ``partitions_start .. partitions_end``); None: open-ended.
         training_window_days: how many newest days train a model (the newest of them is
             held out for evaluation).
+        stream_training_rows: a training window of more rows than this is not loaded into
+            memory: its training days are exported to Parquet and streamed
+            (``models.inputs.stream.ParquetWindow``); the validation and test days stay in
+            memory. 0 streams always.
+        training_mixed_precision: ``auto`` (``mixed_float16`` when TensorFlow sees a GPU),
+            ``on`` or ``off``: the precision the pipeline's ranker trains in.
         drift_reference_days: how many days before a partition form its drift reference.
         drift_days_per_run: how many of a run's newest days get a drift report (a
             backfill over a long history reports its newest days only).
@@ -124,6 +134,9 @@ class Settings:
             ``<state_dir>/mlflow/artifacts`` (the resolved value is ``mlflow_tracking``).
         mlflow_ui_url: where ``make mlflow`` serves MLflow's UI over that store; the
             training assets link their MLflow run there.
+        engine: ``duckdb`` (default) or ``spark``: what writes bronze and builds the marts.
+        spark_warehouse_dir: the Spark warehouse (marts as Parquet, Derby metastore) of
+            ``engine: spark``; default ``<state_dir>/<source>/spark-warehouse``.
         synthetic: the synthetic generator's knobs.
     """
 
@@ -142,6 +155,8 @@ class Settings:
     partitions_start: str = "2024-03-01"
     partitions_end: str | None = None
     training_window_days: int = 7
+    stream_training_rows: int = 2_000_000
+    training_mixed_precision: str = "auto"
     drift_reference_days: int = 7
     drift_days_per_run: int = 14
     quarantine_max_share: float = 0.01
@@ -156,15 +171,23 @@ class Settings:
     prediction_drift_alert: float = 0.1
     mlflow_tracking_uri: str | None = None
     mlflow_ui_url: str = "http://127.0.0.1:5001"
+    engine: str = "duckdb"
+    spark_warehouse_dir: str = str(DEFAULT_STATE_DIR / "synthetic" / "spark-warehouse")
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.retrain_policy not in RETRAIN_POLICIES:
             raise ValueError(f"retrain_policy must be one of {RETRAIN_POLICIES}, got {self.retrain_policy!r}")
         if self.auto_budget_s < 0 or self.auto_sweep_trials < 0:
             raise ValueError(
                 f"auto_budget_s and auto_sweep_trials must be >= 0, got {self.auto_budget_s}, {self.auto_sweep_trials}"
             )
+        if self.stream_training_rows < 0:
+            raise ValueError(f"stream_training_rows must be >= 0, got {self.stream_training_rows}")
+        if self.training_mixed_precision not in ("auto", "on", "off"):
+            raise ValueError(f"training_mixed_precision must be auto, on or off, got {self.training_mixed_precision!r}")
         if not self.auto_candidates:
             raise ValueError("auto_candidates must name at least one ranker config")
 
@@ -261,6 +284,7 @@ _PATH_SETTINGS = (
     "state_dir",
     "lake_root",
     "warehouse_path",
+    "spark_warehouse_dir",
     "source_path",
     "feature_spec",
     "online_store_url",
@@ -272,6 +296,8 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_LAKE_ROOT": (None, "lake_root"),
     "RECLAKE_STATE_DIR": (None, "state_dir"),
     "RECLAKE_WAREHOUSE_PATH": (None, "warehouse_path"),
+    "RECLAKE_ENGINE": (None, "engine"),
+    "RECLAKE_SPARK_WAREHOUSE_DIR": (None, "spark_warehouse_dir"),
     "RECLAKE_S3_ENDPOINT_URL": (None, "s3_endpoint_url"),
     "RECLAKE_SOURCE": (None, "source"),
     "RECLAKE_SOURCE_PATH": (None, "source_path"),
@@ -284,6 +310,8 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_PARTITIONS_START": (None, "partitions_start"),
     "RECLAKE_PARTITIONS_END": (None, "partitions_end"),
     "RECLAKE_TRAINING_WINDOW_DAYS": (None, "training_window_days"),
+    "RECLAKE_STREAM_TRAINING_ROWS": (None, "stream_training_rows"),
+    "RECLAKE_TRAINING_MIXED_PRECISION": (None, "training_mixed_precision"),
     "RECLAKE_DRIFT_REFERENCE_DAYS": (None, "drift_reference_days"),
     "RECLAKE_DRIFT_DAYS_PER_RUN": (None, "drift_days_per_run"),
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
@@ -427,6 +455,7 @@ def load_settings(environ: Mapping[str, str] | None = None, today: dt.date | Non
     source_dir = state / str(top.get("source", Settings.source))
     top.setdefault("lake_root", str(source_dir / "lake"))
     top.setdefault("warehouse_path", str(source_dir / "warehouse.duckdb"))
+    top.setdefault("spark_warehouse_dir", str(source_dir / "spark-warehouse"))
     if str(top.get("source", Settings.source)) == "synthetic":
         if "start_date" not in synthetic:
             days = _coerce(SyntheticSettings, "days", synthetic.get("days", SyntheticSettings.days))

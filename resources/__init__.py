@@ -24,6 +24,13 @@ from resources.warehouse import WarehouseResource
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 
+def _dbt_target(settings: Settings) -> str:
+    """The profile's target: ``spark`` for ``engine: spark``, ``s3`` for a lake on S3, else ``local``."""
+    if settings.engine == "spark":
+        return "spark"
+    return "s3" if settings.lake_root.startswith("s3://") else "local"
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for ``settings``, keyed by the names the assets ask for."""
     return {
@@ -33,11 +40,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             reports_url=settings.reports_url,
             evidently_ui_url=settings.evidently_ui_url,
         ),
-        "warehouse": WarehouseResource(path=settings.warehouse_path),
+        "warehouse": WarehouseResource(
+            path=settings.warehouse_path,
+            spark_warehouse_dir=settings.spark_warehouse_dir if settings.engine == "spark" else None,
+        ),
         "dbt": DbtCliResource(
             project_dir=str(PROJECT_ROOT / "dbt_project"),
             dbt_executable=DBT_EXECUTABLE,
-            target="s3" if settings.lake_root.startswith("s3://") else "local",
+            target=_dbt_target(settings),
         ),
         "model_store": ModelStoreResource(
             bentoml_home=str(settings.bentoml_home),
@@ -56,10 +66,13 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             auto_budget_s=settings.auto_budget_s,
             auto_sweep_trials=settings.auto_sweep_trials,
             training_window_days=settings.training_window_days,
+            stream_training_rows=settings.stream_training_rows,
+            training_mixed_precision=settings.training_mixed_precision,
             drift_reference_days=settings.drift_reference_days,
             drift_days_per_run=settings.drift_days_per_run,
             quarantine_max_share=settings.quarantine_max_share,
             campaigns_path=settings.campaigns_file,
+            engine=settings.engine,
         ),
         "synthetic": SyntheticSourceResource.from_settings(settings.synthetic),
         "online_store": OnlineStoreResource(url=settings.online_store, namespace=settings.source),

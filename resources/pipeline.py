@@ -31,6 +31,10 @@ class PipelineResource(dg.ConfigurableResource):
             backfill over a long history reports its newest days only).
         quarantine_max_share: the blocking check on ``raw_events`` fails above this share.
         campaigns_path: the ad campaigns YAML ``bidding_simulation`` simulates; None: none.
+        engine: ``duckdb`` or ``spark``: what writes bronze and builds the marts.
+        stream_training_rows: windows of more rows train streamed from Parquet
+            (``Settings.stream_training_rows``).
+        training_mixed_precision: ``auto``, ``on`` or ``off`` (``Settings.training_mixed_precision``).
     """
 
     source: str
@@ -48,6 +52,17 @@ class PipelineResource(dg.ConfigurableResource):
     drift_days_per_run: int
     quarantine_max_share: float
     campaigns_path: str | None = None
+    engine: str = Settings.engine
+    stream_training_rows: int = Settings.stream_training_rows
+    training_mixed_precision: str = Settings.training_mixed_precision
+
+    def mixed_precision(self) -> bool:
+        """Whether the ranker trains in ``mixed_float16``: ``on``, or ``auto`` with a GPU visible."""
+        if self.training_mixed_precision != "auto":
+            return self.training_mixed_precision == "on"
+        from models.training.distribution import gpus_visible
+
+        return gpus_visible()
 
     def feature_spec(self) -> FeatureSpec:
         """The source's feature spec (what bronze keeps, what dbt computes, what models use)."""

@@ -34,10 +34,13 @@ class TrackingResource(dg.ConfigurableResource):
         metrics: Mapping[str, float],
         data_window: Mapping[str, Any],
         best_epoch: int | None = None,
+        children: Sequence[Any] = (),
     ) -> dict[str, dg.MetadataValue]:
-        """Record one training of the running asset; returns the metadata that links it
-        (``mlflow_run_url``, ``mlflow_run_id``), empty when tracking failed (a warning
-        says why: tracking never fails a training)."""
+        """Record one training of the running asset, with what it tried (``children``:
+        ``models.tracking.ChildRun``, e.g. the automatic choice's candidates and their
+        sweep trials) as nested runs; returns the metadata that links it
+        (``mlflow_run_url``, ``mlflow_run_id``, ``mlflow_child_runs``), empty when
+        tracking failed (a warning says why: tracking never fails a training)."""
         from models.tracking import log_training
 
         run = log_training(
@@ -56,11 +59,19 @@ class TrackingResource(dg.ConfigurableResource):
             },
             best_epoch=best_epoch,
             artifact_root=self.artifact_root,
+            children=children,
         )
         if run is None:
             context.log.warning(f"MLflow at {self.tracking_uri}: {run_name} was not tracked (see the log above)")
             return {}
         links: dict[str, dg.MetadataValue] = {"mlflow_run_id": dg.MetadataValue.text(run.run_id)}
+        if children:
+            links["mlflow_child_runs"] = dg.MetadataValue.int(_count(children))
         if self.ui_url:
             links["mlflow_run_url"] = dg.MetadataValue.url(run.url(self.ui_url))
         return links
+
+
+def _count(children: Sequence[Any]) -> int:
+    """How many runs ``children`` nest, at every depth."""
+    return sum(1 + _count(child.children) for child in children)

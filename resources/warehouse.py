@@ -15,13 +15,50 @@ class WarehouseResource(dg.ConfigurableResource):
 
     Attributes:
         path: the DuckDB database file (``.reclake/warehouse.duckdb`` by default).
+        spark_warehouse_dir: with ``engine: spark``, the Spark warehouse dbt-spark writes;
+            ``publish_spark_tables`` makes its Parquet tables views of the DuckDB file,
+            so every reader of ``path`` reads what Spark built. None: DuckDB builds.
     """
 
     path: str
+    spark_warehouse_dir: str | None = None
 
     def prepare(self) -> None:
         """Create the folder that will hold the DuckDB file (dbt creates the file itself)."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
+    def publish_spark_tables(self, schema: str = "reclake") -> list[str]:
+        """Make each Parquet table of the Spark warehouse's ``schema`` a view of the same
+        name in the DuckDB file (``read_parquet`` over the table's folder, partition
+        folders as columns), replacing earlier tables or views of that name. A view reads
+        the files at query time, so later Spark builds need no new publish unless they
+        add tables. Tables without data files yet are skipped.
+
+        Returns:
+            The tables published.
+        """
+        if self.spark_warehouse_dir is None:
+            raise ValueError("publish_spark_tables needs spark_warehouse_dir (engine: spark)")
+        folder = Path(self.spark_warehouse_dir).resolve() / f"{schema}.db"
+        self.prepare()
+        published = []
+        with duckdb.connect(self.path) as connection:
+            existing = dict(
+                connection.execute(
+                    "select table_name, table_type from information_schema.tables where table_schema = 'main'"
+                ).fetchall()
+            )
+            for table in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+                if not table.name.isidentifier() or not any(table.rglob("*.parquet")):
+                    continue
+                kind = existing.get(table.name)
+                if kind is not None and kind != "VIEW":
+                    connection.execute(f'drop table "{table.name}"')
+                glob = str(table / "**" / "*.parquet").replace("'", "''")
+                scan = f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+                connection.execute(f'create or replace view "{table.name}" as {_naive_utc_select(connection, scan)}')
+                published.append(table.name)
+        return published
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -73,9 +110,65 @@ class WarehouseResource(dg.ConfigurableResource):
             raise ValueError("training_examples holds no days yet: materialize the feature tables first")
         return days, self.read_days("training_examples", days[0], days[-1])
 
+    def count_days(self, table: str, first_day: dt.date, last_day: dt.date) -> int:
+        """Rows of a mart whose ``event_date`` lies in ``[first_day, last_day]``."""
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        with self.connect() as connection:
+            (rows,) = connection.execute(
+                f"select count(*) from {table} where event_date between ? and ?", [first_day, last_day]
+            ).fetchone()
+        return int(rows)
+
+    def export_days(
+        self, table: str, days: Sequence[dt.date], directory: str | Path, row_group_rows: int = 65_536
+    ) -> list[Path]:
+        """Write each day of a mart to ``<directory>/<table>-<day>.parquet`` with DuckDB
+        ``COPY`` (streamed: memory stays bounded whatever the day's size), in row groups of
+        ``row_group_rows`` rows: the unit ``models.inputs.stream.ParquetWindow`` shuffles.
+
+        Returns:
+            The files written, one per day, in ``days`` order.
+        """
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        with self.connect() as connection:
+            connection.execute("set preserve_insertion_order = false")
+            for day in days:
+                target = folder / f"{table}-{day.isoformat()}.parquet"
+                path = str(target).replace("'", "''")
+                connection.execute(
+                    f"copy (select * from {table} where event_date = date '{day.isoformat()}') to '{path}' "
+                    f"(format parquet, row_group_size {int(row_group_rows)})"
+                )
+                files.append(target)
+        return files
+
     def event_dates(self, table: str) -> list[dt.date]:
         """The distinct ``event_date`` values in a mart, oldest first."""
         if not table.isidentifier():
             raise ValueError(f"not a table name: {table!r}")
         frame = self.query(f"select distinct event_date from {table} order by event_date")
         return [pd.Timestamp(v).date() for v in frame["event_date"]]
+
+
+def _naive_utc_select(connection: duckdb.DuckDBPyConnection, scan: str) -> str:
+    """``select *`` over ``scan`` with its time-zone-aware timestamps as naive UTC ones.
+
+    Spark writes UTC-adjusted Parquet timestamps, which DuckDB reads as ``TIMESTAMP WITH
+    TIME ZONE``; the DuckDB build of the same marts holds naive UTC timestamps, and every
+    reader of the warehouse (the training contract, the splits) expects those.
+    """
+    aware = [
+        name
+        for name, kind, *_ in connection.execute(f"describe select * from {scan}").fetchall()
+        if kind == "TIMESTAMP WITH TIME ZONE"
+    ]
+    if not aware:
+        return f"select * from {scan}"
+    replaced = ", ".join(f"timezone('UTC', \"{name}\") as \"{name}\"" for name in aware)
+    return f"select * replace ({replaced}) from {scan}"
+

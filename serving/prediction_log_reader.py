@@ -6,6 +6,9 @@ other (not UTF-8, not a JSON object, a column missing or of the wrong kind, an u
 endpoint, a ``logged_at`` outside the folder's day, a ``request_id`` seen before that
 day) is quarantined with its file, line number, field, reason and raw text, in the
 lake's quarantine layout. Keys beyond the schema are ignored.
+
+``served_event_scores`` picks out of a day the scores ``/predict`` served for rows that
+carried an ``event_id``, for judging the served model on those events' outcomes.
 """
 
 from __future__ import annotations
@@ -105,6 +108,36 @@ def read_prediction_logs(
     frame = pa.Table.from_pylist(rows, schema=prediction_log_schema()).to_pandas()
     quarantined = pd.DataFrame(rejects, columns=QUARANTINE_COLUMNS).astype({"line_number": "int64"})
     return PredictionLogDay(rows=frame, quarantined=quarantined, files=files)
+
+
+SERVED_SCORE_COLUMNS = ["event_id", "score", "model_version", "request_id", "logged_at"]
+
+
+def served_event_scores(rows: pd.DataFrame) -> pd.DataFrame:
+    """The scores ``/predict`` served for rows with an ``event_id``.
+
+    Args:
+        rows: a day's records (``PredictionLogDay.rows``, or the compacted Parquet file).
+
+    Returns:
+        One row per event id, columns ``SERVED_SCORE_COLUMNS``: the score the event's row
+        got and the model version that served it. Only served answers count (a shadow
+        arm's is not served; a record with a fallback scored nothing); an event scored
+        more than once keeps its first score (the one its impression most likely showed).
+    """
+    records = rows[(rows["endpoint"] == "predict") & rows["shadow_of"].isna() & rows["fallback"].isna()]
+    served = []
+    for record in records.itertuples(index=False):
+        features = json.loads(record.features)
+        logged = features["rows"] if "rows" in features else [features]
+        if len(logged) != len(record.scores):
+            continue  # not the rows of this answer: nothing to join
+        for row, score in zip(logged, record.scores, strict=True):
+            if row.get("event_id") is not None:
+                served.append((str(row["event_id"]), float(score), record.model_version, record.request_id,
+                               record.logged_at))  # fmt: skip
+    frame = pd.DataFrame(served, columns=SERVED_SCORE_COLUMNS)
+    return frame.sort_values("logged_at", kind="stable").drop_duplicates("event_id").reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -106,14 +106,25 @@ class NoRecommendRequest(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
+EventId = (
+    Annotated[str | None, Field(min_length=1, max_length=256)],
+    Field(
+        default=None,
+        description="The id of the event this row scores, if known: logged with the row's features (the "
+        "served model's calibration joins the logged scores to the event's observed label); never scored.",
+    ),
+)
+"""The optional ``event_id`` of a ``/predict`` row (not a model input; ``/bid`` rows have none)."""
+
+
 @dataclass(frozen=True)
 class RequestModels:
     """The request models of one served model.
 
     Attributes:
         recommend: the ``/recommend`` body (``NoRecommendRequest`` for a source without ids).
-        predict: the ``/predict`` body.
-        row: one ``/predict`` row (what ``/bid`` builds per impression).
+        predict: the ``/predict`` body: rows of ``row``'s inputs plus an optional ``event_id``.
+        row: the model inputs of one row (what ``/bid`` builds per impression).
         context_columns: the context inputs of ``/recommend``.
     """
 
@@ -151,11 +162,12 @@ def request_models(spec: FeatureSpec, inputs: dict[str, dict[str, str]], item_co
         __config__=_STRICT,
         **{name: _field(spec, name, dtype) for name, dtype in inputs["predict"].items()},
     )
+    predict_row = create_model(f"{spec.source.title()}PredictRow", __base__=row, event_id=EventId)
     predict = create_model(
         "PredictRequest",
         __config__=_STRICT,
         __doc__="``POST /predict`` body: rows of the source's request features (ids and context).",
-        rows=(Annotated[list[row], Field(min_length=1, max_length=MAX_PREDICT_ROWS)], ...),
+        rows=(Annotated[list[predict_row], Field(min_length=1, max_length=MAX_PREDICT_ROWS)], ...),
     )
     if "recommend" not in inputs:
         return RequestModels(NoRecommendRequest, predict, row, ())

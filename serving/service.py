@@ -17,6 +17,8 @@ Endpoints (JSON, all ``POST``):
 - ``/predict`` ``{"rows": [{<ids and context columns>}]}`` -> ``{"request_id", "scores",
   "score_kind", "tasks", "defaults_used", "model_version"}``: pCTR for click sources
   (multi-task rankers add pctr, pcvr, pctcvr), the predicted rating for rating sources.
+  A row may carry an ``event_id``: not scored, logged with the row's features, so the
+  served model's calibration can join the scores served to the events' labels.
 - ``/model_info`` -> tag, version, source, inputs, training window, offline metrics, and
   the online store, feature version, swaps and prediction-log counters of this worker.
 
@@ -27,6 +29,7 @@ schema (``/docs.json``) lists the served model's real inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -115,6 +118,17 @@ PredictRequest = REQUESTS.predict
 CAMPAIGNS: dict[str, Campaign] = load_campaigns(CONFIG.campaigns) if CONFIG.campaigns else {}
 EXPERIMENT: Experiment | None = load_experiment(CONFIG.experiment)
 SHADOW_QUEUE = 256  # shadow scorings waiting at most; more are dropped (counted), never block a request
+
+
+def _with_event_ids(scored, event_ids: list[str | None]):
+    """``scored`` (a ``serving.scoring.Scored`` of /predict rows) with each row's
+    ``event_id`` added to its logged features (``{"rows": [...]}`` for several rows); the
+    same ``scored`` when no row has one."""
+    if all(event_id is None for event_id in event_ids):
+        return scored
+    rows = scored.features["rows"] if len(event_ids) > 1 else [scored.features]
+    logged = [{**row, "event_id": event_id} for row, event_id in zip(rows, event_ids, strict=True)]
+    return dataclasses.replace(scored, features={"rows": logged} if len(logged) > 1 else logged[0])
 
 
 @bentoml.service(
@@ -324,18 +338,19 @@ class RecommenderService:
         from serving.online_store import StoreUnavailable
 
         started = time.perf_counter()
-        rows = [row.model_dump() for row in request.rows]
+        rows = [row.model_dump(exclude={"event_id"}) for row in request.rows]  # event ids are logged, not scored
+        event_ids = [row.event_id for row in request.rows]
         user_id = str(rows[0]["user_id"]) if "user_id" in rows[0] else None
         arm, model = self._route(user_id)  # the rows' first user decides the arm
         try:
-            scored = model.predict(rows)
+            scored = _with_event_ids(model.predict(rows), event_ids)
         except StoreUnavailable as error:
             return error_response(503, f"the online feature store is unavailable: {error}")
         request_id = uuid.uuid4().hex
         self._log("predict", request_id, model, user_id, scored, started, arm)
         self._shadow(
             arm,
-            lambda shadow: shadow.predict(rows),
+            lambda shadow: _with_event_ids(shadow.predict(rows), event_ids),
             lambda name, shadow, result: self._log(
                 "predict", f"{request_id}-{name}", shadow, user_id, result, started, name, request_id
             ),

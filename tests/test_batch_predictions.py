@@ -1,6 +1,7 @@
 """Batch inference and evaluation of stored models: a small exported model scores a
-warehouse day chunk by chunk exactly as ``Recommender.rank`` does, and its stored
-evaluation equals the metrics computed directly; the assets write both to the lake."""
+warehouse day chunk by chunk exactly as ``Recommender.rank`` does, writes every active
+user's top-k exactly as ``Recommender.recommend`` answers, and its stored evaluation equals
+the metrics computed directly; the assets write all three to the lake."""
 
 import json
 import math
@@ -15,7 +16,7 @@ from conftest import make_settings
 from serving_support import export_toy_recommender
 
 from models import evaluation
-from models.batch_inference import score_chunks
+from models.batch_inference import TOPK_COLUMNS, recommend_chunks, score_chunks
 from models.export.savedmodel import load_recommender
 from models.inputs.features import label_array
 from models.stored_evaluation import evaluate_stored_model
@@ -24,6 +25,8 @@ from resources.warehouse import WarehouseResource
 DAYS = ("2024-03-01", "2024-03-02")
 DAY = pd.Timestamp(DAYS[1]).date()
 CHUNK_ROWS = 400
+CHUNK_USERS = 16
+TOP_K = 5
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,59 @@ def test_batch_predictions_equal_rank_chunk_by_chunk(recommender, warehouse):
     assert summary.mean_score == pytest.approx(float(predictions["score"].mean()), rel=1e-5)
 
 
+def _newest_context(day_rows: pd.DataFrame, context: list[str]) -> pd.DataFrame:
+    """Each user's context columns of their newest event, by user id (computed in pandas,
+    independently of the asset's DuckDB query)."""
+    ordered = day_rows.sort_values(["event_ts", "event_id"], kind="stable")
+    return ordered.groupby("user_id")[context].last().reset_index().sort_values("user_id", ignore_index=True)
+
+
+def _check_topk(topk: pd.DataFrame, k: int) -> None:
+    """Ranks 1..n per user, distinct items, scores best first."""
+    assert list(topk.columns) == list(TOPK_COLUMNS)
+    for _, rows in topk.groupby("user_id"):
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1)) and len(rows) <= k
+        assert rows["item_id"].is_unique
+        assert (np.diff(rows["score"].to_numpy()) <= 1e-6).all()
+
+
+@pytest.mark.integration
+def test_every_active_user_gets_the_served_top_k_chunk_by_chunk(recommender, warehouse):
+    from assets.batch import active_users
+
+    context = [c.name for c in recommender.spec.role_columns("context")]
+    parts: list[pd.DataFrame] = []
+
+    def keep(index: int, rows: pd.DataFrame) -> str:
+        parts.append(rows)
+        return f"part-{index}"
+
+    summary = recommend_chunks(recommender, active_users(warehouse, DAY, context, CHUNK_USERS), keep, k=TOP_K)
+    day_rows = warehouse.read_days("training_examples", DAY, DAY)
+    expected_users = _newest_context(day_rows, context)
+    assert summary.users == len(expected_users) > CHUNK_USERS and summary.k == TOP_K
+    # Bounded chunks: no part holds more than CHUNK_USERS users.
+    assert len(parts) == math.ceil(summary.users / CHUNK_USERS) == len(summary.parts)
+    assert max(p["user_id"].nunique() for p in parts) <= CHUNK_USERS
+    topk = pd.concat(parts, ignore_index=True)
+    assert summary.rows == len(topk) and set(topk["user_id"]) == set(expected_users["user_id"])
+    _check_topk(topk, TOP_K)
+    assert (topk["model_version"] == "toy-batch").all()
+    # Exactly what the served model's recommend answers for each user with their newest context.
+    answers = recommender.recommend(expected_users["user_id"].tolist(), TOP_K, expected_users)
+    for answer in answers:
+        rows = topk[topk["user_id"] == answer.user_id]
+        assert rows["item_id"].tolist() == [item.item_id for item in answer.items]
+        np.testing.assert_allclose(rows["score"], [item.score for item in answer.items], rtol=1e-6)
+        assert rows["popularity_fallback"].eq(answer.fallback == "popularity").all()
+    # A user the model does not know gets the popularity list, flagged.
+    stranger = expected_users.head(1).assign(user_id="stranger")
+    unknown = recommend_chunks(recommender, [stranger], keep, k=TOP_K)
+    assert unknown.fallback_users == 1 and parts[-1]["popularity_fallback"].all()
+    popular = [item_id for item_id, _ in recommender.metadata["popular_items"][:TOP_K]]
+    assert parts[-1]["item_id"].tolist() == popular
+
+
 @pytest.mark.integration
 def test_stored_evaluation_equals_the_metrics_computed_directly(toy_world, recommender, warehouse):
     day_rows = warehouse.read_days("training_examples", DAY, DAY)
@@ -114,16 +170,32 @@ def test_the_batch_assets_write_a_day_of_predictions_and_two_versions_metrics(tm
         partition_key=DAY.isoformat(),
         resources=resources,
         instance=instance,
-        run_config={"ops": {"batch_predictions": {"config": {"chunk_rows": CHUNK_ROWS}}}},
+        run_config={
+            "ops": {
+                "batch_predictions": {"config": {"chunk_rows": CHUNK_ROWS, "top_k": TOP_K, "chunk_users": CHUNK_USERS}}
+            }
+        },
     )
     assert result.success
     (scored,) = result.asset_materializations_for_node("batch_predictions")
     rows = scored.metadata["rows"].value
     parts = lake.list_files(lake.batch_predictions_dir("synthetic", DAY))
+    parts = [url for url in parts if "/topk/" not in url]
     assert len(parts) == scored.metadata["parts"].value == math.ceil(rows / CHUNK_ROWS)
     written = pd.concat([lake.read_parquet(url) for url in parts], ignore_index=True)
     assert len(written) == rows and written["event_id"].is_unique
     assert scored.metadata["model_version"].value == "toy-batch" and scored.metadata["model_tag"].value == served
+    # Every active user's top-k beside the scores, in predictions/<source>/topk/dt=.../.
+    from assets.batch import topk_dir
+
+    topk_parts = lake.list_files(topk_dir(lake, "synthetic", DAY))
+    assert topk_parts and all("/predictions/synthetic/topk/dt=2024-03-02/part-" in url for url in topk_parts)
+    topk = pd.concat([lake.read_parquet(url) for url in topk_parts], ignore_index=True)
+    users = written["user_id"].nunique()
+    assert scored.metadata["topk_users"].value == users == topk["user_id"].nunique()
+    assert scored.metadata["topk_parts"].value == len(topk_parts) == math.ceil(users / CHUNK_USERS)
+    assert scored.metadata["topk_rows"].value == len(topk) and scored.metadata["topk_k"].value == TOP_K
+    _check_topk(topk, TOP_K)
 
     (evaluated,) = result.asset_materializations_for_node("stored_model_evaluation")
     report = json.loads(lake.read_bytes(lake.evaluation_file(served, DAY)))

@@ -1,5 +1,7 @@
 """The Evidently workspace of the drift snapshots: one project per source, one snapshot per
-day, the ``drift_report`` asset filling it, and Evidently's UI serving it over real HTTP."""
+day, the ``drift_report`` asset filling it, and Evidently's UI serving it over real HTTP;
+the served model's snapshots with their popularity bias. The same on an ``s3://`` lake:
+``test_evidently_workspace_s3``."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from monitoring.workspace import (
     project_id,
     project_url,
     snapshot_id,
-    workspace_path,
+    workspace_location,
 )
 from reclake.lake import Lake
 from resources.lake import LakeResource
@@ -90,7 +92,7 @@ def test_the_project_is_created_once_per_source_with_its_dashboard(tmp_path):
     assert sorted(p.name for p in workspace.list_projects()) == ["criteo drift", "synthetic drift"]
     dashboard = workspace.get_dashboard(first)
     titles = [panel.title for panel in dashboard.panels]
-    assert titles[0] == "Share of drifted columns" and len(titles) == 7
+    assert titles[0] == "Share of drifted columns" and len(titles) == 8
     charted = {value.metric_labels["column"] for panel in dashboard.panels[1:3] for value in panel.values}
     assert charted == set(NUMERICAL + CATEGORICAL)
     drift_tab, served_tab = dashboard.tabs
@@ -98,9 +100,13 @@ def test_the_project_is_created_once_per_source_with_its_dashboard(tmp_path):
     assert served_tab.panels == [panel.id for panel in dashboard.panels[3:]]
 
 
-def test_the_workspace_lives_in_a_local_lake_only(tmp_path):
-    assert workspace_path(Lake.open(str(tmp_path / "lake"))) == str(tmp_path / "lake" / "evidently_workspace")
-    assert workspace_path(Lake.open("s3://bucket/lake", "http://127.0.0.1:9")) is None
+def test_a_local_lake_holds_its_workspace_and_an_s3_lake_a_copy_of_it_under_the_state_dir(tmp_path):
+    local = workspace_location(Lake.open(str(tmp_path / "lake")), tmp_path / "state")
+    assert (local.folder, local.remote) == (str(tmp_path / "lake" / "evidently_workspace"), None)
+    on_s3 = workspace_location(Lake.open("s3://bucket/lake", "http://127.0.0.1:9"), tmp_path / "state")
+    other = workspace_location(Lake.open("s3://bucket/other", "http://127.0.0.1:9"), tmp_path / "state")
+    assert on_s3.remote == "s3://bucket/lake/evidently_workspace"
+    assert on_s3.folder.startswith(str(tmp_path / "state" / "evidently_workspace")) and on_s3.folder != other.folder
     assert project_url("http://127.0.0.1:8002/", project_id("x")) == f"http://127.0.0.1:8002/projects/{project_id('x')}"
 
 
@@ -165,7 +171,7 @@ def test_the_evidently_ui_serves_the_project_and_its_days_and_stops_with_its_she
     """As ``make reports`` starts it: in the background of a shell, on the lake's workspace."""
     calm, drifted = reports
     lake = tmp_path / "lake"
-    workspace = open_workspace(workspace_path(Lake.open(str(lake))))
+    workspace = open_workspace(workspace_location(Lake.open(str(lake)), tmp_path).folder)
     project = ensure_project(workspace, "synthetic", NUMERICAL, CATEGORICAL)
     add_drift_snapshot(workspace, project, DAY_1, calm.snapshot)
     add_drift_snapshot(workspace, project, DAY_2, drifted.snapshot)
@@ -236,5 +242,51 @@ def test_the_served_models_days_sit_beside_the_drift_days_with_their_own_tab(tmp
     assert means == pytest.approx(sorted([quality.observed, quality.predicted]), rel=1e-6)
     names = " ".join(values)
     assert all(name in names for name in ("NDCG", "Personalization", "RocAuc", "LogLoss")), names
-    tabs = [tab.title for tab in workspace.get_dashboard(project).tabs]
-    assert tabs == ["Drift", "Served model"]
+    bias = {r.display_name: float(r.value) for r in stored.metric_results.values() if "Popularity" in r.display_name}
+    assert set(bias) == {"Popularity Bias (arp)", "Popularity Bias (coverage)", "Popularity Bias (gini)"}
+    assert all(0.0 <= value <= 1.0 for value in bias.values()), bias
+    dashboard = workspace.get_dashboard(project)
+    assert [tab.title for tab in dashboard.tabs] == ["Drift", "Served model"]
+    [popularity] = [panel for panel in dashboard.panels if panel.title.startswith("Popularity bias")]
+    assert [value.metric_labels for value in popularity.values] == [
+        {"metric": "arp"},
+        {"metric": "coverage"},
+        {"metric": "gini"},
+    ]
+
+
+def _served_snapshot(by_popularity: bool, seed: int = 0):
+    """A served model's day on 600 users x 200 items whose clicks follow Zipf popularity:
+    scored by the items' popularity (``by_popularity``) or at random."""
+    import numpy as np
+    import pandas as pd
+
+    from monitoring.served_model_report import served_model_snapshot
+
+    rng = np.random.default_rng(seed)
+    weight = 1 / np.arange(1, 201)
+    items = rng.integers(0, 200, 24_000)
+    ids = pd.DataFrame({"user_id": rng.integers(0, 600, len(items)).astype(str), "item_id": items.astype(str)})
+    p = 0.2 * weight[items] / weight.max() + 0.01
+    labels = (rng.random(len(p)) < p).astype(float)
+    scores = p if by_popularity else rng.random(len(p)) * 0.2
+    half = len(p) // 2
+    return served_model_snapshot(
+        labels[:half], scores[:half], labels[half:], scores[half:], "binary", ids[:half], ids[half:]
+    )
+
+
+def _popularity_bias(snapshot) -> dict[str, float]:
+    results = snapshot.to_snapshot_model().metric_results.values()
+    return {r.display_name[17:-1]: float(r.value) for r in results if r.display_name.startswith("Popularity Bias")}
+
+
+def test_popularity_bias_is_high_for_a_model_that_ranks_by_popularity_and_low_for_a_random_one():
+    popular, random = _popularity_bias(_served_snapshot(True)), _popularity_bias(_served_snapshot(False))
+    assert set(popular) == set(random) == {"arp", "coverage", "gini"}
+    # Normalised ARP: the mean popularity (users who clicked it in the reference window, over
+    # the most clicked item's) of the items in users' top 10. Each user saw 20 random items,
+    # so the top 10 by popularity can only lean so far: 0.18 against 0.16.
+    assert 0.0 < random["arp"] < popular["arp"] <= 1.0
+    assert 0.0 <= random["gini"] < 0.2 < 0.35 < popular["gini"] <= 1.0  # the same few items top every list
+    assert popular["coverage"] < random["coverage"] <= 1.0  # fewer of the clicked items are shown

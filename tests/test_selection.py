@@ -118,6 +118,20 @@ class TestSelectRanker:
         assert summary["candidates"]["two_tower"]["status"] == NOT_APPLICABLE
         assert set(summary["candidates"][configs["small_fm"]]) >= {"validation_auc", "test_auc", "test_logloss"}
 
+    def test_every_candidate_is_a_tracked_child_run(self, selection, configs):
+        children = {child.name: child for child in selection.tracked_children()}
+        assert set(children) == {f"ranker:{c.config}" for c in selection.candidates}
+        chosen = children[f"ranker:{selection.chosen_config}"]
+        assert chosen.status == "FINISHED" and chosen.tags["reclake.chosen"] == "true"
+        fm = next(c for c in selection.candidates if c.config == configs["small_fm"])
+        assert children[f"ranker:{fm.config}"].metrics == {
+            "validation_auc": fm.validation["auc"], **{f"test_{k}": v for k, v in fm.test.items()},
+            "seconds": fm.seconds,
+        }  # fmt: skip
+        skipped = children["ranker:two_tower"]
+        assert skipped.status == "KILLED" and skipped.tags["reclake.status"] == NOT_APPLICABLE
+        assert all(not child.children for child in children.values())  # nothing was swept
+
     def test_the_choice_feeds_the_recommender(self, examples, selection):
         _, items = toy_examples.feature_tables(examples)
         trained = train_recommender(examples, SPEC, WINDOW, items, ranker_run=selection.chosen)
@@ -157,6 +171,12 @@ class TestSweepsInTheChoice:
         assert fm.validation["auc"] == pytest.approx(fm.sweep.best_value)
         assert "swept 2 trials" in chosen.markdown()
         assert chosen.summary()["candidates"][str(swept)]["sweep_params"] == fm.sweep.best_params
+        # Each trial is a child run of the swept candidate's run, with its params and seconds.
+        tracked = {child.name: child for child in chosen.tracked_children()}[f"ranker:{swept}"]
+        assert [t.params["trial"] for t in tracked.children] == [t["number"] for t in fm.sweep.trials]
+        for trial, run in zip(fm.sweep.trials, tracked.children, strict=True):
+            assert run.params["model.embedding_dim"] == trial["params"]["model.embedding_dim"]
+            assert run.metrics == {"validation_auc": trial["value"], "seconds": trial["seconds"]}
 
 
 class TestWithoutValidationDay:
@@ -205,7 +225,9 @@ class TestRegressionChoice:
         assert selection.margin == pytest.approx(0.05)
         table = selection.markdown()
         assert table.splitlines()[2].startswith("| **b** (chosen) | trained | 0.9000 | 0.9100 | 0.7000")
-        assert "0.0500 below a." in table
+        assert "0.0500 below a." in table and "Caution" not in table  # no selecting rows recorded
+        selection.selecting_rows = 120
+        assert "Caution: only 120 rated rows chose" in selection.markdown()
 
     def test_few_positive_selecting_rows_are_flagged_as_noise(self):
         candidates = [Candidate("a", TRAINED, validation={"auc": 0.7}, test={"auc": 0.6, "logloss": 0.5}),

@@ -1,5 +1,7 @@
-"""Experiment tracking: a training's record in MLflow, read back; an unreachable server
-never fails a training; the asset links its run; `make mlflow`'s server answers."""
+"""Experiment tracking: a training's record in MLflow, read back; what it tried (the
+automatic choice's candidates, the sweeps' trials) nested under it as child runs; an
+unreachable server never fails a training; the asset links its run; `make mlflow`'s
+server answers."""
 
 import logging
 import os
@@ -13,7 +15,7 @@ import pytest
 import requests
 from conftest import PROJECT_ROOT, free_port, process_env
 
-from models.tracking import TrackedRun, data_window, log_training, validation_metrics
+from models.tracking import PARENT_RUN_TAG, ChildRun, TrackedRun, data_window, log_training, validation_metrics
 from resources.tracking import TrackingResource
 
 CONFIG = {"type": "fm", "model": {"embedding_dim": 8, "deep_units": [16, 8]}, "training": {"epochs": 3}}
@@ -73,6 +75,54 @@ def test_a_training_is_readable_back_with_its_params_metrics_and_tags(tmp_path, 
     (artifact,) = client.list_artifacts(run.run_id)
     assert artifact.path == "model_config.json"
     assert (tmp_path / "artifacts").is_dir()
+
+
+def _children(uri: str, parent_id: str) -> dict[str, object]:
+    """The runs nested directly under ``parent_id``, by name (MLflow's own search)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_id)
+    runs = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_id}'")
+    return {run.info.run_name: run for run in runs}
+
+
+@pytest.mark.unit
+def test_candidates_and_trials_are_child_runs_of_the_training(tmp_path, sqlite_uri):
+    trials = [
+        ChildRun("fm: trial 0", {"trial": 0, "model.embedding_dim": 4}, {"validation_auc": 0.69, "seconds": 1.5}),
+        ChildRun("fm: trial 1", {"trial": 1}, {"validation_auc": None, "seconds": 0.4}, status="KILLED"),
+    ]
+    children = [
+        ChildRun(
+            "ranker:fm",
+            {"candidate": "fm", "sweep_best": {"model.embedding_dim": 4}},
+            {"validation_auc": 0.69, "test_auc": 0.70, "seconds": 2.1},
+            {"reclake.chosen": "true"},
+            children=trials,
+        ),
+        ChildRun("ranker:esmm", {"candidate": "esmm"}, {"seconds": 0.0}, {"reclake.status": "skipped"}, "KILLED"),
+        ChildRun("retriever:popularity", {"kind": "popularity"}, {"validation_hr@10": 0.25, "seconds": 0.1}),
+    ]
+    run = _log(sqlite_uri, children=children, artifact_root=str(tmp_path / "artifacts"))
+    assert run is not None
+    nested = _children(sqlite_uri, run.run_id)
+    assert set(nested) == {"ranker:fm", "ranker:esmm", "retriever:popularity"}
+    fm = nested["ranker:fm"]
+    assert fm.info.status == "FINISHED" and fm.data.tags["reclake.chosen"] == "true"
+    assert fm.data.params["candidate"] == "fm" and fm.data.params["sweep_best.model.embedding_dim"] == "4"
+    assert fm.data.metrics == pytest.approx({"validation_auc": 0.69, "test_auc": 0.70, "seconds": 2.1})
+    # The training's tags (the Dagster run id) are on every child too.
+    assert fm.data.tags["dagster.run_id"] == "abcdef12-run"
+    assert nested["ranker:esmm"].info.status == "KILLED"
+    assert nested["retriever:popularity"].data.metrics["validation_hr_at_10"] == pytest.approx(0.25)
+    # The sweep's trials nest under their candidate, not under the training.
+    swept = _children(sqlite_uri, fm.info.run_id)
+    assert set(swept) == {"fm: trial 0", "fm: trial 1"}
+    assert swept["fm: trial 0"].data.metrics == pytest.approx({"validation_auc": 0.69, "seconds": 1.5})
+    assert swept["fm: trial 1"].info.status == "KILLED" and "validation_auc" not in swept["fm: trial 1"].data.metrics
+    with pytest.raises(ValueError, match="status"):
+        ChildRun("bad", status="DONE")
 
 
 @pytest.mark.unit
@@ -186,20 +236,43 @@ def test_make_mlflow_serves_the_ui_over_the_store(tmp_path):
         log.close()
 
 
+SMALL_TRAINING = {"batch_size": 256, "epochs": 2, "early_stopping_patience": 1}
+SMALL_CANDIDATES = {
+    "small_lr": {"type": "hashed_lr", "model": {"num_bins": 4096}, "training": {**SMALL_TRAINING, "optimizer": "ftrl"}},
+    "small_fm": {
+        "type": "fm",
+        "model": {"embedding_dim": 4},
+        "training": SMALL_TRAINING,
+        "search_space": {"model.embedding_dim": {"type": "categorical", "choices": [2, 4]}},
+    },
+}
+
+
 @pytest.mark.integration
 def test_the_training_assets_link_their_mlflow_runs(tmp_path):
-    """``recommender_model`` and a ``zoo_model`` partition on a toy warehouse: each logs
-    its training to the settings' default store and links the run in its metadata."""
+    """``recommender_model`` (``ranker_config: auto`` over two small candidates, one swept)
+    and a ``zoo_model`` partition on a toy warehouse: each logs its training to the
+    settings' default SQLite store and links the run in its metadata; every ranker
+    candidate, every sweep trial and every retrieval candidate of the automatic choice is a
+    child run of the training's run, with params, validation metric and seconds."""
     import duckdb
     import toy_examples
+    import yaml
     from conftest import make_settings
     from mlflow.tracking import MlflowClient
 
     from assets.models import recommender_model
     from assets.zoo import zoo_model
+    from models.retriever_selection import RETRIEVER_CANDIDATES
     from resources import build_resources
 
-    settings = make_settings(tmp_path, tmp_path / "state", RANKER_CONFIG="hashed_lr")
+    paths = []
+    for name, document in SMALL_CANDIDATES.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(document))
+        paths.append(str(tmp_path / f"{name}.yaml"))
+    settings = make_settings(
+        tmp_path, tmp_path / "state", RANKER_CONFIG="auto", AUTO_CANDIDATES=",".join(paths), AUTO_SWEEP_TRIALS="2"
+    )
     examples = toy_examples.make_training_examples(
         n_users=40, n_items=30, n_rows=3000, days=("2024-03-01", "2024-03-02", "2024-03-03")
     )
@@ -236,3 +309,37 @@ def test_the_training_assets_link_their_mlflow_runs(tmp_path):
     )
     assert zoo_run.data.params["config.type"] == "fm" and "auc" in zoo_run.data.metrics
     assert (settings.mlflow_dir / "mlflow.db").is_file() and (settings.mlflow_dir / "artifacts").is_dir()
+    # The automatic choice: its candidates and trials nested under the training's run.
+    (record,) = instance.fetch_materializations(dg.AssetKey("recommender_model"), limit=1).records
+    metadata = record.asset_materialization.metadata
+    # The retrieval choice beside the ranker's.
+    choice = metadata["retriever_choice"].value
+    assert set(choice["candidates"]) == set(RETRIEVER_CANDIDATES)
+    assert choice["chosen"] == metadata["retriever_chosen"].value and choice["served"] != "popularity"
+    assert "Chosen retrieval" in metadata["retriever_selection"].value
+    assert metadata["retriever_popularity_won"].value == (choice["chosen"] == "popularity")
+
+    uri = settings.mlflow_tracking
+    nested = _children(uri, metadata["mlflow_run_id"].value)
+    expected = {f"ranker:{path}" for path in paths} | {f"retriever:{name}" for name in RETRIEVER_CANDIDATES}
+    assert set(nested) == expected
+    assert metadata["mlflow_child_runs"].value == len(expected) + 2  # and the two trials
+    for name, run in nested.items():
+        assert run.data.tags["dagster.run_id"] == record.run_id
+        assert "seconds" in run.data.metrics and run.data.params["candidate"], name
+        if run.data.tags["reclake.status"] == "trained":
+            assert "validation_auc" in run.data.metrics or "validation_hr_at_10" in run.data.metrics, name
+    ranker_choice = metadata["ranker_choice"].value
+    assert nested[f"ranker:{paths[0]}"].data.metrics["validation_auc"] == pytest.approx(
+        ranker_choice["candidates"][paths[0]]["validation_auc"], abs=1e-5
+    )
+    trials = _children(uri, nested[f"ranker:{paths[1]}"].info.run_id)
+    assert len(trials) == 2
+    for run in trials.values():
+        assert run.data.params["model.embedding_dim"] in ("2", "4") and "seconds" in run.data.metrics
+    retriever = nested[f"retriever:{choice['served']}"]
+    assert retriever.data.tags["reclake.served"] == "true" and retriever.data.params["kind"] == "two_tower"
+    assert retriever.data.metrics["validation_hr_at_10"] == pytest.approx(
+        choice["candidates"][choice["served"]]["validation_hr@10"], abs=1e-5
+    )
+    assert MlflowClient(uri).get_run(metadata["mlflow_run_id"].value).info.status == "FINISHED"

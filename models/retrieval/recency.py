@@ -33,6 +33,58 @@ def unix_seconds(values: Sequence | np.ndarray | pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=np.float64)
 
 
+def require_timed(interactions: pd.DataFrame, caller: str) -> None:
+    """Raise ValueError naming the missing columns if ``interactions`` lacks ``user_id``, ``item_id`` or ``timestamp``."""
+    missing = {"user_id", "item_id", "timestamp"} - set(interactions.columns)
+    if missing:
+        raise ValueError(f"{caller} needs columns {sorted(missing)}; got {list(interactions.columns)}")
+
+
+def timed_histories(interactions: pd.DataFrame, index: InteractionIndex) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per user index, ``(item indices, Unix seconds)`` of the user's rows in ``interactions``."""
+    users = index.user_indices(interactions["user_id"])
+    items = index.item_indices(interactions["item_id"])
+    times = unix_seconds(interactions["timestamp"])
+    order = np.argsort(users, kind="stable")
+    bounds = np.flatnonzero(np.diff(users[order])) + 1
+    return {int(users[rows[0]]): (items[rows], times[rows]) for rows in np.split(order, bounds) if rows.size}
+
+
+def recency_profiles(
+    histories: dict[int, tuple[np.ndarray, np.ndarray]],
+    n_items: int,
+    user_indices: Sequence[int] | np.ndarray,
+    timestamps: Sequence[float] | np.ndarray,
+    decay_seconds: float,
+    baseline_weight: float,
+) -> sp.csr_matrix:
+    """``[n_requests, n_items]`` profiles of requests ``(user index, time)`` over ``histories``.
+
+    An item the user met at ``t_j < t`` weighs ``baseline_weight + exp(-(t - t_j) /
+    decay_seconds)``, every other item of the user's history ``baseline_weight``; users
+    without history get all-zero rows.
+
+    Raises:
+        ValueError: if the numbers of users and timestamps differ.
+    """
+    users = np.asarray(user_indices, dtype=np.int64)
+    times = unix_seconds(timestamps)
+    if users.shape != times.shape:
+        raise ValueError(f"got {users.size} users but {times.size} timestamps")
+    rows, columns, values = [], [], []
+    empty = (np.empty(0, dtype=np.int64), np.empty(0))
+    for request, (user, at) in enumerate(zip(users, times, strict=True)):
+        items, met = histories.get(int(user), empty)
+        elapsed = at - met
+        recent = np.where(elapsed > 0, np.exp(-np.maximum(elapsed, 0.0) / decay_seconds), 0.0)
+        rows.append(np.full(items.size, request))
+        columns.append(items)
+        values.append(baseline_weight + recent)
+    return sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))), shape=(users.size, n_items)
+    )
+
+
 @dataclass(frozen=True)
 class RecencyEASEConfig:
     """Settings of ``RecencyEASE``.
@@ -78,19 +130,10 @@ class RecencyEASE:
         Raises:
             ValueError: if ``interactions`` lacks ``user_id``, ``item_id`` or ``timestamp``.
         """
-        missing = {"user_id", "item_id", "timestamp"} - set(interactions.columns)
-        if missing:
-            raise ValueError(f"RecencyEASE.fit needs columns {sorted(missing)}; got {list(interactions.columns)}")
+        require_timed(interactions, "RecencyEASE.fit")
         self._index = index
         self.weights = EASE(EASEConfig(l2=self.config.l2)).fit(index.matrix(interactions)).weights
-        users = index.user_indices(interactions["user_id"])
-        items = index.item_indices(interactions["item_id"])
-        times = unix_seconds(interactions["timestamp"])
-        order = np.argsort(users, kind="stable")
-        bounds = np.flatnonzero(np.diff(users[order])) + 1
-        self._history = {
-            int(users[rows[0]]): (items[rows], times[rows]) for rows in np.split(order, bounds) if rows.size
-        }
+        self._history = timed_histories(interactions, index)
         return self
 
     def set_config(self, decay_seconds: float, baseline_weight: float) -> RecencyEASE:
@@ -104,22 +147,13 @@ class RecencyEASE:
         """``[n_requests, n_items]`` recency-weighted profiles; all-zero rows for users without history."""
         if self._index is None:
             raise RuntimeError("RecencyEASE is not fitted: call fit() first")
-        users = np.asarray(user_indices, dtype=np.int64)
-        times = unix_seconds(timestamps)
-        if users.shape != times.shape:
-            raise ValueError(f"got {users.size} users but {times.size} timestamps")
-        rows, columns, values = [], [], []
-        empty = (np.empty(0, dtype=np.int64), np.empty(0))
-        for request, (user, at) in enumerate(zip(users, times, strict=True)):
-            items, met = self._history.get(int(user), empty)
-            elapsed = at - met
-            recent = np.where(elapsed > 0, np.exp(-np.maximum(elapsed, 0.0) / self.config.decay_seconds), 0.0)
-            rows.append(np.full(items.size, request))
-            columns.append(items)
-            values.append(self.config.baseline_weight + recent)
-        n_items = self._index.shape[1]
-        return sp.csr_matrix(
-            (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))), shape=(users.size, n_items)
+        return recency_profiles(
+            self._history,
+            self._index.shape[1],
+            user_indices,
+            timestamps,
+            self.config.decay_seconds,
+            self.config.baseline_weight,
         )
 
     def score_requests(

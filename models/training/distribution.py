@@ -121,3 +121,24 @@ def mixed_precision_policy(enabled: bool) -> Iterator[None]:
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def describe_training(strategy: tf.distribute.Strategy) -> dict[str, object]:
+    """Where a model trains, for metadata: the devices TensorFlow sees (``gpus``: their
+    names, empty on CPU; ``device``: ``GPU`` or ``CPU``), the strategy's class and its
+    number of replicas in sync, and the global Keras precision policy at call time."""
+    gpus = tf.config.list_physical_devices("GPU")
+    names = []
+    for gpu in gpus:
+        try:
+            names.append(str(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)))
+        except (ValueError, RuntimeError):
+            names.append(gpu.name)
+    return {
+        "device": "GPU" if gpus else "CPU",
+        "gpus": names,
+        "cpus": len(tf.config.list_physical_devices("CPU")),
+        "strategy": type(strategy).__name__,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "precision_policy": keras.mixed_precision.global_policy().name,
+    }

@@ -25,11 +25,12 @@ from scipy.optimize import minimize_scalar
 
 from models import evaluation
 from models.inputs.features import FittedFeatures, feature_arrays, label_array, require_columns
+from models.inputs.stream import ParquetWindow, peak_rss_mb
 from models.ranking.base import MULTITASK_LABELS, FeatureModel
 from models.ranking.multitask import ESMM, MMoE
 from models.ranking.rankers import FM, BiasedMF, DCNv2, DeepFM, HashedLogisticRegression
 from models.training.config import ModelSpec, load_spec
-from models.training.distribution import choose_strategy, is_chief, mixed_precision_policy
+from models.training.distribution import choose_strategy, describe_training, is_chief, mixed_precision_policy
 from reclake.feature_spec import FeatureSpec
 
 MODEL_TYPES: dict[str, type[FeatureModel]] = {
@@ -90,6 +91,10 @@ class ZooTrainingResult(TrainingResult):
     spec: ModelSpec
     best_epoch: int | None
     calibration_shift: float | None = None
+    environment: dict[str, Any] | None = None
+    """Where and how it trained: ``distribution.describe_training`` (devices, strategy,
+    replicas, precision policy) plus ``streamed`` (read from Parquet in bounded memory)
+    and ``peak_rss_mb`` of the process after training."""
 
 
 def model_class(spec: ModelSpec) -> type[FeatureModel]:
@@ -235,7 +240,7 @@ def _checkpoint_callbacks(
 
 def train_model(
     config: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec,
-    train: pd.DataFrame,
+    train: pd.DataFrame | ParquetWindow,
     validation: pd.DataFrame | None = None,
     *,
     feature_spec: FeatureSpec,
@@ -243,6 +248,7 @@ def train_model(
     strategy: tf.distribute.Strategy | None = None,
     verbose: int = 0,
     on_epoch_end: EpochHook | None = None,
+    mixed_precision: bool | None = None,
 ) -> ZooTrainingResult:
     """Train the model a config describes on ``training_examples`` rows of a source.
 
@@ -253,7 +259,10 @@ def train_model(
 
     Args:
         config: A bundled config name (``"deepfm"``), a YAML path, a config dict or a spec.
-        train: Rows with every model feature of ``feature_spec`` and the label column(s).
+        train: Rows with every model feature of ``feature_spec`` and the label column(s):
+            a frame, or a ``models.inputs.stream.ParquetWindow`` (a window larger than
+            memory: statistics fitted by SQL over its files, batches streamed from them
+            through a bounded shuffle buffer, a new row-group order each epoch).
         validation: Optional held-out rows of the same shape, for early stopping.
         feature_spec: The source's feature spec.
         checkpoint_dir: If given, weights are saved after every epoch as
@@ -263,6 +272,8 @@ def train_model(
         verbose: Keras ``fit`` verbosity.
         on_epoch_end: called after each epoch with ``(epoch, epochs, logs)``: the 1-based
             epoch, the configured number and that epoch's metrics (progress for a console).
+        mixed_precision: overrides the config's ``training.mixed_precision`` when given
+            (the pipeline's setting); ``"auto"``-like callers pass ``gpus_visible()``.
 
     Returns:
         The trained model, per-epoch history (``loss``, ``auc`` or per-output metrics,
@@ -280,14 +291,38 @@ def train_model(
     if validation is not None and validation.empty:
         raise ValueError("the validation frame is empty; pass None to train without early stopping")
     settings = spec.training
-    fitted = FittedFeatures.fit(feature_spec, train)
-    features = feature_arrays(train, feature_spec)
-    labels = training_labels(train, spec, fitted)
-    keras.utils.set_random_seed(settings.seed)
-    with strategy.scope(), mixed_precision_policy(settings.mixed_precision):
+    precision = settings.mixed_precision if mixed_precision is None else mixed_precision
+    streamed = isinstance(train, ParquetWindow)
+    keras.utils.set_random_seed(settings.seed)  # first: the datasets' shuffles take the global seed
+    if streamed:
+        fitted = train.fit(feature_spec)
+        offset_target = None
+        if not model_class(spec).multitask:
+            column = settings.label or feature_spec.label.column
+            offset_target = [train.mean(column)]
+            if column == feature_spec.label.column and (fitted.label_clip is not None or feature_spec.label.log):
+                # The prior of a transformed regression target: its mean over one bounded pass.
+                total, rows = 0.0, 0
+                for _, target in train.batches(feature_spec, _labels_of(spec, fitted), 65_536, None):
+                    total, rows = total + float(np.sum(target, dtype=np.float64)), rows + len(target)
+                offset_target = [total / max(rows, 1)]
+        train_data = train.dataset(
+            feature_spec,
+            _labels_of(spec, fitted),
+            settings.batch_size,
+            settings.seed,
+            list(MULTITASK_LABELS) if model_class(spec).multitask else None,
+        )
+    else:
+        fitted = FittedFeatures.fit(feature_spec, train)
+        labels = training_labels(train, spec, fitted)
+        offset_target = labels
+        train_data = _dataset(feature_arrays(train, feature_spec), labels, settings.batch_size, settings.seed)
+    with strategy.scope(), mixed_precision_policy(precision):
         model = build_model(spec, fitted)
         if not model.multitask:
-            model.set_output_offset(labels)
+            model.set_output_offset(offset_target)
+        policy = keras.mixed_precision.global_policy().name
 
     callbacks: list[keras.callbacks.Callback] = []
     validation_data = None
@@ -317,7 +352,7 @@ def train_model(
 
     started = time.perf_counter()
     history = model.fit(
-        _dataset(features, labels, settings.batch_size, settings.seed),
+        train_data,
         epochs=settings.epochs,
         validation_data=validation_data,
         callbacks=callbacks,
@@ -336,7 +371,18 @@ def train_model(
         spec=spec,
         best_epoch=None if early_stopping is None else early_stopping.best_epoch + 1,
         calibration_shift=shift,
+        environment={
+            **describe_training(strategy),
+            "precision_policy": policy,
+            "streamed": streamed,
+            "peak_rss_mb": peak_rss_mb(),
+        },
     )
+
+
+def _labels_of(spec: ModelSpec, fitted: FittedFeatures) -> Callable[[pd.DataFrame], Any]:
+    """A chunk of rows -> its training labels (what ``ParquetWindow.batches`` converts with)."""
+    return lambda chunk: training_labels(chunk, spec, fitted)
 
 
 def recalibrate_intercept(model: FeatureModel, features: dict[str, np.ndarray], labels: np.ndarray) -> float:
