@@ -102,12 +102,7 @@ def ingest_landing_day(
     if result.bronze.num_rows:
         _write_parquet(lake, result.bronze, bronze_url)
     event_ids.replace(day, result.bronze.column("event_id"))
-    lake.remove(quarantine_url)
-    if quarantined.num_rows:
-        _write_parquet(lake, quarantined, quarantine_url)
-
-    fields = pc.list_flatten(pc.split_pattern(quarantined.column("field"), ", "))
-    reasons = {count["values"]: count["counts"] for count in pc.value_counts(fields).to_pylist()}
+    reasons = write_quarantine(lake, quarantined, quarantine_url)
     return IngestedDay(
         day=day,
         files=landing.files,
@@ -118,6 +113,19 @@ def ingest_landing_day(
         quarantine_url=quarantine_url if quarantined.num_rows else None,
         reasons=reasons,
     )
+
+
+def write_quarantine(lake: Lake, quarantined: pa.Table, url: str) -> dict[str, int]:
+    """Replace a day's quarantine file with ``quarantined`` (no file when it is empty).
+
+    Returns:
+        Quarantined rows per failing field (a row failing several fields counts for each).
+    """
+    lake.remove(url)
+    if quarantined.num_rows:
+        _write_parquet(lake, quarantined, url)
+    fields = pc.list_flatten(pc.split_pattern(quarantined.column("field"), ", "))
+    return {count["values"]: count["counts"] for count in pc.value_counts(fields).to_pylist()}
 
 
 def _write_parquet(lake: Lake, table: pa.Table, url: str) -> None:

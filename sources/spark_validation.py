@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from reclake.feature_spec import FeatureSpec, load_feature_spec
 from reclake.lake import Lake
@@ -68,7 +67,7 @@ from sources.engine_validation import (
     _explain_unparsed,
 )
 from sources.event_ids import DUPLICATE_WINDOW_DAYS
-from sources.ingest import IngestedDay
+from sources.ingest import IngestedDay, write_quarantine
 from sources.landing import NoLandingDataError, read_landing_day
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -398,8 +397,6 @@ def _spark_path(url: str) -> str:
 def ingest_day(spark, lake: Lake, spec: FeatureSpec, day: dt.date, allow_empty: bool = False) -> IngestedDay:
     """``sources.ingest.ingest_landing_day`` on Spark: validate a landing day, write bronze
     (by Spark) and the quarantine, replacing earlier versions."""
-    from sources.ingest import _write_parquet
-
     source = spec.source
     bronze_url, quarantine_url = lake.bronze_file(source, day), lake.quarantine_file(source, day)
     try:
@@ -426,11 +423,7 @@ def ingest_day(spark, lake: Lake, spec: FeatureSpec, day: dt.date, allow_empty: 
             lake.write_bytes(bronze_url, part.read_bytes())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    lake.remove(quarantine_url)
-    if quarantined.num_rows:
-        _write_parquet(lake, quarantined, quarantine_url)
-    fields = pc.list_flatten(pc.split_pattern(quarantined.column("field"), ", "))
-    reasons = {count["values"]: count["counts"] for count in pc.value_counts(fields).to_pylist()}
+    reasons = write_quarantine(lake, quarantined, quarantine_url)
     return IngestedDay(
         day=day,
         files=landing.files,

@@ -132,7 +132,7 @@ def test_bad_lines_are_quarantined_with_their_reasons(spark_run):
     assert counts == EXPECTED_REASONS
     reasons = {row["line_number"]: row["reason"] for row in quarantined}
     assert reasons[4] == "price: less than 0: -2.5"
-    assert reasons[8] == "invalid UTF-8 at byte 16"
+    assert reasons[8] == "invalid UTF-8 at byte 17"  # 0-based offset of the \xff byte
 
 
 def test_marts_are_built_by_dbt_spark_and_read_through_duckdb_views(spark_run):
