@@ -1,6 +1,5 @@
 """Models: the source's recommender (zoo ranker + two-tower retrieval where it has ids), trained and exported."""
 
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +74,12 @@ def recommender_model(
     from models.selection import AUTO, select_ranker
 
     spec = pipeline.feature_spec()
-    # A window above stream_training_rows trains streamed from Parquet (bounded memory).
-    days, examples, stream, positives = _training_window(context, warehouse, pipeline, pipeline.ranker_config != AUTO)
+    # A window above stream_training_rows trains streamed from Parquet (bounded memory),
+    # exported to a folder that lives until the ranker is trained.
+    window_dir = tempfile.TemporaryDirectory(prefix="reclake-window-")
+    days, examples, stream, positives = _training_window(
+        context, warehouse, pipeline, window_dir.name, may_stream=pipeline.ranker_config != AUTO
+    )
     store = lake.get_lake()
     # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
     examples = with_true_pctr(examples, store, pipeline.source, days[-1])
@@ -99,8 +102,7 @@ def recommender_model(
         **({"retrieval_config": retrievers.served_config} if retrievers else {}),
         train_stream=stream, train_positives=positives, mixed_precision=pipeline.mixed_precision(),
     )  # fmt: skip
-    if stream is not None:
-        shutil.rmtree(stream.files[0].parent, ignore_errors=True)
+    window_dir.cleanup()
     metrics = trained.metrics
     metric, higher_is_better = promotion_metric(spec)
     decision = decide_promotion(
@@ -181,27 +183,27 @@ def recommender_model(
     )
 
 
-def _training_window(context, warehouse: WarehouseResource, pipeline: PipelineResource, may_stream: bool):
+def _training_window(
+    context, warehouse: WarehouseResource, pipeline: PipelineResource, folder: str, *, may_stream: bool
+):
     """(days, examples, stream, positives): the whole window in memory (stream None), or,
     above ``stream_training_rows`` rows (and with a fixed ranker config), the training
-    days exported to Parquet as a ``ParquetWindow``, only the validation and test days in
-    ``examples``, and the training days' positive rows (retrieval reads those)."""
+    days exported to Parquet in ``folder`` as a ``ParquetWindow``, only the validation and
+    test days in ``examples``, and the training days' positive rows (retrieval reads those)."""
     from models.inputs.stream import ParquetWindow
 
-    days = warehouse.event_dates("training_examples")[-pipeline.training_window_days :]
+    days = warehouse.window_days(pipeline.training_window_days)
     if len(days) >= 3 and may_stream:
         rows = warehouse.count_days("training_examples", days[0], days[-1])
         if rows > pipeline.stream_training_rows:
             context.log.info(f"{rows} rows > stream_training_rows {pipeline.stream_training_rows}: streaming")
-            folder = tempfile.mkdtemp(prefix="reclake-window-")
             stream = ParquetWindow(warehouse.export_days("training_examples", days[:-2], folder))
             positives = warehouse.query(
                 "select * from training_examples where event_date between ? and ? and is_positive = 1",
                 [days[0], days[-3]],
             )
             return days, warehouse.read_days("training_examples", days[-2], days[-1]), stream, positives
-    days, examples = warehouse.training_window(pipeline.training_window_days)
-    return days, examples, None, None
+    return days, warehouse.read_days("training_examples", days[0], days[-1]), None, None
 
 
 def _training_environment(environment: dict | None) -> dict:

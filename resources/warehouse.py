@@ -99,8 +99,8 @@ class WarehouseResource(dg.ConfigurableResource):
             for batch in reader(chunk_rows):
                 yield batch.to_pandas()
 
-    def training_window(self, window_days: int) -> tuple[list[dt.date], pd.DataFrame]:
-        """The newest ``window_days`` days of ``training_examples`` and their rows.
+    def window_days(self, window_days: int) -> list[dt.date]:
+        """The newest ``window_days`` days of ``training_examples``, oldest first.
 
         Raises:
             ValueError: when ``training_examples`` holds no days yet.
@@ -108,6 +108,11 @@ class WarehouseResource(dg.ConfigurableResource):
         days = self.event_dates("training_examples")[-window_days:]
         if not days:
             raise ValueError("training_examples holds no days yet: materialize the feature tables first")
+        return days
+
+    def training_window(self, window_days: int) -> tuple[list[dt.date], pd.DataFrame]:
+        """The newest ``window_days`` days of ``training_examples`` (``window_days``) and their rows."""
+        days = self.window_days(window_days)
         return days, self.read_days("training_examples", days[0], days[-1])
 
     def count_days(self, table: str, first_day: dt.date, last_day: dt.date) -> int:
@@ -169,6 +174,5 @@ def _naive_utc_select(connection: duckdb.DuckDBPyConnection, scan: str) -> str:
     ]
     if not aware:
         return f"select * from {scan}"
-    replaced = ", ".join(f"timezone('UTC', \"{name}\") as \"{name}\"" for name in aware)
+    replaced = ", ".join(f'timezone(\'UTC\', "{name}") as "{name}"' for name in aware)
     return f"select * replace ({replaced}) from {scan}"
-
