@@ -70,7 +70,7 @@ def _land_synthetic(
         generated = generate_day(settings, day, world)
         files = land_synthetic_day(store, generated)
         context.add_asset_metadata(
-            {"dagster/row_count": len(generated.events), "files": dg.MetadataValue.json(files)},
+            {"dagster/row_count": generated.event_table.num_rows, "files": dg.MetadataValue.json(files)},
             partition_key=day.isoformat(),
         )
     return dg.MaterializeResult(metadata={"source": SOURCE_NAME, "seed": settings.seed})

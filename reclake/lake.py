@@ -209,7 +209,10 @@ class Lake:
 
     def write_parquet(self, frame: pd.DataFrame, url: str) -> None:
         """Write a frame as one Parquet file, replacing any file there."""
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        self.write_arrow(pa.Table.from_pandas(frame, preserve_index=False), url)
+
+    def write_arrow(self, table: pa.Table, url: str) -> None:
+        """Write an Arrow table as one zstd Parquet file, replacing any file there."""
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         self.write_bytes(url, buffer.getvalue())

@@ -75,6 +75,7 @@ _INTERNAL_COLUMNS = frozenset(
         "v",
         "problems",
         "nth",
+        "order_key",
         "first_file",
         "first_line",
         "other_day",
@@ -82,10 +83,22 @@ _INTERNAL_COLUMNS = frozenset(
 )
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for validation: timestamps in UTC."""
-    connection = duckdb.connect()
+def connect(memory_limit: str | None = None, spill_dir: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection for validation: timestamps in UTC.
+
+    Args:
+        memory_limit: DuckDB's ``memory_limit`` (e.g. ``"1GB"``); None: DuckDB's default
+            (80% of RAM).
+        spill_dir: where DuckDB writes what does not fit under the limit.
+    """
+    connection = duckdb.connect(f"{spill_dir}/validation.duckdb" if spill_dir else ":memory:")
     connection.execute("set TimeZone = 'UTC'")
+    if memory_limit is not None:
+        connection.execute(f"set memory_limit = {_literal(memory_limit)}")
+        # Every result is ordered explicitly: DuckDB need not hold rows to keep their order.
+        connection.execute("set preserve_insertion_order = false")
+    if spill_dir is not None:
+        connection.execute(f"set temp_directory = {_literal(spill_dir)}")
     connection.execute(
         f"create or replace temp macro quote_value(x) as "
         f"case when length(x) <= {QUOTE_CHARS} then x "
@@ -129,11 +142,31 @@ def validate_lines(
     Returns:
         ``EngineResult``: bronze rows and quarantined rows.
     """
-    contract = bronze_contract(spec, day)
     connection.register("landing_lines", lines.cast(LINES_SCHEMA))
+    try:
+        return validate_staged_lines(connection, spec, day, nearby_ids)
+    finally:
+        connection.unregister("landing_lines")
+
+
+def validate_staged_lines(
+    connection: duckdb.DuckDBPyConnection,
+    spec: FeatureSpec,
+    day: dt.date,
+    nearby_ids: pa.Table | None = None,
+) -> EngineResult:
+    """``validate_lines`` of the lines already in ``connection`` as ``landing_lines``
+    (``LINES_SCHEMA``: a registered Arrow table, or the temporary table that
+    ``sources.landing.stage_landing_day`` fills; that table is dropped once decoded)."""
+    contract = bronze_contract(spec, day)
     connection.register("nearby_ids", nearby_ids if nearby_ids is not None else NEARBY_IDS_SCHEMA.empty_table())
     try:
         connection.execute(_DECODE_SQL)
+        staged = connection.execute(
+            "select count(*) from duckdb_tables() where temporary and table_name = 'landing_lines'"
+        ).fetchone()
+        if staged[0]:
+            connection.execute("drop table landing_lines")  # decoded holds what is still needed
         connection.execute(_checked_sql(contract, implied_labels(spec)))
         connection.execute(_KEYS_SQL)
         columns = ", ".join(_ident(c.name) for c in contract)
@@ -145,7 +178,6 @@ def validate_lines(
     finally:
         for name in ("keyed", "checked", "decoded"):
             connection.execute(f"drop table if exists {name}")
-        connection.unregister("landing_lines")
         connection.unregister("nearby_ids")
     return EngineResult(
         bronze=bronze.cast(bronze_arrow_schema(spec)),
@@ -305,18 +337,26 @@ def _rule_sql(rule: ValueRule, x: str, kind: str) -> tuple[str, str]:
 # 4. Keys: the first of each event id among passing rows; ids bronze holds on nearby days.
 _KEYS_SQL = """
 create or replace temp table keyed as
-with passing as (
-    select *, row_number() over same_id as nth,
-           first_value(source_file) over same_id as first_file,
-           first_value(line_number) over same_id as first_line
-    from checked where problems is null
-    window same_id as (partition by event_id order by file_index, line_number)
+with passing as (select *, (file_index::bigint << 40) + line_number as order_key from checked where problems is null),
+repeated as (
+    -- Ids on more than one line, with their first line. Only these (few) rows and the
+    -- matches among nearby days' ids are joined back: no join or window holds the day's
+    -- wide rows, so a day of any size runs under the memory limit.
+    select event_id, min(order_key) as first_key,
+           arg_min(source_file, order_key) as first_file, arg_min(line_number, order_key) as first_line
+    from passing group by event_id having count(*) > 1
 ),
-nearby as (select id_hash, arg_min(other_day, distance) as other_day from nearby_ids group by id_hash)
-select passing.*, nearby.other_day
-from passing left join nearby on nearby.id_hash = hash(passing.event_id)
+seen as (
+    select id_hash, arg_min(other_day, distance) as other_day from nearby_ids
+    where id_hash in (select hash(event_id) from passing) group by id_hash
+)
+select passing.* exclude (order_key),
+       case when repeated.first_key is null or passing.order_key = repeated.first_key then 1 else 2 end as nth,
+       repeated.first_file, repeated.first_line, seen.other_day
+from passing
+left join repeated on repeated.event_id = passing.event_id
+left join seen on seen.id_hash = hash(passing.event_id)
 """
-
 _QUARANTINE_SQL = f"""
 select source_file, line_number, field, reason, raw, bad_bytes from (
     select source_file, line_number, '<line>' as field, '{_INVALID_UTF8}' as reason, null as raw, bad_bytes

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
+import tempfile
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from reclake.feature_spec import FeatureSpec
 from reclake.lake import Lake
-from sources.engine_validation import connect, validate_lines
+from sources.engine_validation import connect, validate_staged_lines
 from sources.event_ids import EventIdIndex
-from sources.landing import NoLandingDataError, read_landing_day
+from sources.landing import NoLandingDataError, stage_landing_day
+
+# DuckDB's memory for validating one day: a day's lines and their parsed columns spill
+# to a temporary folder above it, so a day of any size ingests in bounded memory.
+INGEST_MEMORY_LIMIT = "1GB"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ def ingest_landing_day(
     day: dt.date,
     allow_empty: bool = False,
     event_ids: EventIdIndex | None = None,
+    memory_limit: str = INGEST_MEMORY_LIMIT,
 ) -> IngestedDay:
     """Validate one landing day and write it to bronze, replacing any earlier version.
 
@@ -73,6 +77,7 @@ def ingest_landing_day(
         event_ids: the run's index of bronze event ids; an event already in bronze on a
             nearby day is quarantined as ``duplicate of <day>``. None: a new index (pass
             one index to every day of a run so that each day's ids are read once).
+        memory_limit: DuckDB's memory for the day; the rest spills to a temporary folder.
 
     Raises:
         sources.landing.NoLandingDataError: when the day has no landing files and
@@ -81,26 +86,27 @@ def ingest_landing_day(
     source = spec.source
     event_ids = event_ids or EventIdIndex(lake, source)
     bronze_url, quarantine_url = lake.bronze_file(source, day), lake.quarantine_file(source, day)
-    connection = connect()
-    try:
+    with tempfile.TemporaryDirectory(prefix="reclake-ingest-spill-") as spill_dir:
+        connection = connect(memory_limit=memory_limit, spill_dir=spill_dir)
         try:
-            landing = read_landing_day(lake, source, day, connection)
-        except NoLandingDataError:
-            if not allow_empty:
-                raise
-            lake.remove(bronze_url)
-            event_ids.replace(day, pa.array([], pa.string()))
-            return IngestedDay(day, [], 0, 0, 0, bronze_url, None, {})
-        result = validate_lines(connection, landing.lines, spec, day, event_ids.nearby(day))
-    finally:
-        connection.close()
+            try:
+                landing = stage_landing_day(lake, source, day, connection)
+            except NoLandingDataError:
+                if not allow_empty:
+                    raise
+                lake.remove(bronze_url)
+                event_ids.replace(day, pa.array([], pa.string()))
+                return IngestedDay(day, [], 0, 0, 0, bronze_url, None, {})
+            result = validate_staged_lines(connection, spec, day, event_ids.nearby(day))
+        finally:
+            connection.close()
     quarantined = pa.concat_tables([landing.rejects, result.quarantined]).sort_by(
         [("source_file", "ascending"), ("line_number", "ascending")]
     )
 
     lake.remove(bronze_url)
     if result.bronze.num_rows:
-        _write_parquet(lake, result.bronze, bronze_url)
+        lake.write_arrow(result.bronze, bronze_url)
     event_ids.replace(day, result.bronze.column("event_id"))
     reasons = write_quarantine(lake, quarantined, quarantine_url)
     return IngestedDay(
@@ -123,13 +129,6 @@ def write_quarantine(lake: Lake, quarantined: pa.Table, url: str) -> dict[str, i
     """
     lake.remove(url)
     if quarantined.num_rows:
-        _write_parquet(lake, quarantined, url)
+        lake.write_arrow(quarantined, url)
     fields = pc.list_flatten(pc.split_pattern(quarantined.column("field"), ", "))
     return {count["values"]: count["counts"] for count in pc.value_counts(fields).to_pylist()}
-
-
-def _write_parquet(lake: Lake, table: pa.Table, url: str) -> None:
-    """Write a table as one zstd Parquet file, replacing any file there."""
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    lake.write_bytes(url, buffer.getvalue())

@@ -22,6 +22,7 @@ import datetime as dt
 import io
 import posixpath
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -50,13 +51,14 @@ class LandingDay:
 
     Attributes:
         lines: every line of every file, ``engine_validation.LINES_SCHEMA`` (blank lines
-            included: the engine skips them).
+            included: the engine skips them); None when they were staged into DuckDB
+            (``stage_landing_day``).
         rejects: what could not be read into lines (whole files, the rest of a cut file),
             ``bronze_schema.QUARANTINE_SCHEMA``.
         files: the landing files read, in order.
     """
 
-    lines: pa.Table
+    lines: pa.Table | None
     rejects: pa.Table
     files: list[str]
 
@@ -64,7 +66,7 @@ class LandingDay:
 def read_landing_day(
     lake: Lake, source: str, day: dt.date, connection: duckdb.DuckDBPyConnection | None = None
 ) -> LandingDay:
-    """Read every landing file of ``source`` for ``day``.
+    """Read every landing file of ``source`` for ``day`` into one table of lines.
 
     Args:
         lake: the lake.
@@ -74,31 +76,72 @@ def read_landing_day(
             Parquet rows into JSON lines; None: a new one.
 
     Raises:
-        NoLandingDataError: when the day's landing folder has no landing files.
+        NoLandingDataError: when the day has no landing files.
+    """
+    files = landing_files(lake, source, day)
+    tables, rejects = [], []
+    for lines, reject in _read_files(lake, files, connection or connect()):
+        tables.extend([lines] if lines is not None else [])
+        rejects.extend([reject] if reject is not None else [])
+    lines = pa.concat_tables(tables) if tables else LINES_SCHEMA.empty_table()
+    return LandingDay(lines=lines, rejects=pa.Table.from_pylist(rejects, schema=QUARANTINE_SCHEMA), files=files)
+
+
+def stage_landing_day(lake: Lake, source: str, day: dt.date, connection: duckdb.DuckDBPyConnection) -> LandingDay:
+    """Read every landing file of ``source`` for ``day`` into the DuckDB table
+    ``landing_lines`` of ``connection`` (``LINES_SCHEMA``), one file at a time.
+
+    The day's lines are then held by DuckDB, under its memory limit and spilled to disk
+    above it, never all at once in Python: a day of any size is read in the memory of
+    its largest file. Returns the ``LandingDay`` with ``lines`` None.
+
+    Raises:
+        NoLandingDataError: when the day has no landing files.
+    """
+    files = landing_files(lake, source, day)
+    connection.execute(f"create or replace temp table landing_lines ({_LINES_COLUMNS_SQL})")
+    rejects = []
+    for lines, reject in _read_files(lake, files, connection):
+        if lines is not None:
+            connection.register("landing_file", lines)
+            connection.execute("insert into landing_lines select * from landing_file")
+            connection.unregister("landing_file")
+        rejects.extend([reject] if reject is not None else [])
+    return LandingDay(lines=None, rejects=pa.Table.from_pylist(rejects, schema=QUARANTINE_SCHEMA), files=files)
+
+
+_LINES_COLUMNS_SQL = "file_index integer, source_file varchar, line_number bigint, line blob"
+
+
+def landing_files(lake: Lake, source: str, day: dt.date) -> list[str]:
+    """The landing files of ``source`` for ``day``, markers left out, in read order.
+
+    Raises:
+        NoLandingDataError: when there are none.
     """
     folder = lake.landing_dir(source, day)
     files = [f for f in lake.list_files(folder) if not is_marker_file(posixpath.basename(f))]
     if not files:
         raise NoLandingDataError(f"no landing files for source {source!r} on {day}: looked in {folder}")
-    connection = connection or connect()
-    tables, rejects = [], []
+    return files
+
+
+def _read_files(
+    lake: Lake, files: list[str], connection: duckdb.DuckDBPyConnection
+) -> Iterator[tuple[pa.Table | None, dict | None]]:
+    """Each file's lines (``LINES_SCHEMA``, or None) and its reject (or None), file by file."""
     for index, url in enumerate(files):
         name = posixpath.basename(url)
         if not name.lower().endswith(LANDING_SUFFIXES):
             reason = f"not a landing file (read: {', '.join(LANDING_SUFFIXES)}): not read"
-            rejects.append(_reject(name, 0, "<file>", reason))
+            yield None, _reject(name, 0, "<file>", reason)
         elif name.lower().endswith(".parquet"):
             try:
-                tables.append(_read_parquet_records(lake, url, index, connection))
+                yield _read_parquet_records(lake, url, index, connection), None
             except Exception as error:  # noqa: BLE001 - any unreadable file is one reject, named
-                rejects.append(_reject(name, 0, "<file>", f"unreadable Parquet file: {error}"))
+                yield None, _reject(name, 0, "<file>", f"unreadable Parquet file: {error}")
         else:
-            lines, cut = _read_jsonl_lines(lake, url, index)
-            tables.append(lines)
-            if cut:
-                rejects.append(cut)
-    lines = pa.concat_tables(tables) if tables else LINES_SCHEMA.empty_table()
-    return LandingDay(lines=lines, rejects=pa.Table.from_pylist(rejects, schema=QUARANTINE_SCHEMA), files=files)
+            yield _read_jsonl_lines(lake, url, index)
 
 
 def _read_jsonl_lines(lake: Lake, url: str, index: int) -> tuple[pa.Table, dict | None]:

@@ -18,13 +18,14 @@ def land_synthetic_day(lake: Lake, generated: SyntheticDay) -> list[str]:
         The landing file URLs written (``events-00000.jsonl.gz``, ...).
     """
     # Truth first: a day is visible to sensors once its landing files appear.
-    lake.write_parquet(generated.truth, lake.truth_file(SOURCE_NAME, generated.day))
+    lake.write_arrow(generated.truth_table, lake.truth_file(SOURCE_NAME, generated.day))
     folder = lake.landing_dir(SOURCE_NAME, generated.day)
     lake.remove(folder)
     written = []
-    events = generated.events
-    for number, start in enumerate(range(0, max(len(events), 1), ROWS_PER_FILE)):
+    events = generated.event_table
+    for number, start in enumerate(range(0, max(events.num_rows, 1), ROWS_PER_FILE)):
         url = posixpath.join(folder, f"events-{number:05d}.jsonl.gz")
-        lake.write_bytes(url, to_jsonl_gz(events.iloc[start : start + ROWS_PER_FILE]))
+        # One file's rows at a time as a frame: a big day is never a frame of strings.
+        lake.write_bytes(url, to_jsonl_gz(events.slice(start, ROWS_PER_FILE).to_pandas()))
         written.append(url)
     return written

@@ -95,3 +95,4 @@ def test_bronze_keeps_its_columns_types_and_order(lake):
     assert (again.bronze_rows, again.quarantined_rows) == (3, 0)
     assert pq.read_schema(again.bronze_url).equals(schema, check_metadata=True)
     assert lake.read_parquet(again.bronze_url).equals(frame)
+
