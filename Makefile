@@ -49,7 +49,7 @@ lint: install
 
 ## test: lint, then the whole test suite (what CI runs), on TEST_WORKERS processes
 test: install browser lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 ## test-fast: the unit tests only (no servers, dbt or pipeline runs), in under a minute
 test-fast: install

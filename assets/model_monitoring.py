@@ -28,9 +28,8 @@ MAX_SEGMENT_VALUES = 30  # a spec column with more values on a day is not a segm
 
 def evidently_project(store: Lake, pipeline: PipelineResource, spec) -> DriftProject:
     """The source's project in the lake's Evidently workspace (``monitoring.workspace``); a
-    lake that is not local is worked on in a copy under the source's state dir (the
-    parent of ``pipeline.downloads_dir``)."""
-    location = workspace_location(store, Path(pipeline.downloads_dir).parent)
+    lake that is not local is worked on in a copy under ``pipeline.state_dir``."""
+    location = workspace_location(store, Path(pipeline.state_dir))
     return DriftProject(location, pipeline.source, *monitored_columns(spec))
 
 

@@ -59,6 +59,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             source_path=settings.source_path,
             source_options=dict(settings.source_options),
             feature_spec_path=settings.feature_spec,
+            state_dir=str(settings.source_state_dir),
             downloads_dir=str(settings.source_state_dir / "downloads"),
             data_docs_dir=str(settings.data_docs_dir),
             ranker_config=settings.ranker_config,

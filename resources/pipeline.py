@@ -18,6 +18,9 @@ class PipelineResource(dg.ConfigurableResource):
         source_path: a real source's file or folder (None for the synthetic source).
         source_options: keyword options of the real source's reader.
         feature_spec_path: the feature spec YAML; None: the source's packaged spec.
+        state_dir: the source's local state folder (``Settings.source_state_dir``):
+            what is kept on this machine, such as the working copy of an object-store
+            lake's Evidently workspace.
         downloads_dir: where downloads of real sources are cached.
         data_docs_dir: local folder of the Great Expectations Data Docs site.
         ranker_config: the zoo model config of the ranker (a name in ``models/configs``
@@ -41,6 +44,7 @@ class PipelineResource(dg.ConfigurableResource):
     source_path: str | None = None
     source_options: dict[str, Any] = {}
     feature_spec_path: str | None = None
+    state_dir: str
     downloads_dir: str
     data_docs_dir: str
     ranker_config: str

@@ -83,11 +83,13 @@ class DbtInvocation:
         dbt_vars: the ``--vars`` (see ``build_vars``).
         command: ``build`` (models, data tests, unit tests) or ``run`` (models only).
         select: ``--select`` arguments; empty selects everything.
+        exclude: ``--exclude`` arguments (e.g. ``test_type:data``).
     """
 
     dbt_vars: dict[str, Any]
     command: str = "build"
     select: tuple[str, ...] = field(default=())
+    exclude: tuple[str, ...] = field(default=())
 
 
 def build_vars(spec: FeatureSpec, lake_root: Path, min_date: str | None, max_date: str | None) -> dict[str, Any]:
@@ -143,6 +145,8 @@ class ParsedDbtProject:
         arguments = [invocation.command, *self.common_arguments, "--vars", json.dumps(invocation.dbt_vars)]
         if invocation.select:
             arguments += ["--select", *invocation.select]
+        if invocation.exclude:
+            arguments += ["--exclude", *invocation.exclude]
         result = dbtRunner(manifest=self.manifest).invoke(arguments)
         failures = [
             f"{node.node.unique_id}: {node.message}"
@@ -295,6 +299,9 @@ if __name__ == "__main__":
     request = json.loads(sys.argv[1])
     run_dbt(
         Path(request["work_dir"]),
-        [DbtInvocation(inv["dbt_vars"], inv["command"], tuple(inv["select"])) for inv in request["invocations"]],
+        [
+            DbtInvocation(inv["dbt_vars"], inv["command"], tuple(inv["select"]), tuple(inv["exclude"]))
+            for inv in request["invocations"]
+        ],
         target=request["target"],
     )

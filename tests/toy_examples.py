@@ -139,6 +139,7 @@ def toy_pipeline(tmp_path, **changes):
 
     fields = {
         "source": "synthetic",
+        "state_dir": str(tmp_path),
         "downloads_dir": str(tmp_path / "downloads"),
         "data_docs_dir": str(tmp_path / "data_docs"),
         "ranker_config": "dcn_v2_stacked",
