@@ -91,7 +91,7 @@ def connect(memory_limit: str | None = None, spill_dir: str | None = None) -> du
             (80% of RAM).
         spill_dir: where DuckDB writes what does not fit under the limit.
     """
-    connection = duckdb.connect(f"{spill_dir}/validation.duckdb" if spill_dir else ":memory:")
+    connection = duckdb.connect()
     connection.execute("set TimeZone = 'UTC'")
     if memory_limit is not None:
         connection.execute(f"set memory_limit = {_literal(memory_limit)}")
