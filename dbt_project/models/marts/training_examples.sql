@@ -39,45 +39,75 @@ events_with_history as (
 
 ),
 
-trailing_counts as (
+{%- for entity in spec['entities'] %}
 
+{{ entity }}_trailing as (
+
+    -- the windows run over a narrow projection (id, time, positive) and are joined back
+    -- by event_id: a window operator holds its rows in memory, a join can spill them
     select
-        events_with_history.*
-        {%- for entity in spec['entities'] %}
+        event_id
         {%- for days in spec['windows_days'] %},
         count(*) over {{ entity }}_{{ days }}d as {{ entity }}_events_{{ days }}d,
         coalesce(sum(is_positive) over {{ entity }}_{{ days }}d, 0) as {{ entity }}_positives_{{ days }}d
         {%- endfor %}
-        {%- endfor %}
-        {%- if spec['has_history'] %},
-        -- the user's positives strictly before the event since the start of the history read
-        coalesce(sum(is_positive) over (
-            partition by user_id
-            order by event_epoch_us
-            range between unbounded preceding and 1 preceding
-        ), 0) as user_positives_before
-        {%- endif %}
 
-    from events_with_history
-    {%- if spec['entities'] %}
+    from (
+        select event_id, {{ entity }}_id, event_epoch_us, is_positive from events_with_history
+    ) as {{ entity }}_events
     window
-        {%- for entity in spec['entities'] %}
         {%- for days in spec['windows_days'] %}
         {{ entity }}_{{ days }}d as (
             partition by {{ entity }}_id
             order by event_epoch_us
             range between {{ days_in_microseconds(days) }} preceding and 1 preceding
         ){% if not loop.last %},{% endif %}
-        {%- endfor %}{% if not loop.last %},{% endif %}
         {%- endfor %}
-    {%- endif %}
 
 ),
+{%- endfor %}
+{%- if spec['has_history'] %}
+
+positives_before as (
+
+    -- the user's positives strictly before the event since the start of the history read
+    select
+        event_id,
+        coalesce(sum(is_positive) over (
+            partition by user_id
+            order by event_epoch_us
+            range between unbounded preceding and 1 preceding
+        ), 0) as user_positives_before
+
+    from (select event_id, user_id, event_epoch_us, is_positive from events_with_history) as user_events
+
+),
+{%- endif %}
 
 window_events as (
 
-    select * from trailing_counts
-    where {{ partition_window_filter('event_date') }}
+    select
+        events_with_history.*
+        {%- for entity in spec['entities'] %}
+        {%- for days in spec['windows_days'] %},
+        {{ entity }}_trailing.{{ entity }}_events_{{ days }}d,
+        {{ entity }}_trailing.{{ entity }}_positives_{{ days }}d
+        {%- endfor %}
+        {%- endfor %}
+        {%- if spec['has_history'] %},
+        positives_before.user_positives_before
+        {%- endif %}
+
+    from events_with_history
+    {%- for entity in spec['entities'] %}
+    inner join {{ entity }}_trailing
+        on events_with_history.event_id = {{ entity }}_trailing.event_id
+    {%- endfor %}
+    {%- if spec['has_history'] %}
+    inner join positives_before
+        on events_with_history.event_id = positives_before.event_id
+    {%- endif %}
+    where {{ partition_window_filter('events_with_history.event_date') }}
 
 ){% if spec['has_history'] %},
 
