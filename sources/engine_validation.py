@@ -142,11 +142,24 @@ def validate_lines(
     Returns:
         ``EngineResult``: bronze rows and quarantined rows.
     """
-    connection.register("landing_lines", lines.cast(LINES_SCHEMA))
+    connection.execute("drop table if exists landing_lines")
+    stage_lines(connection, lines)
+    return validate_staged_lines(connection, spec, day, nearby_ids)
+
+
+def stage_lines(connection: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
+    """Append ``lines`` (``LINES_SCHEMA``) to the temporary table ``landing_lines`` that
+    ``validate_staged_lines`` reads (created when absent). DuckDB then holds them, under
+    its memory limit and spilled to disk above it."""
+    connection.execute(
+        "create temp table if not exists landing_lines "
+        "(file_index integer, source_file varchar, line_number bigint, line blob)"
+    )
+    connection.register("staged_file", lines.cast(LINES_SCHEMA))
     try:
-        return validate_staged_lines(connection, spec, day, nearby_ids)
+        connection.execute("insert into landing_lines select * from staged_file")
     finally:
-        connection.unregister("landing_lines")
+        connection.unregister("staged_file")
 
 
 def validate_staged_lines(
@@ -155,18 +168,13 @@ def validate_staged_lines(
     day: dt.date,
     nearby_ids: pa.Table | None = None,
 ) -> EngineResult:
-    """``validate_lines`` of the lines already in ``connection`` as ``landing_lines``
-    (``LINES_SCHEMA``: a registered Arrow table, or the temporary table that
-    ``sources.landing.stage_landing_day`` fills; that table is dropped once decoded)."""
+    """``validate_lines`` of the lines staged in ``connection`` by ``stage_lines`` (the
+    table is dropped once decoded)."""
     contract = bronze_contract(spec, day)
     connection.register("nearby_ids", nearby_ids if nearby_ids is not None else NEARBY_IDS_SCHEMA.empty_table())
     try:
         connection.execute(_DECODE_SQL)
-        staged = connection.execute(
-            "select count(*) from duckdb_tables() where temporary and table_name = 'landing_lines'"
-        ).fetchone()
-        if staged[0]:
-            connection.execute("drop table landing_lines")  # decoded holds what is still needed
+        connection.execute("drop table landing_lines")  # decoded holds what is still needed
         connection.execute(_checked_sql(contract, implied_labels(spec)))
         connection.execute(_KEYS_SQL)
         columns = ", ".join(_ident(c.name) for c in contract)

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from reclake.lake import Lake, is_marker_file
 from sources.bronze_schema import QUARANTINE_SCHEMA
-from sources.engine_validation import LINES_SCHEMA, connect
+from sources.engine_validation import LINES_SCHEMA, connect, stage_lines
 
 JSON_LINES_SUFFIXES = (".jsonl", ".json", ".ndjson")
 LANDING_SUFFIXES = (*JSON_LINES_SUFFIXES, *(s + ".gz" for s in JSON_LINES_SUFFIXES), ".parquet")
@@ -99,18 +99,14 @@ def stage_landing_day(lake: Lake, source: str, day: dt.date, connection: duckdb.
         NoLandingDataError: when the day has no landing files.
     """
     files = landing_files(lake, source, day)
-    connection.execute(f"create or replace temp table landing_lines ({_LINES_COLUMNS_SQL})")
+    connection.execute("drop table if exists landing_lines")
+    stage_lines(connection, LINES_SCHEMA.empty_table())  # the table, even for a day of rejected files
     rejects = []
     for lines, reject in _read_files(lake, files, connection):
         if lines is not None:
-            connection.register("landing_file", lines)
-            connection.execute("insert into landing_lines select * from landing_file")
-            connection.unregister("landing_file")
+            stage_lines(connection, lines)
         rejects.extend([reject] if reject is not None else [])
     return LandingDay(lines=None, rejects=pa.Table.from_pylist(rejects, schema=QUARANTINE_SCHEMA), files=files)
-
-
-_LINES_COLUMNS_SQL = "file_index integer, source_file varchar, line_number bigint, line blob"
 
 
 def landing_files(lake: Lake, source: str, day: dt.date) -> list[str]:
