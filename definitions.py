@@ -79,7 +79,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[daily_ingest_schedule] + ([synthetic_feed_schedule] if settings.source == "synthetic" else []),
         sensors=[
             build_landing_sensor(
-                daily, ingest_to_serve_job if settings.retrain_policy == "daily" else ingest_to_monitor_job
+                daily,
+                ingest_to_serve_job if settings.retrain_policy == "daily" else ingest_to_monitor_job,
+                interval_s=settings.landing_sensor_interval_s,
             ),
             drift_retrain_sensor,
             build_freshness_sensor(live=settings.partitions_end is None),

@@ -10,14 +10,17 @@ from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 
 
-def build_landing_sensor(daily_partitions: dg.PartitionsDefinition, job) -> dg.SensorDefinition:
-    """The landing sensor of a source whose days are ``daily_partitions``: landed days
-    outside them are reported and ignored; each new day runs ``job``
-    (``ingest_to_serve_job``, or ``ingest_to_monitor_job`` with ``retrain_policy: on_drift``)."""
+def build_landing_sensor(
+    daily_partitions: dg.PartitionsDefinition, job, interval_s: int = 30
+) -> dg.SensorDefinition:
+    """The landing sensor of a source whose days are ``daily_partitions``, evaluated every
+    ``interval_s`` seconds: landed days outside them are reported and ignored; each new day
+    runs ``job`` (``ingest_to_serve_job``, or ``ingest_to_monitor_job`` with
+    ``retrain_policy: on_drift``)."""
 
     @dg.sensor(
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches landing/<source>/dt=YYYY-MM-DD/ and runs {job.name} once per "
         "new or re-delivered day; the cursor remembers what it has launched. A re-delivered or late "

@@ -120,6 +120,8 @@ class Settings:
             and monitors, ``ingest_to_monitor_job``; ``drift_retrain_sensor`` retrains
             when a day crosses an alert threshold below). In both, a day that crosses one
             retrains if the newest model has not seen it.
+        landing_sensor_interval_s: seconds between two evaluations of the landing sensor
+            (how soon after a day lands its run is requested).
         drift_alert_share: share of monitored feature columns drifted from which a day's
             feature drift is an alert.
         calibration_alert_ece: the served model's expected calibration error (over
@@ -165,6 +167,7 @@ class Settings:
     online_store_url: str | None = None
     campaigns: str | None = None
     retrain_policy: str = "daily"
+    landing_sensor_interval_s: int = 30
     drift_alert_share: float = 0.3
     calibration_alert_ece: float = 0.01
     calibration_alert_ratio: float = 0.15
@@ -180,6 +183,8 @@ class Settings:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.retrain_policy not in RETRAIN_POLICIES:
             raise ValueError(f"retrain_policy must be one of {RETRAIN_POLICIES}, got {self.retrain_policy!r}")
+        if self.landing_sensor_interval_s < 1:
+            raise ValueError(f"landing_sensor_interval_s must be at least 1, got {self.landing_sensor_interval_s}")
         if self.auto_budget_s < 0 or self.auto_sweep_trials < 0:
             raise ValueError(
                 f"auto_budget_s and auto_sweep_trials must be >= 0, got {self.auto_budget_s}, {self.auto_sweep_trials}"
@@ -322,6 +327,7 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_MLFLOW_TRACKING_URI": (None, "mlflow_tracking_uri"),
     "RECLAKE_MLFLOW_UI_URL": (None, "mlflow_ui_url"),
     "RECLAKE_RETRAIN_POLICY": (None, "retrain_policy"),
+    "RECLAKE_LANDING_SENSOR_INTERVAL_S": (None, "landing_sensor_interval_s"),
     "RECLAKE_DRIFT_ALERT_SHARE": (None, "drift_alert_share"),
     "RECLAKE_CALIBRATION_ALERT_ECE": (None, "calibration_alert_ece"),
     "RECLAKE_CALIBRATION_ALERT_RATIO": (None, "calibration_alert_ratio"),

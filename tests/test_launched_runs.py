@@ -27,6 +27,7 @@ DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 NEW_DAY = dt.date(2024, 3, 4)
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
 LOOP_TIMEOUT_S = 480
+SENSOR_INTERVAL_S = 5  # the landing sensor's interval here (30 s by default)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,7 @@ def world(tmp_path_factory):
         "RECLAKE_SYNTHETIC_ITEMS": "100",
         "RECLAKE_RANKER_CONFIG": TINY_RANKER,
         "RECLAKE_DRIFT_DAYS_PER_RUN": "1",
+        "RECLAKE_LANDING_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
         "DAGSTER_HOME": str(root / "dagster_home"),
     }
     env = process_env(environ)
@@ -202,7 +204,7 @@ def _wait_for_sensor_runs(home: Path, daemon: subprocess.Popen, count: int) -> d
             runs = sensor_runs(instance)  # newest first
             assert len(runs) <= count, [r.tags for r in runs]
             if len(runs) == count and runs[0].is_finished:
-                time.sleep(35)  # one more sensor interval: no further run may follow
+                time.sleep(SENSOR_INTERVAL_S + 5)  # one more sensor tick: no further run may follow
                 assert len(sensor_runs(instance)) == count, [r.tags for r in sensor_runs(instance)]
                 return runs[0]
             time.sleep(2)

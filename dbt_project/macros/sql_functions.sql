@@ -42,14 +42,3 @@
         frame over `epoch_microseconds`. -#}
     {{ return(days * 86400 * 1000000) }}
 {% endmacro %}
-
-
-{% macro integer_series(count, column) %}
-    {#- Returns a select of the integers 1 .. `count` as the column `column`, one per row
-        (plain `union all`, so every engine runs it). -#}
-    {%- set rows = [] -%}
-    {%- for number in range(1, count + 1) -%}
-        {%- do rows.append('select ' ~ number ~ ' as ' ~ column) -%}
-    {%- endfor -%}
-    {{ return(rows | join('\n        union all ')) }}
-{% endmacro %}
