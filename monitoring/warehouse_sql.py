@@ -34,9 +34,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import duckdb_engine
 from sqlalchemy.dialects import registry
+
+from reclake.warehouse import connect_read_only
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
@@ -60,7 +61,7 @@ class ReadOnlyDuckDBDialect(duckdb_engine.Dialect):
     def connect(self, *cargs: Any, **cparams: Any) -> duckdb_engine.ConnectionWrapper:
         """A read-only connection configured like ``WarehouseResource.connect``'s."""
         database = str(cparams["database"])
-        connection = duckdb_engine.ConnectionWrapper(duckdb.connect(database, read_only=True))
+        connection = duckdb_engine.ConnectionWrapper(connect_read_only(database))
         _OPEN.setdefault(database, weakref.WeakSet()).add(connection)
         return connection
 

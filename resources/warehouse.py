@@ -9,6 +9,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from reclake.warehouse import READ_MEMORY_LIMIT, connect_read_only
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """Read access to the DuckDB file that dbt writes.
@@ -18,10 +20,12 @@ class WarehouseResource(dg.ConfigurableResource):
         spark_warehouse_dir: with ``engine: spark``, the Spark warehouse dbt-spark writes;
             ``publish_spark_tables`` makes its Parquet tables views of the DuckDB file,
             so every reader of ``path`` reads what Spark built. None: DuckDB builds.
+        memory_limit: DuckDB's memory for one read (``"1GB"``); larger queries spill.
     """
 
     path: str
     spark_warehouse_dir: str | None = None
+    memory_limit: str = READ_MEMORY_LIMIT
 
     def prepare(self) -> None:
         """Create the folder that will hold the DuckDB file (dbt creates the file itself)."""
@@ -62,10 +66,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection; DuckDB allows one writer, and that is dbt."""
+        """A read-only connection in ``memory_limit``; DuckDB allows one writer, and that is dbt."""
         if not Path(self.path).exists():
             raise FileNotFoundError(f"the warehouse {self.path} does not exist yet: build the dbt models first")
-        connection = duckdb.connect(self.path, read_only=True)
+        connection = connect_read_only(self.path, self.memory_limit)
         try:
             yield connection
         finally:
