@@ -15,5 +15,12 @@ READ_MEMORY_LIMIT = "1GB"
 
 def connect_read_only(database: str | Path, memory_limit: str = READ_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the DuckDB file ``database`` whose operators use at
-    most ``memory_limit`` (e.g. ``"1GB"``) before spilling; the caller closes it."""
-    return duckdb.connect(str(database), read_only=True, config={"memory_limit": memory_limit})
+    most ``memory_limit`` (e.g. ``"1GB"``) before spilling; the caller closes it.
+
+    The limit is set after opening, not as connection config: DuckDB shares one database
+    instance among a process's connections to a file and refuses a second connection
+    whose config differs, so a plain read-only connection opened elsewhere may coexist.
+    """
+    connection = duckdb.connect(str(database), read_only=True)
+    connection.execute(f"set memory_limit = '{memory_limit}'")
+    return connection
