@@ -73,21 +73,24 @@ def make_settings(tmp_path: Path, state_dir: Path, **overrides: str):
     return load_settings(environ)
 
 
-# Modules whose tests run whole jobs, servers or Spark, longest first (seconds on 2 cores,
-# from `make test`'s --durations). The suite runs on two workers a module at a time
+# Modules whose tests run whole jobs, servers or Spark, longest first (worker seconds from
+# `make test --durations=0` on 2 cores while a benchmark shared them: their order matters,
+# not their values). The suite runs on TEST_WORKERS workers a module at a time
 # (``--dist loadfile --no-loadscope-reorder``): starting the long modules first lets the
-# short ones fill in behind them, so both workers finish together instead of one waiting
+# short ones fill in behind them, so the workers finish together instead of one waiting
 # out the last long module alone.
 LONGEST_MODULES = (
-    "test_launched_runs.py",  # 516 s
-    "test_real_sources_with_ids.py",  # 322 s
-    "test_real_sources_without_ids.py",  # 283 s
-    "test_spark_job.py",  # 275 s
-    "test_drift_loop.py",  # 241 s
-    "test_browser.py",  # 220 s
-    "test_pipeline.py",  # 215 s
-    "test_dbt_spark.py",  # 168 s
-    "test_tracking.py",  # 116 s
+    "test_real_sources_without_ids.py",  # 577 s
+    "test_launched_runs.py",  # 521 s (before the landing sensor ticked every 5 s here)
+    "test_real_sources_with_ids.py",  # 518 s
+    "test_spark_job.py",  # 393 s
+    "test_drift_loop.py",  # 371 s
+    "test_browser.py",  # 216 s
+    "test_pipeline.py",  # 193 s
+    "test_dbt_spark.py",  # 150 s
+    "test_tracking.py",  # 138 s
+    "test_export.py",  # 104 s
+    "test_bidding.py",  # 102 s
 )
 
 
