@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.progress import epoch_logger, metrics_line
+from assets.training_window import read_training_window
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
@@ -77,7 +78,7 @@ def recommender_model(
     # A window above stream_training_rows trains streamed from Parquet (bounded memory),
     # exported to a folder that lives until the ranker is trained.
     window_dir = tempfile.TemporaryDirectory(prefix="reclake-window-")
-    days, examples, stream, positives = _training_window(
+    days, examples, stream, positives = read_training_window(
         context, warehouse, pipeline, window_dir.name, may_stream=pipeline.ranker_config != AUTO
     )
     store = lake.get_lake()
@@ -181,29 +182,6 @@ def recommender_model(
             **tracked,
         },
     )
-
-
-def _training_window(
-    context, warehouse: WarehouseResource, pipeline: PipelineResource, folder: str, *, may_stream: bool
-):
-    """(days, examples, stream, positives): the whole window in memory (stream None), or,
-    above ``stream_training_rows`` rows (and with a fixed ranker config), the training
-    days exported to Parquet in ``folder`` as a ``ParquetWindow``, only the validation and
-    test days in ``examples``, and the training days' positive rows (retrieval reads those)."""
-    from models.inputs.stream import ParquetWindow
-
-    days = warehouse.window_days(pipeline.training_window_days)
-    if len(days) >= 3 and may_stream:
-        rows = warehouse.count_days("training_examples", days[0], days[-1])
-        if rows > pipeline.stream_training_rows:
-            context.log.info(f"{rows} rows > stream_training_rows {pipeline.stream_training_rows}: streaming")
-            stream = ParquetWindow(warehouse.export_days("training_examples", days[:-2], folder))
-            positives = warehouse.query(
-                "select * from training_examples where event_date between ? and ? and is_positive = 1",
-                [days[0], days[-3]],
-            )
-            return days, warehouse.read_days("training_examples", days[-2], days[-1]), stream, positives
-    return days, warehouse.read_days("training_examples", days[0], days[-1]), None, None
 
 
 def _training_environment(environment: dict | None) -> dict:

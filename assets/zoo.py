@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from assets.progress import epoch_logger, metrics_line
+from assets.training_window import read_training_window
 from models.configs import config_names
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
@@ -129,17 +130,20 @@ def _ranker_partition(
     if model_class.needs_ids and not spec.has_ids:
         reason = f"not applicable: {name} reads user and item ids; the {spec.source} spec has none"
         return _not_applicable(context, reason, spec.source)
-    days, examples = warehouse.training_window(pipeline.training_window_days)
     store = lake.get_lake()
-    # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
-    examples = with_true_pctr(examples, store, pipeline.source, days[-1])
-    version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
-    folder = store.url("models", "zoo", name, version)
-    with tempfile.TemporaryDirectory() as tmp:
+    # Above stream_training_rows the training days stream from Parquet files in window_dir,
+    # as the pipeline's ranker does; tmp holds what is uploaded.
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(prefix="reclake-window-") as window_dir:
         local = Path(tmp)
+        days, examples, stream, _ = read_training_window(context, warehouse, pipeline, window_dir)
+        # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
+        examples = with_true_pctr(examples, store, pipeline.source, days[-1])
+        version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
+        folder = store.url("models", "zoo", name, version)
         trained = train_ranker(
-            examples, spec, days, name, checkpoint_dir=local / "checkpoints", on_epoch_end=epoch_logger(context, name)
-        )
+            examples, spec, days, name, checkpoint_dir=local / "checkpoints", on_epoch_end=epoch_logger(context, name),
+            train_stream=stream,
+        )  # fmt: skip
         result = trained.result
         training_curve_html(result.history, f"{name} on {spec.source}, {version}", local / "training_curve.html")
         export_recommender(
@@ -168,6 +172,7 @@ def _ranker_partition(
             "best_epoch": result.best_epoch or epochs,
             "train_seconds": round(result.seconds, 1),
             "examples_per_second": round(result.examples_per_second),
+            "training_streamed": stream is not None,
             **lake.report_links("training_curve", f"{folder}/training_curve.html"),
             "checkpoints": lake.file_link(f"{folder}/checkpoints"),
             "savedmodel_path": lake.file_link(f"{folder}/savedmodel"),

@@ -2,7 +2,8 @@
 
 Runs four partitions of ``zoo_model`` on a small synthetic warehouse built by the real
 pipeline (landing -> dbt), in the same process: a single-task ranker (metrics,
-training curve, checkpoints, SavedModel, ONNX with parity), a multi-task one, and two
+training curve, checkpoints, SavedModel, ONNX with parity) and a multi-task one, both
+streamed from Parquet (the window is above ``stream_training_rows``), and two
 retrievers: closed-form EASE and the two-tower model with a pooled history (epoch count
 chosen on the validation day, checkpoints, training curve, ``retrieve`` SavedModel).
 """
@@ -23,7 +24,10 @@ DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 def zoo_run(tmp_path_factory, session_state_dir):
     from definitions import build_definitions
 
-    settings = make_settings(tmp_path_factory.mktemp("zoo"), session_state_dir, SYNTHETIC_EVENTS_PER_DAY="3000")
+    # 9,000 rows above a 5,000-row stream_training_rows: the rankers train streamed from Parquet.
+    settings = make_settings(
+        tmp_path_factory.mktemp("zoo"), session_state_dir, SYNTHETIC_EVENTS_PER_DAY="3000", STREAM_TRAINING_ROWS="5000"
+    )
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.ephemeral()
     features = defs.resolve_job_def("reclake_main_job").get_subset(
@@ -58,6 +62,8 @@ def test_a_ranker_config_trains_evaluates_and_exports(zoo_run):
     assert sorted(p.name for p in (folder / "checkpoints").glob("epoch-*.index"))[0] == "epoch-001.index"
     assert "plotly" in (folder / "training_curve.html").read_text()[:200_000]
     assert (folder / "ranker.onnx").is_file() and metadata["onnx_max_abs_diff"] < 1e-5
+    # Trained streamed from the exported training day, which is not uploaded with the model.
+    assert metadata["training_streamed"] is True and not list(folder.rglob("*.parquet"))
 
 
 def test_a_multitask_config_reports_its_three_tasks(zoo_run):
