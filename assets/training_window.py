@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, NamedTuple
 
 import dagster as dg
@@ -27,7 +28,7 @@ class TrainingWindow(NamedTuple):
             reads); None otherwise.
     """
 
-    days: list
+    days: list[dt.date]
     examples: pd.DataFrame
     stream: ParquetWindow | None
     positives: pd.DataFrame | None

@@ -10,13 +10,11 @@ from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 
 
-def build_landing_sensor(
-    daily_partitions: dg.PartitionsDefinition, job, interval_s: int = 30
-) -> dg.SensorDefinition:
+def build_landing_sensor(daily_partitions: dg.PartitionsDefinition, job, *, interval_s: int) -> dg.SensorDefinition:
     """The landing sensor of a source whose days are ``daily_partitions``, evaluated every
-    ``interval_s`` seconds: landed days outside them are reported and ignored; each new day
-    runs ``job`` (``ingest_to_serve_job``, or ``ingest_to_monitor_job`` with
-    ``retrain_policy: on_drift``)."""
+    ``interval_s`` seconds (``Settings.landing_sensor_interval_s``): landed days outside
+    them are reported and ignored; each new day runs ``job`` (``ingest_to_serve_job``, or
+    ``ingest_to_monitor_job`` with ``retrain_policy: on_drift``)."""
 
     @dg.sensor(
         job=job,
