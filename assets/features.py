@@ -1,11 +1,15 @@
 """Feature tables: the dbt project (staging, facts, dimensions, training mart) as assets."""
 
+import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +124,13 @@ def feature_tables(
     """``dbt build`` over the run's partition window (tests run as asset checks).
 
     The source's feature spec goes to dbt as vars (its columns, ids, label and
-    aggregate windows), so the same models serve every source. Incremental models
-    rebuild only the window (plus their lookback), so re-running a day replaces it
-    without duplicates. With ``engine: spark`` dbt builds on Spark (target ``spark``)
-    and the Spark tables become views of the DuckDB warehouse, which the later assets read.
+    aggregate windows), so the same models serve every source. The run's partition
+    window goes as environment variables, which the models read only when they run: the
+    vars stay the same from one run to the next, so dbt parses the project in full only
+    once per deployment (see ``_partial_parse_file``). Incremental models rebuild only the
+    window (plus their lookback), so re-running a day replaces it without duplicates. With
+    ``engine: spark`` dbt builds on Spark (target ``spark``) and the Spark tables become
+    views of the DuckDB warehouse, which the later assets read.
     """
     warehouse.prepare()
     window = context.partition_time_window
@@ -133,8 +140,6 @@ def feature_tables(
         # Locations go to dbt explicitly (profiles.yml reads these vars), never through
         # variables this process would have to export.
         "warehouse_path": str(Path(warehouse.path).resolve()),
-        "min_date": window.start.date().isoformat(),
-        "max_date": window.end.date().isoformat(),
     }
     if lake.s3_endpoint_url:
         dbt_vars["s3_endpoint_url"] = lake.s3_endpoint_url
@@ -143,12 +148,25 @@ def feature_tables(
         dbt_vars["spark_warehouse_dir"] = str(Path(warehouse.spark_warehouse_dir or "spark-warehouse").resolve())
         Path(dbt_vars["spark_warehouse_dir"]).mkdir(parents=True, exist_ok=True)
     started, built, tests, failed = time.perf_counter(), 0, 0, 0
-    for event in dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream():
+    parsed = _partial_parse_file(warehouse, dbt, dbt_vars)
+    target = Path(dbt_project.project_dir, "target", f"{context.run_id[:8]}-{uuid.uuid4().hex[:8]}")
+    if parsed.exists():
+        target.mkdir(parents=True)
+        shutil.copy(parsed, target / PARTIAL_PARSE_FILE)
+    window_dates = {
+        "RECLAKE_DBT_MIN_DATE": window.start.date().isoformat(),
+        "RECLAKE_DBT_MAX_DATE": window.end.date().isoformat(),
+    }
+    with _environment(window_dates):  # dagster-dbt copies this process's environment when it starts dbt
+        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=target)
+    for event in invocation.stream():
         if isinstance(event, dg.Output | dg.AssetMaterialization):
             built += 1
         elif isinstance(event, dg.AssetCheckResult):
             tests, failed = tests + 1, failed + (not event.passed)
         yield event
+    parse = _describe_parse(target, seeded=parsed.exists())
+    _keep_partial_parse(target / PARTIAL_PARSE_FILE, parsed)
     if pipeline.engine == "spark":
         # The later assets read the DuckDB file: its views read the Parquet Spark wrote.
         published = warehouse.publish_spark_tables()
@@ -156,8 +174,60 @@ def feature_tables(
     # One line instead of dbt's command line (its vars are the whole feature spec).
     context.log.info(
         f"dbt build of {describe_days(partition_days(context))}: {built} models, "
-        f"{tests} tests ({failed} failed) in {time.perf_counter() - started:.1f} s"
+        f"{tests} tests ({failed} failed) in {time.perf_counter() - started:.1f} s; {parse}"
     )
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+"""What dbt writes after parsing, and reads to parse again only the files that changed."""
+
+
+def _partial_parse_file(warehouse: WarehouseResource, dbt: DbtCliResource, dbt_vars: Mapping[str, Any]) -> Path:
+    """Where the feature build keeps dbt's parsed project for these vars and target: beside
+    the warehouse, named by their digest. dbt itself checks the file against the project's
+    files, the profile and its own version; any change of vars makes it parse in full, so
+    deployments that share a folder keep one file each."""
+    key = json.dumps({"vars": dbt_vars, "target": dbt.target}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(warehouse.path).resolve().parent / "dbt_partial_parse" / f"{digest}.msgpack"
+
+
+def _keep_partial_parse(written: Path, kept: Path) -> None:
+    """Replace ``kept`` by the parse dbt just ``written`` (atomically: runs of other
+    deployments may read the folder meanwhile)."""
+    if not written.exists():
+        return
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    private = kept.with_name(f".{kept.name}.{uuid.uuid4().hex[:8]}")
+    shutil.copy(written, private)
+    os.replace(private, kept)
+
+
+def _describe_parse(target: Path, *, seeded: bool) -> str:
+    """How dbt parsed the project for the build whose artifacts are in ``target``
+    (from its ``dbt.log``): only the changed files of the parse it was ``seeded`` with,
+    or in full, and why."""
+    log = target / "dbt.log"
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    reason = re.search(r"Unable to do partial parsing because ([^\"\n]+)", text)
+    if reason:
+        return f"parsed the project in full: {reason.group(1).rstrip('. ')}"
+    return "parsed only the files that changed" if seeded else "parsed the project in full: first build with these vars"
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment for the block, then restore it."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def build_feature_tables_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:

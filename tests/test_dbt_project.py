@@ -414,6 +414,36 @@ def test_bad_spec_vars_fail_naming_the_var(tmp_path: Path) -> None:
     assert "var 'windows_days' must hold whole numbers of days >= 1, got [0, 7]" in str(result.exception)
 
 
+@pytest.mark.parametrize(
+    ("min_date", "error"),
+    [(DAY_2, None), ("2024-3-05", "env var 'RECLAKE_DBT_MIN_DATE' must be a YYYY-MM-DD date or null, got '2024-3-05'")],
+)
+def test_the_window_can_come_from_env_vars_read_only_when_models_run(
+    tmp_path: Path, min_date: str, error: str | None
+) -> None:
+    """What the pipeline does: the vars carry no window, so they stay the same from run to
+    run (dbt's partial parsing survives); the window's env vars are read when the models
+    compile, and a bad one fails naming it."""
+    arguments = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--no-partial-parse"]
+    arguments += ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+    arguments += ["--vars", yaml.safe_dump(build_vars(SYNTHETIC, tmp_path / "lake", None, None))]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECLAKE_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+        env.setenv("RECLAKE_DBT_MIN_DATE", min_date)
+        env.setenv("RECLAKE_DBT_MAX_DATE", DAY_3)
+        parsed = dbtRunner().invoke(["parse", *arguments])
+        assert parsed.success, parsed.exception
+        # Parsing never read them: had it, dbt would reparse on every new window.
+        assert not {"RECLAKE_DBT_MIN_DATE", "RECLAKE_DBT_MAX_DATE"} & set(parsed.result.env_vars)
+        result = dbtRunner().invoke(["compile", "--select", "stg_bronze__events", *arguments])
+    if error:
+        assert not result.success and error in str(result.exception), result.exception
+        return
+    assert result.success, result.exception
+    compiled = next((tmp_path / "target" / "compiled").rglob("stg_bronze__events.sql")).read_text()
+    assert f"dt >= '{DAY_2}' and dt < '{DAY_3}'" in compiled
+
+
 def test_an_event_of_an_unknown_user_fails_the_relationships_test(tmp_path: Path) -> None:
     """fct_events' ids must exist in the dimensions: a user deleted from dim_users behind
     dbt's back makes `relationships` fail, naming the test."""

@@ -89,6 +89,7 @@ def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
         assert f"  {step} done in " in stdout, step
     assert "  check fct_events:fct_events_expectations done in " in stdout
     assert "      ranker epoch 1/" in stdout and "Running dbt command" not in stdout
+    assert "parsed the project in full: " in stdout  # the first build of this deployment
     assert summary["events_per_day"] == {day: 4000 for day in DAYS}
     assert isinstance(summary["metrics"]["ranking_examples"], int)
 
@@ -158,6 +159,10 @@ def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_r
     with dg.DagsterInstance.from_config(str(home)) as instance:
         served = _materialization(instance, run.run_id, "bento_model")
         drift = _materialization(instance, run.run_id, "drift_report")
+        dbt_lines = [e.message for e in instance.all_logs(run.run_id) if e.message.startswith("dbt build of ")]
+    # Another window, the same vars: dbt reparsed only what changed since make run's build.
+    assert dbt_lines and dbt_lines[0].startswith(f"dbt build of {NEW_DAY.isoformat()}:"), dbt_lines
+    assert dbt_lines[0].endswith("; parsed only the files that changed"), dbt_lines
     assert served["registered_tag"] != pinned_before
     pinned_now = settings.current_model_tag_file.read_text().strip()
     expected = served["registered_tag"] if served["stage"] == "champion" else pinned_before

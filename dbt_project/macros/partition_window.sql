@@ -1,7 +1,12 @@
 {#-
-  The partition window of a run comes from two vars, each a `YYYY-MM-DD` date or null:
-  `min_date` (inclusive) and `max_date` (exclusive). A null bound is unbounded, so a run
-  without vars covers every loaded day.
+  The partition window of a run: `min_date` (inclusive) and `max_date` (exclusive), each a
+  `YYYY-MM-DD` date or null. Each comes from the var of that name, or, when the var is null,
+  from the env var RECLAKE_DBT_MIN_DATE / RECLAKE_DBT_MAX_DATE (empty or unset is null).
+  A null bound is unbounded, so a run without either covers every loaded day.
+
+  The pipeline passes the window as env vars and reads them only when models run, never
+  while dbt parses: the vars then stay the same from one run to the next, and dbt's
+  partial parsing skips the full parse that a change of vars forces.
 -#}
 
 {% macro partition_window() %}
@@ -9,14 +14,18 @@
         `min_date` and/or `max_date` (an empty dict when neither var is given). -#}
     {%- set window = {} -%}
     {%- for name in ['min_date', 'max_date'] -%}
-        {%- set value = var(name, none) -%}
+        {%- set value, given_as = var(name, none), "var '" ~ name ~ "'" -%}
+        {%- if value is none and execute -%}
+            {%- set value = env_var('RECLAKE_DBT_' ~ name | upper, '') or none -%}
+            {%- set given_as = "env var 'RECLAKE_DBT_" ~ name | upper ~ "'" -%}
+        {%- endif -%}
         {%- if value is not none -%}
-            {%- do window.update({name: parse_partition_date(name, value)}) -%}
+            {%- do window.update({name: parse_partition_date(given_as, value)}) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- if 'min_date' in window and 'max_date' in window and window['min_date'] >= window['max_date'] -%}
         {{ exceptions.raise_compiler_error(
-            "var 'min_date' (" ~ window['min_date'] ~ ") must be before var 'max_date' ("
+            "min_date (" ~ window['min_date'] ~ ") must be before max_date ("
             ~ window['max_date'] ~ "): the window is [min_date, max_date)"
         ) }}
     {%- endif -%}
@@ -24,13 +33,14 @@
 {% endmacro %}
 
 
-{% macro parse_partition_date(name, value) %}
+{% macro parse_partition_date(given_as, value) %}
     {#- Returns `value` (a `YYYY-MM-DD` string, or a date that YAML already parsed) as a
-        `datetime.date`; raises a compiler error naming the var `name` otherwise. -#}
+        `datetime.date`; raises a compiler error naming where it came from, `given_as`
+        (such as "var 'min_date'"), otherwise. -#}
     {%- set text = value | string -%}
     {%- if not modules.re.match('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$', text) -%}
         {{ exceptions.raise_compiler_error(
-            "var '" ~ name ~ "' must be a YYYY-MM-DD date or null, got '" ~ text ~ "'"
+            given_as ~ " must be a YYYY-MM-DD date or null, got '" ~ text ~ "'"
         ) }}
     {%- endif -%}
     {{ return(modules.datetime.date.fromisoformat(text)) }}

@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
+from models.inputs.batches import array_batches
 from models.inputs.features import require_columns, string_vocabulary
 from models.retrieval.two_tower import CandidateProbability, catalogue_scores, epoch_callback
 
@@ -270,12 +271,7 @@ def fit_joint(
         name="joint",
     )
     model.compile(optimizer=keras.optimizers.Adagrad(learning_rate=config.learning_rate))
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(features)
-        .shuffle(len(interactions), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = array_batches(features, config.batch_size, config.seed)
     recommender = JointRecommender(
         model=model,
         config=config,

@@ -34,6 +34,7 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
+from models.inputs.batches import array_batches
 from models.inputs.features import require_columns
 from models.retrieval.two_tower import catalogue_scores, chronological_order
 
@@ -377,11 +378,7 @@ def fit_sasrec(
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((inputs, targets))
-        .shuffle(len(inputs), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-    )
+    dataset = array_batches((inputs, targets), config.batch_size, config.seed)
     model = SASRec(network, config, item_ids, sequences, loss=[], examples=len(interactions), seconds=0.0)
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):

@@ -47,6 +47,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
+from models.inputs.batches import array_batches
 from models.inputs.features import HISTORY_COLUMN, require_columns, string_vocabulary
 from models.retrieval.index import TopKIndex
 from models.retrieval.index import build_index as build_embedding_index
@@ -676,12 +677,7 @@ def fit_two_tower(
         candidate_id=candidate_id,
         candidate_counts=dict(zip(ids.tolist(), counts.tolist(), strict=True)),
     )
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(features)
-        .shuffle(len(interactions), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = array_batches(features, config.batch_size, config.seed)
     latest = interactions.iloc[chronological_order(interactions, user_column, time_column)]
     user_features = latest.groupby(latest[user_column].astype(str))[list(query_features)].last().astype(str)
     retriever = TwoTowerRetriever(

@@ -24,6 +24,7 @@ import tf_keras as keras
 from scipy.optimize import minimize_scalar
 
 from models import evaluation
+from models.inputs.batches import array_batches
 from models.inputs.features import FittedFeatures, feature_arrays, label_array, require_columns
 from models.inputs.stream import ParquetWindow, peak_rss_mb
 from models.ranking.base import MULTITASK_LABELS, FeatureModel
@@ -218,13 +219,10 @@ def training_labels(frame: pd.DataFrame, spec: ModelSpec, fitted: FittedFeatures
 
 
 def _dataset(features: dict[str, np.ndarray], labels: Any, batch_size: int, seed: int | None) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
-    if seed is not None:
-        dataset = dataset.shuffle(len(next(iter(features.values()))), seed=seed, reshuffle_each_iteration=True)
     options = tf.data.Options()
     # In-memory data has no files to shard by: each worker takes its share of the batches.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+    return array_batches((features, labels), batch_size, seed).with_options(options)
 
 
 def _checkpoint_callbacks(
@@ -444,7 +442,7 @@ def predict_values(model: FeatureModel, features: dict[str, np.ndarray], batch_s
     rows = len(next(iter(features.values())))
     if rows == 0:
         return np.zeros(0, dtype=np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
+    dataset = array_batches(features, batch_size)
     values = np.concatenate([model(batch, training=False).numpy() for batch in dataset])
     if model.regression and model.fitted.spec.label.log:
         values = np.expm1(values)
@@ -466,7 +464,7 @@ def predict_tasks(
     rows = len(next(iter(features.values())))
     if rows == 0:
         return {output: np.zeros(0, dtype=np.float32) for output in ("pctr", "pcvr", "pctcvr")}
-    dataset = tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
+    dataset = array_batches(features, batch_size)
     batches = [model(batch, training=False) for batch in dataset]
     return {output: np.concatenate([b[output].numpy() for b in batches]) for output in batches[0]}
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import evaluation
+from models.inputs.batches import array_batches
 from models.inputs.features import feature_arrays, require_columns, string_vocabulary
 from models.retrieval.evaluation import KS, evaluate_retriever
 from models.retrieval.popularity import POSITIVE_COLUMN
@@ -88,12 +89,7 @@ def train_retrieval(
         else None,
     )
     rows = len(positives)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(features)
-        .shuffle(rows, seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = array_batches(features, config.batch_size, config.seed)
     started = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, verbose=0)
     return TrainingResult(
