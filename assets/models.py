@@ -78,9 +78,7 @@ def recommender_model(
     # A window above stream_training_rows trains streamed from Parquet (bounded memory),
     # exported to a folder that lives until the ranker is trained.
     window_dir = tempfile.TemporaryDirectory(prefix="reclake-window-")
-    days, examples, stream, positives = read_training_window(
-        context, warehouse, pipeline, window_dir.name, may_stream=pipeline.ranker_config != AUTO
-    )
+    days, examples, stream, positives = read_training_window(context, warehouse, pipeline, window_dir.name)
     store = lake.get_lake()
     # The synthetic source knows the true pCTR of the held-out day: the Bayes-optimal floor.
     examples = with_true_pctr(examples, store, pipeline.source, days[-1])
@@ -92,11 +90,11 @@ def recommender_model(
         selection = select_ranker(
             examples, spec, days, pipeline.auto_candidates, budget_s=pipeline.auto_budget_s,
             sweep_trials=pipeline.auto_sweep_trials, epoch_hook=lambda name: epoch_logger(context, name),
-            log=context.log.info,
+            log=context.log.info, train_stream=stream,
         )  # fmt: skip
         context.log.info(selection.markdown().splitlines()[-1])
     # With auto and ids, the served two-tower is chosen too (models.retriever_selection).
-    retrievers = _select_retriever(context, pipeline, spec, examples, days, item_features, selection)
+    retrievers = _select_retriever(context, pipeline, spec, examples, days, item_features, selection, positives)
     trained = train_recommender(
         examples, spec, days, item_features, ranker=pipeline.ranker_config, on_epoch_end=epoch_logger(context, "ranker"),
         ranker_run=selection.chosen if selection else None,
@@ -210,10 +208,13 @@ def _selection_metadata(selection) -> dict:
     }
 
 
-def _select_retriever(context, pipeline: PipelineResource, spec, examples, days, item_features, selection):
+def _select_retriever(
+    context, pipeline: PipelineResource, spec, examples, days, item_features, selection, train_positives
+):
     """With ``ranker_config: auto`` and ids: the retrieval choice (``models.retriever_selection``)
     within what the ranker choice left of ``auto_budget_s``; None otherwise, or when it
-    cannot choose (a warning says why; the default two-tower is trained)."""
+    cannot choose (a warning says why; the default two-tower is trained). With a streamed
+    window, the candidates fit on its ``train_positives``."""
     from models.retriever_selection import select_retriever
 
     if selection is None or not spec.has_ids:
@@ -221,7 +222,7 @@ def _select_retriever(context, pipeline: PipelineResource, spec, examples, days,
     try:
         retrievers = select_retriever(
             examples, spec, days, item_features, budget_s=max(pipeline.auto_budget_s - selection.seconds, 0.0),
-            log=context.log.info,
+            log=context.log.info, train_positives=train_positives,
         )  # fmt: skip
     except ValueError as error:
         context.log.warning(f"no automatic retrieval choice, the default two-tower is trained: {error}")

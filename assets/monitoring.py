@@ -42,6 +42,8 @@ def drift_report(
     first_loaded = warehouse.event_dates("training_examples")[0]
     days = partition_days(context)
     reported = set(days[-pipeline.drift_days_per_run :])
+    # Only what any day's report may compare is read (not the histories and ids).
+    read_columns = ["event_date", *(name for names in monitored_columns(spec) for name in names)]
     run_days: list[dict] = []  # each day's status and drifted share, for the run's summary
     for day in days:
         if day not in reported:
@@ -52,7 +54,7 @@ def drift_report(
             )
             continue
         first_reference = day - dt.timedelta(days=pipeline.drift_reference_days)
-        frame = warehouse.read_days("training_examples", first_reference, day)
+        frame = warehouse.read_days("training_examples", first_reference, day, read_columns)
         dates = pd.to_datetime(frame["event_date"]).dt.date
         current, reference = frame[dates == day], frame[dates < day]
         if current.empty or reference.empty:

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from models.inputs.contract import ContractResult, validate_training_window
-from models.inputs.splits import make_splits
+from models.inputs.splits import make_splits, split_columns
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
@@ -28,7 +28,7 @@ def dataset_splits(
     benchmark can train and test on exactly the same rows.
     """
     spec = pipeline.feature_spec()
-    days, examples = warehouse.training_window(pipeline.training_window_days)
+    days, examples = warehouse.training_window(pipeline.training_window_days, split_columns(spec))
     store = lake.get_lake()
     counts = {}
     for protocol, assignment in make_splits(examples, spec, days).items():

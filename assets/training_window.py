@@ -39,16 +39,14 @@ def read_training_window(
     warehouse: WarehouseResource,
     pipeline: PipelineResource,
     folder: str,
-    *,
-    may_stream: bool = True,
 ) -> TrainingWindow:
-    """The window in memory, or, above ``stream_training_rows`` rows of at least 3 days
-    (and when ``may_stream``), its training days exported to Parquet files in ``folder``,
-    which must live until the model is trained."""
+    """The window in memory, or, above ``stream_training_rows`` rows of at least 3 days,
+    its training days exported to Parquet files in ``folder``, which must live until the
+    model is trained."""
     from models.inputs.stream import ParquetWindow
 
     days = warehouse.window_days(pipeline.training_window_days)
-    if len(days) >= 3 and may_stream:
+    if len(days) >= 3:
         rows = warehouse.count_days("training_examples", days[0], days[-1])
         if rows > pipeline.stream_training_rows:
             context.log.info(f"{rows} rows > stream_training_rows {pipeline.stream_training_rows}: streaming")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from models import evaluation
 from models.inputs.features import feature_arrays, label_array
-from models.inputs.splits import split_by_day, split_training_window, trained_span
+from models.inputs.splits import split_streamed_window, split_training_window, trained_span
 from models.inputs.stream import ParquetWindow
 from models.ranking.base import FeatureModel
 from models.retrieval.popularity import POSITIVE_COLUMN, popular_items
@@ -161,9 +161,7 @@ def train_ranker(
     if not days:
         raise ValueError("no days of training_examples to train on")
     if train_stream is not None:
-        if len(days) < 3:
-            raise ValueError("a streamed training window needs at least 3 days (train, validation, test)")
-        validation, test = split_by_day(examples, [days[-1].isoformat()])
+        validation, test = split_streamed_window(examples, days)
         train = train_stream
     else:
         train, validation, test = split_training_window(examples, days)

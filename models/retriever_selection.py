@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from models import evaluation
+from models.inputs.splits import split_streamed_window
 from models.recommender import DEFAULT_RETRIEVAL
 from models.retrieval.evaluation import evaluate_retriever
 from models.retrieval.popularity import POSITIVE_COLUMN, popular_items
@@ -323,6 +324,7 @@ def select_retriever(
     budget_s: float = 600.0,
     k: int = 50,
     log: Callable[[str], None] | None = None,
+    train_positives: pd.DataFrame | None = None,
 ) -> RetrieverSelection:
     """Fit the retrieval candidates on the training days and choose on the validation day.
 
@@ -331,7 +333,8 @@ def select_retriever(
     else it is ``skipped``. A candidate that raises ``ValueError`` is ``failed``.
 
     Args:
-        examples: ``training_examples`` rows of ``days``.
+        examples: ``training_examples`` rows of ``days`` (with ``train_positives``, of
+            the newest two).
         spec: the source's feature spec (must have user and item ids).
         days: the window's days, oldest first (split as ``models.selection.selection_frames``).
         item_features: the catalogue (one row per item, the candidate tower's columns).
@@ -339,6 +342,9 @@ def select_retriever(
         budget_s: seconds the candidates may take together.
         k: the Recall@k cut-off (capped at the catalogue).
         log: called with one line per candidate.
+        train_positives: when the training days are streamed (a window larger than
+            memory), their positive rows: what every candidate fits on, as retrieval
+            reads only positives.
 
     Raises:
         ValueError: a source without ids, no two-tower candidate, or none trained.
@@ -350,7 +356,10 @@ def select_retriever(
         raise ValueError("the retrieval candidates need at least one two-tower: the SavedModel embeds one")
     log = log or (lambda line: None)
     started = time.perf_counter()
-    fit, select, test, refit = selection_frames(examples, days)
+    if train_positives is not None:
+        (select, test), fit, refit = split_streamed_window(examples, days), train_positives, False
+    else:
+        fit, select, test, refit = selection_frames(examples, days)
     selected_on = "the newest training rows" if refit else f"the validation day ({days[-2]})"
     catalogue = item_features.drop_duplicates("item_id")
     k = min(k, len(catalogue))

@@ -27,7 +27,8 @@ from typing import Any
 import pandas as pd
 
 from models.inputs.features import label_array
-from models.inputs.splits import split_training_window, trained_span
+from models.inputs.splits import split_streamed_window, split_training_window, trained_span
+from models.inputs.stream import ParquetWindow
 from models.ranking.base import MULTITASK_LABELS
 from models.recommender import TrainedRanker, promotion_metric, promotion_score, ranker_metrics, train_ranker
 from models.sweep import DEFAULT_SEED, SweepResult, sweep
@@ -249,21 +250,24 @@ def _ranked(candidates: list[Candidate], metric: str, higher_is_better: bool) ->
 
 
 def selection_frames(
-    examples: pd.DataFrame, days: Sequence[dt.date]
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, bool]:
+    examples: pd.DataFrame, days: Sequence[dt.date], train_stream: ParquetWindow | None = None
+) -> tuple[pd.DataFrame | ParquetWindow, pd.DataFrame, pd.DataFrame, bool]:
     """(fit, select, test, refit): the rows candidates train on, the rows that choose,
     the held-out day, and whether the chosen config must be trained again.
 
     With a validation day, ``fit`` / ``select`` / ``test`` are ``split_training_window``'s
     train / validation / test and no refit is needed. Without one, ``select`` is the
     newest ``SELECTION_SHARE`` of the training rows (by event time) and the chosen config
-    is refit on all of them.
+    is refit on all of them. With ``train_stream`` (the training days as Parquet;
+    ``examples`` then holds only the newest two days), ``fit`` is the stream.
 
     Raises:
         ValueError: no days, or a part too small to split.
     """
     if not days:
         raise ValueError("no days of training_examples to train on")
+    if train_stream is not None:
+        return train_stream, *split_streamed_window(examples, days), False
     train, validation, test = split_training_window(examples, days)
     if validation is not None:
         return train, validation, test, False
@@ -286,6 +290,7 @@ def select_ranker(
     sweep_seed: int = DEFAULT_SEED,
     epoch_hook: Callable[[str], EpochHook | None] | None = None,
     log: Callable[[str], None] | None = None,
+    train_stream: ParquetWindow | None = None,
 ) -> Selection:
     """Train the candidates that apply to the source and keep the best on the validation day.
 
@@ -295,7 +300,8 @@ def select_ranker(
     (e.g. rows its config cannot fit) is ``failed`` with the message.
 
     Args:
-        examples: ``training_examples`` rows of ``days``.
+        examples: ``training_examples`` rows of ``days`` (with ``train_stream``, of
+            the newest two).
         spec: the source's feature spec.
         days: the window's days, oldest first.
         candidates: ranker config names (or YAML paths), simplest first.
@@ -305,6 +311,8 @@ def select_ranker(
         sweep_seed: the sweeps' sampler seed.
         epoch_hook: candidate name -> its per-epoch progress hook (or None).
         log: called with one line per candidate.
+        train_stream: the training days as Parquet files (a window larger than memory):
+            every candidate and sweep trial trains streamed from them.
 
     Returns:
         The chosen ranker (with held-out metrics, as ``train_ranker`` returns) and every
@@ -318,7 +326,7 @@ def select_ranker(
         raise ValueError("no candidate rankers to choose from")
     promoted_by, higher_is_better = promotion_metric(spec)
     metric = promoted_by.removeprefix("ranking_")
-    fit, select, test, refit = selection_frames(examples, days)
+    fit, select, test, refit = selection_frames(examples, days, train_stream)
     if refit:
         selected_on = "the newest training rows"
     else:

@@ -33,6 +33,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from models.inputs.stream import ParquetWindow
 from models.recommender import promotion_metric, promotion_score
 from models.training.config import load_spec
 from models.training.registry import EpochHook, ZooTrainingResult, train_model
@@ -161,7 +162,7 @@ class SweepResult:
 
 def sweep(
     config: Any,
-    train: pd.DataFrame,
+    train: pd.DataFrame | ParquetWindow,
     validation: pd.DataFrame,
     *,
     feature_spec: FeatureSpec,
@@ -175,7 +176,7 @@ def sweep(
     Args:
         config: a ranker config with a ``search_space`` (a bundled name, a YAML path, a
             dict or a ``ModelSpec``).
-        train: rows every trial trains on.
+        train: rows every trial trains on: a frame, or a ``ParquetWindow`` (streamed).
         validation: rows for early stopping, pruning and the trial's score.
         feature_spec: the source's feature spec; its promotion metric
             (``models.recommender.promotion_score``: AUC, or RMSE for ratings) judges the trials.

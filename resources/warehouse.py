@@ -80,12 +80,17 @@ class WarehouseResource(dg.ConfigurableResource):
         with self.connect() as connection:
             return connection.execute(sql, list(parameters)).df()
 
-    def read_days(self, table: str, first_day: dt.date, last_day: dt.date) -> pd.DataFrame:
-        """Rows of a mart whose ``event_date`` lies in ``[first_day, last_day]``."""
-        if not table.isidentifier():
-            raise ValueError(f"not a table name: {table!r}")
+    def read_days(
+        self, table: str, first_day: dt.date, last_day: dt.date, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Rows of a mart whose ``event_date`` lies in ``[first_day, last_day]``: every
+        column, or only ``columns``."""
+        for name in (table, *(columns or ())):
+            if not name.isidentifier():
+                raise ValueError(f"not a table or column name: {name!r}")
+        selected = ", ".join(columns) if columns else "*"
         return self.query(
-            f"select * from {table} where event_date between ? and ? order by event_ts, event_id",
+            f"select {selected} from {table} where event_date between ? and ? order by event_ts, event_id",
             [first_day, last_day],
         )
 
@@ -114,10 +119,13 @@ class WarehouseResource(dg.ConfigurableResource):
             raise ValueError("training_examples holds no days yet: materialize the feature tables first")
         return days
 
-    def training_window(self, window_days: int) -> tuple[list[dt.date], pd.DataFrame]:
-        """The newest ``window_days`` days of ``training_examples`` (``window_days``) and their rows."""
+    def training_window(
+        self, window_days: int, columns: Sequence[str] | None = None
+    ) -> tuple[list[dt.date], pd.DataFrame]:
+        """The newest ``window_days`` days of ``training_examples`` (``window_days``) and
+        their rows: every column, or only ``columns``."""
         days = self.window_days(window_days)
-        return days, self.read_days("training_examples", days[0], days[-1])
+        return days, self.read_days("training_examples", days[0], days[-1], columns)
 
     def count_days(self, table: str, first_day: dt.date, last_day: dt.date) -> int:
         """Rows of a mart whose ``event_date`` lies in ``[first_day, last_day]``."""

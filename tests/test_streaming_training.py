@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import toy_examples
+import yaml
 
 from models.inputs.features import FittedFeatures, label_array
 from models.inputs.splits import split_by_day
@@ -132,3 +133,36 @@ def test_a_multitask_ranker_streams_its_two_labels(window):
     result = train_model(esmm, stream, feature_spec=SPEC)
     assert result.examples == len(train) and set(result.history) >= {"loss", "pctr_auc"}
     assert evaluate_model(result.model, test)["ctr_auc"] > 0.55
+
+
+def test_the_automatic_choices_train_streamed(window, tmp_path):
+    """``ranker_config: auto`` on a window larger than memory: every ranker candidate
+    trains from the stream, and the retrieval candidates fit on the training positives."""
+    from models.retrieval.two_tower import RetrievalConfig
+    from models.retriever_selection import select_retriever
+    from models.selection import select_ranker
+
+    warehouse, train, _, stream = window
+    days = [dt.date.fromisoformat(d) for d in DAYS]
+    held_out = warehouse.read_days("training_examples", days[-2], days[-1])
+    configs = {
+        "dcn": {**RANKER, "training": {**RANKER["training"], "epochs": 1}},
+        "fm": {"type": "fm", "model": {"embedding_dim": 4}, "training": {"batch_size": 256, "epochs": 1}},
+    }
+    for name, config in configs.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    candidates = [str(tmp_path / f"{name}.yaml") for name in configs]
+    selection = select_ranker(held_out, SPEC, days, candidates, train_stream=stream)
+    trained = [c for c in selection.candidates if c.status == "trained"]
+    assert len(trained) == 2 and selection.chosen.train is stream, selection.candidates
+    assert selection.chosen.result.environment["streamed"] is True and selection.chosen.result.examples == len(train)
+    assert selection.selecting_rows == (pd.to_datetime(held_out["event_date"]).dt.date == days[-2]).sum()
+
+    positives = warehouse.query(
+        "select * from training_examples where event_date between ? and ? and is_positive = 1", [days[0], days[-3]]
+    )
+    _, items = toy_examples.feature_tables(pd.concat([train, held_out]))
+    candidates = {"popularity": None, "two_tower": RetrievalConfig(batch_size=128, epochs=1, embedding_dim=8)}
+    retrievers = select_retriever(held_out, SPEC, days, items, candidates, train_positives=positives)
+    assert {c.name: c.status for c in retrievers.candidates} == {"popularity": "trained", "two_tower": "trained"}
+    assert retrievers.served == "two_tower" and retrievers.selected_on == f"the validation day ({days[-2]})"

@@ -71,6 +71,19 @@ def trained_span(days: Sequence[dt.date]) -> tuple[dt.date, dt.date]:
     return days[0], days[-2] if len(days) > 1 else days[0]
 
 
+def split_streamed_window(examples: pd.DataFrame, days: Sequence[dt.date]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validation, test) of a window whose training days are streamed from Parquet:
+    ``examples`` holds only the newest two of ``days``, which validate and test.
+
+    Raises:
+        ValueError: fewer than 3 days (a streamed window needs a training day too), or a
+            day without rows.
+    """
+    if len(days) < 3:
+        raise ValueError("a streamed training window needs at least 3 days (train, validation, test)")
+    return split_by_day(examples, [days[-1].isoformat()])
+
+
 def split_training_window(
     examples: pd.DataFrame, days: Sequence[dt.date]
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
@@ -105,12 +118,18 @@ def _assignment(parts: Sequence[pd.DataFrame | None]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def split_columns(spec: FeatureSpec) -> list[str]:
+    """The columns of ``training_examples`` that ``make_splits`` reads for ``spec``'s source."""
+    return ["event_id", "event_ts", "event_date", spec.label.column, *(["user_id", "item_id"] if spec.has_ids else [])]
+
+
 def make_splits(examples: pd.DataFrame, spec: FeatureSpec, days: Sequence[dt.date]) -> dict[str, pd.DataFrame]:
     """Every protocol's split of a training window.
 
     Args:
-        examples: ``training_examples`` rows of ``days`` (``event_id``, ``event_ts``,
-            ``event_date``, the label, and the ids when the source has them).
+        examples: ``training_examples`` rows of ``days``, with at least the
+            ``split_columns`` of ``spec`` (``event_id``, ``event_ts``, ``event_date``, the
+            label, and the ids when the source has them).
         spec: the source's feature spec.
         days: the window's days, oldest first.
 
@@ -121,7 +140,7 @@ def make_splits(examples: pd.DataFrame, spec: FeatureSpec, days: Sequence[dt.dat
     Raises:
         ValueError: a missing column, or a window too small to split.
     """
-    require_columns(examples, ["event_id", "event_ts", "event_date", spec.label.column], "training window")
+    require_columns(examples, split_columns(spec), "training window")
     ordered = examples.sort_values(["event_ts", "event_id"], kind="stable").reset_index(drop=True)
     splits = {"temporal": _assignment(split_training_window(ordered, days))}
     interactions = ordered.assign(rating=ordered[spec.label.column], timestamp=ordered["event_ts"])
