@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from assets.progress import epoch_logger, metrics_line
-from assets.training_window import read_training_window
+from assets.training_window import read_retrieval_window, read_training_window
 from models.configs import config_names
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
@@ -208,13 +208,13 @@ def _retriever_partition(
     if not spec.has_ids:
         reason = f"not applicable: {name} ranks items for users; the {spec.source} spec has no user and item ids"
         return _not_applicable(context, reason, spec.source)
-    days, examples = warehouse.training_window(pipeline.training_window_days)
+    days, examples, catalogue = read_retrieval_window(context, warehouse, pipeline)
     store = lake.get_lake()
     version = f"{days[-1]:%Y%m%d}-{context.run_id[:8]}"
     folder = store.url("models", "zoo", name, version)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp)
-        trained = train_retriever(name, examples, spec, days, checkpoint_dir=local / "checkpoints")
+        trained = train_retriever(name, examples, spec, days, checkpoint_dir=local / "checkpoints", catalogue=catalogue)
         if trained.history:
             training_curve_html(trained.history, f"{name} on {spec.source}, {version}", local / "training_curve.html")
         exported = export_retriever(
@@ -238,6 +238,7 @@ def _retriever_partition(
         metadata={
             **_version_metadata(spec.source, trained.spec, version, trained),
             "catalogue_items": len(trained.catalogue),
+            "positives_only": catalogue is not None,
             "train_seconds": round(retriever.seconds, 1),
             "examples_per_second": round(retriever.examples_per_second),
             **{key: value for key, value in optional.items() if value is not None},

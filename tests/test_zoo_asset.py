@@ -24,7 +24,8 @@ DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 def zoo_run(tmp_path_factory, session_state_dir):
     from definitions import build_definitions
 
-    # 9,000 rows above a 5,000-row stream_training_rows: the rankers train streamed from Parquet.
+    # 9,000 rows above a 5,000-row stream_training_rows: the rankers train streamed from Parquet,
+    # the retrievers read only the positives.
     settings = make_settings(
         tmp_path_factory.mktemp("zoo"), session_state_dir, SYNTHETIC_EVENTS_PER_DAY="3000", STREAM_TRAINING_ROWS="5000"
     )
@@ -85,6 +86,9 @@ def test_a_closed_form_retriever_ranks_the_catalogue_and_exports_retrieve(zoo_ru
     assert 0.0 <= metadata["recall@10"] <= metadata["hr@100"] <= 1.0 and metadata["users"] > 0
     assert metadata["topk_agreement"] == 1.0 and metadata["examples_per_second"] > 0
     assert "epochs" not in metadata and "checkpoints" not in metadata  # closed form: no epochs
+    # The window is above STREAM_TRAINING_ROWS: only its positives were read, ranked
+    # against every item of the window.
+    assert metadata["positives_only"] is True
     folder = Path(metadata["savedmodel_path"]).parent
     document = json.loads((folder / "savedmodel" / "assets" / "reclake_model.json").read_text())
     assert document["item_count"] == metadata["catalogue_items"] and document["metrics"]["users"] == metadata["users"]

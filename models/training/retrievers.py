@@ -584,12 +584,16 @@ class RetrieverType:
     def in_epochs(self) -> bool:
         return self.kind.in_epochs
 
-    def settings_for(self, model: Mapping[str, Any], training: RetrieverTrainingConfig, epochs: int | None = None) -> Any:
+    def settings_for(
+        self, model: Mapping[str, Any], training: RetrieverTrainingConfig, epochs: int | None = None
+    ) -> Any:
         """``RetrieverKind.settings_for``."""
         return self.kind.settings_for(model, training, epochs)
 
 
-RETRIEVER_TYPES: dict[str, RetrieverType] = {name: RetrieverType(RETRIEVER_KINDS[name], fit) for name, fit in RETRIEVER_FITS.items()}
+RETRIEVER_TYPES: dict[str, RetrieverType] = {
+    name: RetrieverType(RETRIEVER_KINDS[name], fit) for name, fit in RETRIEVER_FITS.items()
+}
 """Retriever type -> how the zoo configures and fits it; the same names as ``RETRIEVER_KINDS``."""
 
 
@@ -746,16 +750,19 @@ def train_retriever(
     feature_spec: FeatureSpec,
     days: Sequence[dt.date],
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    catalogue: Sequence[str] | np.ndarray | None = None,
 ) -> TrainedRetriever:
     """Train a retriever config on the window's temporal split and evaluate it on the test day.
 
     Args:
         config: A bundled retriever config name (``"ease"``), a YAML path, a dict or a spec.
-        examples: ``training_examples`` rows of ``days``.
+        examples: ``training_examples`` rows of ``days``: every row, or only the positive
+            ones (all a retriever reads) when ``catalogue`` is given.
         feature_spec: The source's feature spec; it must have user and item ids.
         days: The window's days, oldest first (one day is split inside the day).
         checkpoint_dir: Where the TensorFlow models write a checkpoint per epoch of the
             final fit (``epoch-NNN``, next to ``retriever_config.json``); ``None``: none.
+        catalogue: The item ids to rank; default every item of ``examples``.
 
     Returns:
         The fitted model, its test-day metrics and the validation run's history.
@@ -769,7 +776,7 @@ def train_retriever(
     if not days:
         raise ValueError("no days of training_examples to train on")
     train, validation, test = split_training_window(examples, days)
-    catalogue = np.unique(_ids(examples["item_id"]))
+    catalogue = np.unique(_ids(examples["item_id"] if catalogue is None else catalogue))
     train_positives = positive_interactions(train, feature_spec)
     if train_positives.empty:
         raise ValueError(f"the training days {days[0]} .. {days[-1]} hold no positive interaction before the test part")
