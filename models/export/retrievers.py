@@ -35,6 +35,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from models.export.savedmodel import METADATA_FILE, REQUIRED_METADATA, SavedModelExport
+from models.export.saving import save_module
 from models.training.retrievers import Factors, TrainedRetriever
 
 RETRIEVE_INPUTS = {"user_id": "string", "k": "int"}
@@ -165,7 +166,7 @@ def export_retriever(
     users = trained.known_users
     factors = trained.retriever.factors(users)
     module = FactorisedRetriever(users, factors, trained.catalogue, trained.popularity, trained.seen)
-    tf.saved_model.save(module, path, signatures={"retrieve": module.retrieve.get_concrete_function()})
+    save_module(module, path, {"retrieve": module.retrieve.get_concrete_function()})
 
     spec = trained.feature_spec
     popular = np.argsort(-trained.popularity, kind="stable")[:POPULAR_ITEMS]

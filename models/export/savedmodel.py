@@ -50,6 +50,7 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
+from models.export.saving import save_module
 from models.inputs.features import FittedFeatures, column_array, feature_arrays, require_columns
 from models.retrieval.popularity import complete_popularity
 from models.retrieval.two_tower import TwoTowerModel, build_index
@@ -402,7 +403,7 @@ def export_recommender(
         )
     for name, function in signatures.items():
         setattr(module, f"{name}_signature", function)  # tracked by the module, saved with it
-    tf.saved_model.save(module, path, signatures={name: fn.get_concrete_function() for name, fn in signatures.items()})
+    save_module(module, path, {name: fn.get_concrete_function() for name, fn in signatures.items()})
     document = {
         "model_version": metadata["model_version"],
         "trained_on": list(metadata["trained_on"]),
