@@ -137,8 +137,8 @@ def feature_tables(
     dbt_vars = {
         **pipeline.feature_spec().dbt_vars(),
         "lake_root": lake.root,
-        # Locations go to dbt explicitly (profiles.yml reads these vars), never through
-        # variables this process would have to export.
+        # Locations go to dbt as vars (profiles.yml reads them): they are the same on every
+        # run of a deployment, unlike the window, which goes as env vars (below).
         "warehouse_path": str(Path(warehouse.path).resolve()),
     }
     if lake.s3_endpoint_url:
