@@ -165,12 +165,15 @@ def data_docs(
 ) -> dg.MaterializeResult:
     """Great Expectations Data Docs of every mart validation the checks recorded.
 
+    The checks render their own pages as they validate; this asset renders the newest
+    validation of each suite and the index again (``DataDocsSite.refresh``: a page a
+    check could not render gets another chance), never the whole history.
     The site lives in ``PipelineResource.data_docs_dir`` (local); when the lake is on S3
     a copy of the HTML goes to ``Lake.data_docs_dir()`` too. Metadata: the index page,
     and per mart the newest validation's outcome and how many stored validations passed.
     """
     site = DataDocsSite(pipeline.data_docs_dir)
-    index = site.build()
+    index = site.refresh()
     spec = pipeline.feature_spec()
     histories = {history.suite: history for history in site.histories(source=spec.source)}
     metadata: dict[str, Any] = {"index": dg.MetadataValue.path(str(index))}
