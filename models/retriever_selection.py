@@ -357,7 +357,8 @@ def select_retriever(
     log = log or (lambda line: None)
     started = time.perf_counter()
     if train_positives is not None:
-        (select, test), fit, refit = split_streamed_window(examples, days), train_positives, False
+        select, test = split_streamed_window(examples, days)
+        fit, refit = train_positives, False
     else:
         fit, select, test, refit = selection_frames(examples, days)
     selected_on = "the newest training rows" if refit else f"the validation day ({days[-2]})"
