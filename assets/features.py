@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
 
 from assets.partitions import describe_days, partition_days, single_run_backfill
 from reclake.settings import PROJECT_ROOT
-from resources import DBT_EXECUTABLE
+from resources.dbt import DBT_EXECUTABLE, DbtCliResource
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource

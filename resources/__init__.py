@@ -5,13 +5,10 @@ resources the assets use; tests pass other settings (a temporary lake, an S3 ser
 instead of patching internals.
 """
 
-import sys
-from pathlib import Path
 from typing import Any
 
-from dagster_dbt import DbtCliResource
-
 from reclake.settings import PROJECT_ROOT, Settings
+from resources.dbt import DBT_EXECUTABLE, DbtCliResource
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.monitoring import MonitoringResource
@@ -19,9 +16,6 @@ from resources.online_store import OnlineStoreResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
 from resources.tracking import TrackingResource
 from resources.warehouse import WarehouseResource
-
-# The dbt installed beside this interpreter, whether or not the venv is activated.
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 
 def _dbt_target(settings: Settings) -> str:

@@ -17,6 +17,7 @@ the definition one event at a time.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,7 @@ from dbt_support import (
 )
 
 from reclake.feature_spec import load_feature_spec
+from resources.dbt import DBT_EXECUTABLE, DbtCliResource
 
 MARTS = ("fct_events", "training_examples", "dim_users", "dim_items", "user_features", "item_features")
 KEYS = {"dim_users": "user_id", "user_features": "user_id", "dim_items": "item_id", "item_features": "item_id"}
@@ -496,3 +498,17 @@ def test_the_staging_yaml_documents_the_event_contract_in_order() -> None:
     documented = [column["name"] for column in model["columns"]]
     assert documented[: len(EVENT_COLUMN_KINDS)] == list(EVENT_COLUMN_KINDS)
     assert set(DERIVED_RANGES) <= set(documented[len(EVENT_COLUMN_KINDS) :])
+
+
+def test_the_dbt_resource_reads_the_installed_dbts_version_and_asks_any_other(tmp_path: Path) -> None:
+    """``resources.dbt.DbtCliResource`` knows the version of the dbt beside the interpreter
+    from its package metadata (no ``dbt --version`` process per build); it is the version
+    that dbt prints. Another executable is still asked."""
+    project = str(Path(__file__).resolve().parents[1] / "dbt_project")
+    printed = subprocess.run([DBT_EXECUTABLE, "--version"], capture_output=True, text=True, check=True).stdout
+    installed = DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)._cli_version
+    assert f"installed: {installed}" in printed, printed
+    other = tmp_path / "dbt"
+    other.write_text("#!/bin/sh\necho 'Core:'\necho '  - installed: 2.0.1'\n")
+    other.chmod(0o755)
+    assert str(DbtCliResource(project_dir=project, dbt_executable=str(other))._cli_version) == "2.0.1"

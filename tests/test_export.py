@@ -9,9 +9,11 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 import toy_examples
 
 from models.export.savedmodel import METADATA_FILE, SEEN_SCORE, export_recommender, load_recommender
+from models.export.saving import save_module
 from models.inputs.features import feature_arrays
 from models.inputs.splits import split_by_day
 from models.retrieval.popularity import popular_items
@@ -183,7 +185,7 @@ def test_fresh_process_gives_identical_scores(exported, recommender, data):
         unseen = [(i, s) for i, s in pairs if s > SEEN_SCORE]
         assert [i for i, _ in unseen] == [item.item_id for item in in_process[position].items]
         assert [s for _, s in unseen] == [item.score for item in in_process[position].items]
-        assert fresh["scores"][position][len(unseen):] == [SEEN_SCORE] * (100 - len(unseen))
+        assert fresh["scores"][position][len(unseen) :] == [SEEN_SCORE] * (100 - len(unseen))
 
 
 def test_recommend_sorts_by_the_ranker_in_the_request_context(recommender):
@@ -248,7 +250,9 @@ def test_a_source_without_ids_exports_predict_and_rank_only(tmp_path):
     path = export_recommender(ranking, None, None, METADATA, tmp_path / "criteo")
     loaded = load_recommender(path)
     assert set(loaded.metadata["inputs"]) == {"predict", "rank"} and not loaded.can_recommend
-    np.testing.assert_allclose(loaded.predict(rows.head(20)), predict_values(ranking, feature_arrays(rows.head(20), criteo)), rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(rows.head(20)), predict_values(ranking, feature_arrays(rows.head(20), criteo)), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="no retrieval"):
         loaded.recommend(["u1"], 3, rows.head(1))
 
@@ -307,3 +311,23 @@ def test_retrieval_from_supplied_user_features_equals_the_in_graph_lookup(export
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
     unknown = assembler.arrays([{**rows[0], "user_id": "nobody"}], recommender.query_features)
     assert not recommender.retrieve_arrays(unknown, 3)[2][0]
+
+
+def test_save_module_traces_each_signature_once(tmp_path):
+    """Saving is part of a trace's cache key: a signature given as its ``tf.function`` is
+    traced once, in the save; one traced before the save is traced again in it."""
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def double(self, x):
+            return {"y": 2.0 * x}
+
+    module = Doubler()
+    save_module(module, tmp_path / "once", {"double": module.double})
+    assert module.double.experimental_get_tracing_count() == 1
+    loaded = tf.saved_model.load(str(tmp_path / "once"))
+    assert loaded.signatures["double"](x=tf.constant([1.5]))["y"].numpy().tolist() == [3.0]
+
+    traced_before = Doubler()
+    save_module(traced_before, tmp_path / "twice", {"double": traced_before.double.get_concrete_function()})
+    assert traced_before.double.experimental_get_tracing_count() == 2

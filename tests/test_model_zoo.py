@@ -135,6 +135,14 @@ def trained(split, checkpoint_dir):
     return get
 
 
+@pytest.mark.parametrize("name", ["deepfm", "hashed_lr", "esmm"])
+def test_fit_traces_its_train_step_once(trained, name):
+    """Every variable exists before ``fit`` (``build_for_fit``): the layers, the optimizer's
+    slots (FTRL's legacy ones too) and ESMM's per-task loss trackers. A variable created
+    in the first step would make TensorFlow trace the step a second time."""
+    assert trained(name).model.train_function.experimental_get_tracing_count() == 1
+
+
 WORKER_CODE = textwrap.dedent(
     """
     import datetime as dt, json

@@ -135,6 +135,12 @@ class TestPooledHistory:
         assert held_out_recall(retriever, train, test) > 0.6
 
 
+def test_a_two_tower_fit_traces_its_train_step_once():
+    # build_for_fit creates the towers' and Adagrad's variables first: no second trace.
+    retriever = fit_two_tower(group_world(), RetrievalConfig(**{**TINY.__dict__, "epochs": 1}))
+    assert retriever.model.train_function.experimental_get_tracing_count() == 1
+
+
 class TestSamplingBiasCorrection:
     def test_probabilities_are_shares_of_the_positives(self):
         probability = CandidateProbability({"a": 3, "b": 1})

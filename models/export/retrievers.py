@@ -166,7 +166,7 @@ def export_retriever(
     users = trained.known_users
     factors = trained.retriever.factors(users)
     module = FactorisedRetriever(users, factors, trained.catalogue, trained.popularity, trained.seen)
-    save_module(module, path, {"retrieve": module.retrieve.get_concrete_function()})
+    save_module(module, path, {"retrieve": module.retrieve})
 
     spec = trained.feature_spec
     popular = np.argsort(-trained.popularity, kind="stable")[:POPULAR_ITEMS]

@@ -403,7 +403,7 @@ def export_recommender(
         )
     for name, function in signatures.items():
         setattr(module, f"{name}_signature", function)  # tracked by the module, saved with it
-    save_module(module, path, {name: fn.get_concrete_function() for name, fn in signatures.items()})
+    save_module(module, path, signatures)
     document = {
         "model_version": metadata["model_version"],
         "trained_on": list(metadata["trained_on"]),

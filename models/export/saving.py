@@ -29,8 +29,16 @@ def _without_keras_layer_traces() -> Iterator[None]:
 
 
 def save_module(
-    module: tf.Module, path: str | os.PathLike[str], signatures: Mapping[str, tf.types.experimental.ConcreteFunction]
+    module: tf.Module,
+    path: str | os.PathLike[str],
+    signatures: Mapping[str, tf.types.experimental.PolymorphicFunction],
 ) -> None:
-    """``tf.saved_model.save(module, path, signatures)`` without Keras's per-layer traces."""
+    """``tf.saved_model.save(module, path, signatures)`` without Keras's per-layer traces.
+
+    ``signatures`` are ``tf.function`` s with an input signature, not yet traced: the
+    save traces each once. Saving is part of a trace's cache key, so a concrete function
+    taken before the save (``fn.get_concrete_function()``) was traced a second time in it:
+    a fifth of a ranker-and-retrieval export.
+    """
     with _without_keras_layer_traces():
         tf.saved_model.save(module, os.fspath(path), signatures=dict(signatures))

@@ -33,7 +33,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.inputs.batches import array_batches
+from models.inputs.batches import array_batches, build_for_fit
 from models.inputs.features import require_columns, string_vocabulary
 from models.retrieval.two_tower import CandidateProbability, catalogue_scores, epoch_callback
 
@@ -281,6 +281,7 @@ def fit_joint(
         examples=len(interactions),
         seconds=0.0,
     )
+    build_for_fit(model, dataset, lambda batch: model.compute_loss(batch, training=True))
     started = time.perf_counter()
     model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=[epoch_callback(recommender, on_epoch_end)])
     recommender.seconds = time.perf_counter() - started

@@ -47,7 +47,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from models.inputs.batches import array_batches
+from models.inputs.batches import array_batches, build_for_fit
 from models.inputs.features import HISTORY_COLUMN, require_columns, string_vocabulary
 from models.retrieval.index import TopKIndex
 from models.retrieval.index import build_index as build_embedding_index
@@ -692,6 +692,7 @@ def fit_two_tower(
         user_column=user_column,
         time_column=time_column,
     )
+    build_for_fit(model, dataset, lambda batch: model.compute_loss(batch, training=True))
     started = time.perf_counter()
     model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=[epoch_callback(retriever, on_epoch_end)])
     retriever.seconds = time.perf_counter() - started

@@ -24,7 +24,7 @@ import tf_keras as keras
 from scipy.optimize import minimize_scalar
 
 from models import evaluation
-from models.inputs.batches import array_batches
+from models.inputs.batches import array_batches, build_for_fit
 from models.inputs.features import FittedFeatures, feature_arrays, label_array, require_columns
 from models.inputs.stream import ParquetWindow, peak_rss_mb
 from models.ranking.base import MULTITASK_LABELS, FeatureModel
@@ -320,6 +320,7 @@ def train_model(
         model = build_model(spec, fitted)
         if not model.multitask:
             model.set_output_offset(offset_target)
+        build_for_fit(model, train_data)  # one trace of the train step instead of two
         policy = keras.mixed_precision.global_policy().name
 
     callbacks: list[keras.callbacks.Callback] = []

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import evaluation
-from models.inputs.batches import array_batches
+from models.inputs.batches import array_batches, build_for_fit
 from models.inputs.features import feature_arrays, require_columns, string_vocabulary
 from models.retrieval.evaluation import KS, evaluate_retriever
 from models.retrieval.popularity import POSITIVE_COLUMN
@@ -90,6 +90,7 @@ def train_retrieval(
     )
     rows = len(positives)
     dataset = array_batches(features, config.batch_size, config.seed)
+    build_for_fit(model, dataset, lambda batch: model.compute_loss(batch, training=True))
     started = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, verbose=0)
     return TrainingResult(
