@@ -42,8 +42,9 @@ def build_for_fit(model: Any, dataset: tf.data.Dataset, forward: Callable[[Any],
 
     ``fit`` traces its train step once when the step creates no variable. When the
     first step creates them (layers built lazily, the optimizer's slots), TensorFlow
-    traces it a second time for a function that creates none: on 2 cores that second
-    trace cost 0.5-2.5 s per fit, longer than a whole fit of a small model.
+    traces it a second time for a function that creates none: that second trace cost
+    about a second per fit of a small ranker here (more with the cores busy), a quarter
+    of a test's or a small day's whole fit.
 
     Call it inside the strategy scope the model was built in. Elements that are not
     plain tensors (ragged or sparse), and strategies of more than one replica (whose
@@ -54,7 +55,6 @@ def build_for_fit(model: Any, dataset: tf.data.Dataset, forward: Callable[[Any],
         dataset: What ``fit`` will get: elements ``(features, labels)`` or ``features``.
         forward: How to run the model on a batch (default: ``model(features)``); a
             TensorFlow Recommenders model passes its ``compute_loss``.
-
     """
     specs = dataset.element_spec
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
