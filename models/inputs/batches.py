@@ -3,10 +3,10 @@ and Keras models built for such batches before ``fit``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 
 def array_batches(arrays: Any, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
@@ -35,7 +35,7 @@ def array_batches(arrays: Any, batch_size: int, seed: int | None = None) -> tf.d
     )
 
 
-def build_for_fit(model: Any, dataset: tf.data.Dataset, forward: Callable[[Any], Any] | None = None) -> None:
+def build_for_fit(model: Any, dataset: tf.data.Dataset) -> None:
     """Create a compiled Keras ``model``'s variables and its optimizer's before
     ``model.fit(dataset)``, from a two-row batch of zeros shaped like ``dataset``'s
     elements (the dataset itself is not read, so its shuffle order is untouched).
@@ -51,10 +51,9 @@ def build_for_fit(model: Any, dataset: tf.data.Dataset, forward: Callable[[Any],
     metric variables cannot be updated outside a replica), leave the model as it is.
 
     Args:
-        model: A compiled Keras model.
+        model: A compiled Keras model; a TensorFlow Recommenders model (``tfrs.Model``,
+            which has no ``call``) is run through its ``compute_loss``.
         dataset: What ``fit`` will get: elements ``(features, labels)`` or ``features``.
-        forward: How to run the model on a batch (default: ``model(features)``); a
-            TensorFlow Recommenders model passes its ``compute_loss``.
     """
     specs = dataset.element_spec
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
@@ -64,8 +63,8 @@ def build_for_fit(model: Any, dataset: tf.data.Dataset, forward: Callable[[Any],
     batch = tf.nest.map_structure(
         lambda spec: tf.zeros([2, *(1 if size is None else size for size in spec.shape[1:])], spec.dtype), specs
     )
-    if forward is not None:
-        forward(batch)
+    if isinstance(model, tfrs.models.Model):
+        model.compute_loss(batch, training=True)
     else:
         features, labels = batch if isinstance(batch, tuple) else (batch, None)
         predictions = model(features, training=False)

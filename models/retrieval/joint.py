@@ -281,7 +281,7 @@ def fit_joint(
         examples=len(interactions),
         seconds=0.0,
     )
-    build_for_fit(model, dataset, lambda batch: model.compute_loss(batch, training=True))
+    build_for_fit(model, dataset)
     started = time.perf_counter()
     model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=[epoch_callback(recommender, on_epoch_end)])
     recommender.seconds = time.perf_counter() - started

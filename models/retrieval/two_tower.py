@@ -692,7 +692,7 @@ def fit_two_tower(
         user_column=user_column,
         time_column=time_column,
     )
-    build_for_fit(model, dataset, lambda batch: model.compute_loss(batch, training=True))
+    build_for_fit(model, dataset)
     started = time.perf_counter()
     model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=[epoch_callback(retriever, on_epoch_end)])
     retriever.seconds = time.perf_counter() - started

@@ -90,7 +90,7 @@ def train_retrieval(
     )
     rows = len(positives)
     dataset = array_batches(features, config.batch_size, config.seed)
-    build_for_fit(model, dataset, lambda batch: model.compute_loss(batch, training=True))
+    build_for_fit(model, dataset)
     started = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, verbose=0)
     return TrainingResult(
