@@ -11,7 +11,7 @@ from resources.lake import LakeResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
 from sources.event_ids import EventIdIndex
 from sources.importer import import_source, resolve_source_path
-from sources.ingest import ingest_landing_day
+from sources.ingest import ingest_landing_days
 from sources.landing_writer import land_synthetic_day
 from sources.spark_validation import ingest_days_in_child
 from sources.synthetic import SOURCE_NAME, SyntheticWorld, generate_day
@@ -135,11 +135,14 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: 
             allow_empty=not pipeline.is_synthetic,
         )
     else:
-        event_ids = EventIdIndex(store, spec.source)  # each bronze day's ids read once per run
-        days = [
-            ingest_landing_day(store, spec, day, allow_empty=not pipeline.is_synthetic, event_ids=event_ids)
-            for day in partition_days(context)
-        ]
+        # Each bronze day's ids are read once per run; the next days' lines are checked in
+        # threads while one is written.
+        event_ids = EventIdIndex(store, spec.source)
+        days = list(
+            ingest_landing_days(
+                store, spec, partition_days(context), allow_empty=not pipeline.is_synthetic, event_ids=event_ids
+            )
+        )
     outcomes: dict[str, DayOutcome] = {}
     for day in days:
         context.log.info(

@@ -1,6 +1,6 @@
 """A/B test statistics of served predictions against observed outcomes.
 
-Two steps, both plain pandas / scipy:
+Two steps, both plain pandas (the normal distribution from the standard library):
 
 ``attribute_outcomes`` joins a day of prediction logs (one row per request, ``items`` and
 ``scores`` lists, as ``serving.prediction_log_reader`` writes them) with outcome events
@@ -40,10 +40,10 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 VERDICTS = ("promote", "retire", "keep_running")
 ATTRIBUTION_WINDOW = dt.timedelta(minutes=30)
@@ -322,6 +322,15 @@ class ArmComparison:
         return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+_STANDARD_NORMAL = NormalDist()
+
+
+def _normal_cdf(x: float) -> float:
+    """P(Z <= x) for a standard normal Z, through ``erfc`` so that far tails keep their
+    digits (``2 * _normal_cdf(-abs(z))`` is a two-sided p-value)."""
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
 def _fmt(value: float | int | None, spec: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
@@ -332,7 +341,7 @@ def wilson_interval(clicks: int, n: int, level: float = _CI_LEVEL) -> tuple[floa
     """The Wilson score interval of a proportion ``clicks / n`` (NaN, NaN for n = 0)."""
     if n <= 0:
         return math.nan, math.nan
-    z = float(norm.ppf(0.5 + level / 2))
+    z = _STANDARD_NORMAL.inv_cdf(0.5 + level / 2)
     p = clicks / n
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
@@ -357,7 +366,7 @@ def required_sample_size(
     """
     if not 0 < baseline_ctr < 1 or min_detectable_effect <= 0:
         return None
-    z_alpha, z_power = float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
+    z_alpha, z_power = _STANDARD_NORMAL.inv_cdf(1 - alpha / 2), _STANDARD_NORMAL.inv_cdf(power)
     sizes = []
     for p2 in (baseline_ctr * (1 + min_detectable_effect), baseline_ctr * (1 - min_detectable_effect)):
         if not 0 < p2 < 1:
@@ -376,9 +385,9 @@ def two_proportion_power(p1: float, p2: float, n_per_arm: int, alpha: float = DE
     pooled = (p1 + p2) / 2
     null_se = math.sqrt(2 * pooled * (1 - pooled) / n_per_arm)
     se = math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n_per_arm)
-    z_alpha = float(norm.ppf(1 - alpha / 2))
+    z_alpha = _STANDARD_NORMAL.inv_cdf(1 - alpha / 2)
     shift = abs(p2 - p1)
-    return float(norm.cdf((shift - z_alpha * null_se) / se) + norm.cdf((-shift - z_alpha * null_se) / se))
+    return _normal_cdf((shift - z_alpha * null_se) / se) + _normal_cdf((-shift - z_alpha * null_se) / se)
 
 
 def compare_arms(
@@ -489,7 +498,7 @@ def _test(control: ArmStats, arm: ArmStats, alpha: float, power: float, effect: 
     pooled = (control.clicks + arm.clicks) / (n1 + n2)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     z = (p2 - p1) / se if se > 0 else 0.0
-    p_value = float(2 * norm.sf(abs(z)))
+    p_value = 2 * _normal_cdf(-abs(z))
     required = required_sample_size(p1, effect, alpha, power)
     reached = required is not None and min(n1, n2) >= required
     significant = p_value < alpha

@@ -169,29 +169,54 @@ def validate_staged_lines(
     nearby_ids: pa.Table | None = None,
 ) -> EngineResult:
     """``validate_lines`` of the lines staged in ``connection`` by ``stage_lines`` (the
-    table is dropped once decoded)."""
-    contract = bronze_contract(spec, day)
-    connection.register("nearby_ids", nearby_ids if nearby_ids is not None else NEARBY_IDS_SCHEMA.empty_table())
+    table is dropped once decoded): ``check_staged_lines`` then ``finish_checked_lines``."""
+    check_staged_lines(connection, spec, day)
+    return finish_checked_lines(connection, spec, nearby_ids)
+
+
+def check_staged_lines(connection: duckdb.DuckDBPyConnection, spec: FeatureSpec, day: dt.date) -> None:
+    """The part of validation that reads only the day's own lines, the costly part:
+    decode, parse and type-check the lines staged by ``stage_lines`` into the temporary
+    tables ``decoded`` and ``checked`` (``landing_lines`` is dropped). Days need nothing
+    from each other for it, so several can run it at once, each on its connection;
+    ``finish_checked_lines`` then settles duplicates and returns the result."""
     try:
         connection.execute(_DECODE_SQL)
         connection.execute("drop table landing_lines")  # decoded holds what is still needed
-        connection.execute(_checked_sql(contract, implied_labels(spec)))
+        connection.execute(_checked_sql(bronze_contract(spec, day), implied_labels(spec)))
+    except BaseException:
+        _drop_validation_tables(connection)
+        raise
+
+
+def finish_checked_lines(
+    connection: duckdb.DuckDBPyConnection, spec: FeatureSpec, nearby_ids: pa.Table | None = None
+) -> EngineResult:
+    """After ``check_staged_lines``: duplicate ids within the day and against the
+    ``nearby_ids`` of other days (``NEARBY_IDS_SCHEMA``; None: not checked), then the
+    bronze rows and the quarantine. Drops the temporary tables."""
+    connection.register("nearby_ids", nearby_ids if nearby_ids is not None else NEARBY_IDS_SCHEMA.empty_table())
+    try:
         connection.execute(_KEYS_SQL)
-        columns = ", ".join(_ident(c.name) for c in contract)
+        columns = ", ".join(_ident(name) for name in bronze_arrow_schema(spec).names)
         bronze = connection.sql(
             f"select {columns} from keyed where nth = 1 and other_day is null order by file_index, line_number"
         ).to_arrow_table()
         quarantined = connection.sql(_QUARANTINE_SQL).to_arrow_table()
         (input_rows,) = connection.execute("select count(*) from decoded").fetchone()
     finally:
-        for name in ("keyed", "checked", "decoded"):
-            connection.execute(f"drop table if exists {name}")
+        _drop_validation_tables(connection)
         connection.unregister("nearby_ids")
     return EngineResult(
         bronze=bronze.cast(bronze_arrow_schema(spec)),
         quarantined=_explain_unparsed(quarantined),
         input_rows=int(input_rows),
     )
+
+
+def _drop_validation_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    for name in ("keyed", "checked", "decoded", "landing_lines"):
+        connection.execute(f"drop table if exists {name}")
 
 
 # 1. Decode, drop blank lines, parse.

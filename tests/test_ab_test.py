@@ -254,6 +254,26 @@ def test_the_figures_of_one_arm():
 
 
 @pytest.mark.unit
+def test_the_normal_tails_and_quantiles_agree_with_scipy():
+    # The statistics use the standard library's normal distribution, not scipy (whose import
+    # every Dagster process loading the definitions paid); scipy is the reference here.
+    from scipy.stats import norm
+
+    n = 1_000_000
+    clicked = [1] * 100_000 + [0] * 900_000 + [1] * 110_000 + [0] * 890_000
+    (test,) = compare_arms(pd.DataFrame({"arm": ["champion"] * n + ["b"] * n, "score": 0.1, "clicked": clicked})).tests
+    assert test.z > 20  # a p-value near 1e-100: a tail computed as 1 - cdf would be 0
+    assert test.p_value > 0 and test.p_value == pytest.approx(2 * norm.sf(test.z), rel=1e-9)
+    z = norm.ppf(0.995)
+    centre, half = (0.1 + z * z / 200) / (1 + z * z / 100), z * math.sqrt(0.0009 + z * z / 4e4) / (1 + z * z / 100)
+    assert wilson_interval(10, 100, level=0.99) == pytest.approx((centre - half, centre + half), rel=1e-12)
+    power = norm.cdf(
+        (0.01 - norm.ppf(0.975) * math.sqrt(2 * 0.105 * 0.895 / 20_000)) / math.sqrt((0.09 + 0.11 * 0.89) / 20_000)
+    )
+    assert two_proportion_power(0.10, 0.11, 20_000) == pytest.approx(power, rel=1e-6)
+
+
+@pytest.mark.unit
 def test_a_challenger_20_percent_worse_is_retired_in_at_least_80_percent_of_50_seeds(capsys):
     n, effect = 5000, 0.2  # the MDE is the planted effect; 5000 > the ~3,900 required per arm
     verdicts = []

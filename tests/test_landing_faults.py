@@ -13,7 +13,8 @@ import pytest
 from test_bronze_validation import DAY, DEMO, good
 
 from reclake.lake import Lake
-from sources.ingest import ingest_landing_day
+from sources.ingest import ingest_landing_day, ingest_landing_days
+from sources.landing import NoLandingDataError
 
 pytestmark = pytest.mark.unit
 
@@ -121,6 +122,39 @@ def test_dates_in_the_layout_are_only_days(tmp_path):
     land(lake, "part-0.jsonl", lines(good(1)))
     lake.write_bytes(lake.url("landing", "demo", "tmp-upload", "x.jsonl"), lines(good(1)))
     assert list(lake.landed_days("demo")) == [dt.date(2024, 3, 1)]
+
+
+def test_days_checked_at_once_end_as_one_at_a_time_would(tmp_path):
+    """``ingest_landing_days`` checks days in threads but ends each in order: a copy of an
+    event on the next day is a duplicate of the first, whichever thread checked it."""
+    days = [DAY + dt.timedelta(days=i) for i in range(5)]
+    at_once, in_turn = Lake(str(tmp_path / "at_once")), Lake(str(tmp_path / "in_turn"))
+    for i, day in enumerate(days):
+        records = [good(10 * i + n, event_ts=f"{day}T0{n}:00:00Z") for n in range(1, 4)]
+        if i:  # each day also ships again the first event of the day before
+            records.append(good(10 * (i - 1) + 1, event_ts=f"{day}T09:00:00Z"))
+        for lake in (at_once, in_turn):
+            lake.write_bytes(lake.landing_dir("demo", day) + "/part-0.jsonl", lines(*records))
+    ingested = list(ingest_landing_days(at_once, DEMO, days, workers=3))
+    assert [day.day for day in ingested] == days
+    for day in days:
+        one = ingest_landing_day(in_turn, DEMO, day)
+        (other,) = [d for d in ingested if d.day == day]
+        assert (other.input_rows, other.bronze_rows, other.quarantined_rows, other.reasons) == (
+            one.input_rows, one.bronze_rows, one.quarantined_rows, one.reasons
+        )  # fmt: skip
+        assert at_once.read_parquet(other.bronze_url).equals(in_turn.read_parquet(one.bronze_url))
+    for i, day in enumerate(ingested[1:]):
+        (row,) = at_once.read_parquet(day.quarantine_url).to_dict("records")
+        assert row["reason"] == f"event_id: duplicate of {days[i]}"
+
+    # A missing day fails where it comes, once the days before it are written.
+    gap = [*days, days[-1] + dt.timedelta(days=2), days[-1] + dt.timedelta(days=1)]
+    written = []
+    with pytest.raises(NoLandingDataError, match=str(gap[-2])):
+        for day in ingest_landing_days(at_once, DEMO, gap, workers=2):
+            written.append(day.day)
+    assert written == days
 
 
 def test_an_event_already_in_bronze_on_another_day_is_a_duplicate_of_that_day(tmp_path):
