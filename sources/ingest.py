@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import shutil
 import tempfile
@@ -128,16 +127,21 @@ def ingest_landing_days(
         return
     memory_limit = f"{_INGEST_MEMORY_MB // workers}MB"
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reclake-ingest") as pool:
-        pending: deque[Future[_CheckedDay]] = deque()
         upcoming = iter(days)
-        try:
-            for day in itertools.islice(upcoming, workers):
+        pending: deque[Future[_CheckedDay]] = deque()
+
+        def check_next() -> None:
+            day = next(upcoming, None)
+            if day is not None:
                 pending.append(pool.submit(_check_day, lake, spec, day, allow_empty, memory_limit))
+
+        try:
+            for _ in range(workers):
+                check_next()
             while pending:
                 checked = pending.popleft().result()
                 yield _finish_day(lake, spec, checked, event_ids)
-                for day in itertools.islice(upcoming, 1):  # one finished, one more in flight
-                    pending.append(pool.submit(_check_day, lake, spec, day, allow_empty, memory_limit))
+                check_next()  # one day finished: one more in flight
         finally:
             for future in pending:  # an error or a consumer that stopped: free the days in flight
                 if not future.cancel() and future.exception() is None:
