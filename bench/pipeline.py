@@ -18,7 +18,9 @@ For the synthetic source, prints one JSON line with:
   before 2026-12-05);
 - ``step_seconds``: where the backfill's time went, per step of the run (landing,
   ingestion into bronze, dbt);
-- peak resident memory and the core count.
+- ``pipeline_peak_rss_mb``: peak resident memory of the pipeline's run (this process and
+  its largest child, dbt) before the floor runs; ``peak_rss_mb`` at the end, with the
+  floor's DuckDB (no memory limit) and the add-a-day runs; the core count.
 
 With ``--events N`` it instead measures training beyond memory: ``N`` synthetic events
 over ``--window-days`` days go landing -> bronze -> dbt marts in one run, then the
@@ -275,6 +277,8 @@ def _throughput_mode(args: argparse.Namespace) -> dict:
         report["throughput"] = {"events": events, "seconds": round(seconds, 1), "events_per_s": round(events / seconds),
                                 "landing_seconds": round(landing_seconds, 1)}  # fmt: skip
         report["step_seconds"] = steps
+        # Before the floor runs in this process: the pipeline's own peak, and dbt's (a child).
+        report["pipeline_peak_rss_mb"] = _rss_mb()
         floor = _duckdb_floor(Path(settings.lake_root) / "landing" / settings.source, root / "duckdb_floor")
         if floor["events"] != events:
             raise AssertionError(f"the floor read {floor['events']} events, the pipeline {events}")
