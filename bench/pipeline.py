@@ -299,7 +299,7 @@ def _throughput_mode(args: argparse.Namespace) -> dict:
             report["add_one_day_s"][str(history)] = round(_materialize(defs, instance, new_day, new_day), 1)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    report["peak_rss_mb"] = _rss_mb()["self"]
     return report
 
 
