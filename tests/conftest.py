@@ -74,23 +74,24 @@ def make_settings(tmp_path: Path, state_dir: Path, **overrides: str):
 
 
 # Modules whose tests run whole jobs, servers or Spark, longest first (worker seconds from
-# `make test --durations=0` on 2 cores while a benchmark shared them: their order matters,
-# not their values). The suite runs on TEST_WORKERS workers a module at a time
+# `make test` on 2 cores on 2026-12-05, alone on them; the real-source modules since five
+# of their six runs moved into the test's process: their order matters, not their values).
+# The suite runs on TEST_WORKERS workers a module at a time
 # (``--dist loadfile --no-loadscope-reorder``): starting the long modules first lets the
 # short ones fill in behind them, so the workers finish together instead of one waiting
 # out the last long module alone.
 LONGEST_MODULES = (
-    "test_real_sources_without_ids.py",  # 577 s
-    "test_launched_runs.py",  # 521 s (before the landing sensor ticked every 5 s here)
-    "test_real_sources_with_ids.py",  # 518 s
-    "test_spark_job.py",  # 393 s
-    "test_drift_loop.py",  # 371 s
-    "test_browser.py",  # 216 s
-    "test_pipeline.py",  # 193 s
-    "test_dbt_spark.py",  # 150 s
-    "test_tracking.py",  # 138 s
-    "test_export.py",  # 104 s
-    "test_bidding.py",  # 102 s
+    "test_launched_runs.py",  # 200 s
+    "test_spark_job.py",  # 139 s
+    "test_drift_loop.py",  # 119 s
+    "test_real_sources_with_ids.py",  # 116 s (203 s when all six ran through `make run`)
+    "test_real_sources_without_ids.py",  # 96 s (175 s)
+    "test_browser.py",  # 83 s
+    "test_dbt_spark.py",  # 68 s
+    "test_pipeline.py",  # 56 s
+    "test_tracking.py",  # 37 s
+    "test_dbt_project.py",  # 33 s
+    "test_service.py",  # 31 s
 )
 
 
