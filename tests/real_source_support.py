@@ -10,9 +10,9 @@ in the test's process (``run_main_job``), which spares each of them about 30 s o
 process and library start-up. Either way the source's files are imported into the
 landing zone, validated into bronze, built into the dbt marts with their tests and
 Great Expectations suites, split, trained, exported, registered in the BentoML store
-and reported on. MovieLens-100K, Criteo, Avazu and the
-AliExpress samples are the real files in ../shared/data; Amazon Reviews and iPinYou,
-which have no sample there, are written in their raw layouts by ``raw_formats``.
+and reported on. MovieLens-100K, Criteo, Avazu and the AliExpress samples are the real
+files in ../shared/data; Amazon Reviews and iPinYou, which have no sample there, are
+written in their raw layouts by ``raw_formats``.
 """
 
 import datetime as dt
@@ -31,7 +31,7 @@ from raw_formats import write_amazon_reviews, write_ipinyou_logs
 from serving_support import running_service
 
 from automation.run_summary import run_main_job
-from reclake.settings import load_settings
+from reclake.settings import Settings, load_settings
 
 GENERATED_DAYS = [dt.date(2024, 5, 1) + dt.timedelta(days=i) for i in range(4)]
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
@@ -145,7 +145,7 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
         assert simulated.partition == last and simulated.metadata["status"].value == "simulated", simulated.metadata
 
 
-def _launch_main_run(environ: dict[str, str], settings, home: Path) -> tuple[dict, dg.DagsterInstance]:
+def _launch_main_run(environ: dict[str, str], settings: Settings, home: Path) -> tuple[dict, dg.DagsterInstance]:
     """``python -m automation.main_run`` with ``environ`` and a Dagster home of its own:
     the summary it wrote and the instance that holds its run."""
     completed = subprocess.run(
