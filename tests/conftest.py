@@ -4,8 +4,11 @@ Pipeline tests build real Definitions from real ``Settings`` pointing at tempora
 folders (or a local S3 server); nothing is patched.
 """
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,6 +47,23 @@ def process_env(environ: dict[str, str]) -> dict[str, str]:
     return {**inherited, **PINNED_CALENDAR, **environ}
 
 
+def launch_main_run(env: dict[str, str], timeout: float = 900) -> tuple[dict, str]:
+    """Run ``python -m automation.main_run`` (what ``make run`` runs) in a process of its
+    own, with exactly the environment ``env`` (see ``process_env``).
+
+    Returns:
+        The run summary it wrote (read from the path on its last line of output) and its
+        standard output. A failed run fails the test with the end of both outputs.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-m", "automation.main_run"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-5000:]
+    summary_path = Path(completed.stdout.strip().splitlines()[-1])
+    return json.loads(summary_path.read_text()), completed.stdout
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -74,24 +94,23 @@ def make_settings(tmp_path: Path, state_dir: Path, **overrides: str):
 
 
 # Modules whose tests run whole jobs, servers or Spark, longest first (worker seconds from
-# `make test` on 2 cores on 2026-12-05, alone on them; the real-source modules since five
-# of their six runs moved into the test's process: their order matters, not their values).
-# The suite runs on TEST_WORKERS workers a module at a time
+# `make test` on 2 cores on 2026-12-05 evening at 0a226bd, alone on them: their order
+# matters, not their values). The suite runs on TEST_WORKERS workers a module at a time
 # (``--dist loadfile --no-loadscope-reorder``): starting the long modules first lets the
 # short ones fill in behind them, so the workers finish together instead of one waiting
 # out the last long module alone.
 LONGEST_MODULES = (
-    "test_launched_runs.py",  # 200 s
-    "test_spark_job.py",  # 139 s
-    "test_drift_loop.py",  # 119 s
-    "test_real_sources_with_ids.py",  # 116 s (203 s when all six ran through `make run`)
-    "test_real_sources_without_ids.py",  # 96 s (175 s)
-    "test_browser.py",  # 83 s
-    "test_dbt_spark.py",  # 68 s
-    "test_pipeline.py",  # 56 s
-    "test_tracking.py",  # 37 s
-    "test_dbt_project.py",  # 33 s
-    "test_service.py",  # 31 s
+    "test_launched_runs.py",  # 214 s
+    "test_spark_job.py",  # 142 s
+    "test_drift_loop.py",  # 97 s
+    "test_real_sources_with_ids.py",  # 97 s
+    "test_browser.py",  # 87 s
+    "test_real_sources_without_ids.py",  # 76 s
+    "test_pipeline.py",  # 61 s
+    "test_dbt_spark.py",  # 61 s
+    "test_dbt_project.py",  # 47 s
+    "test_tracking.py",  # 35 s
+    "test_service.py",  # 32 s
 )
 
 

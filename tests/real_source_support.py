@@ -2,23 +2,20 @@
 what the ``test_real_sources_*`` modules share (two modules, so two test workers split them).
 
 Each case runs the main job with ``RECLAKE_CONFIG=configs/<source>.yaml`` (state in a
-temporary folder; a small ranker and one drift report per run, to keep CI short). One
-source (``LAUNCHED``) goes through ``python -m automation.main_run`` (what ``make run``
-runs) in its own process, so the config reaches a launched run worker through the
-environment as it does for a user; the others run the same job from the same settings
-in the test's process (``run_main_job``), which spares each of them about 30 s of
-process and library start-up. Either way the source's files are imported into the
-landing zone, validated into bronze, built into the dbt marts with their tests and
-Great Expectations suites, split, trained, exported, registered in the BentoML store
-and reported on. MovieLens-100K, Criteo, Avazu and the AliExpress samples are the real
-files in ../shared/data; Amazon Reviews and iPinYou, which have no sample there, are
-written in their raw layouts by ``raw_formats``.
+temporary folder; a small ranker and one drift report per run, to keep CI short) in the
+test's process (``run_main_job``, from the same settings ``make run`` would read). The
+source's files are imported into the landing zone, validated into bronze, built into the
+dbt marts with their tests and Great Expectations suites, split, trained, exported,
+registered in the BentoML store and reported on. MovieLens-100K, Criteo, Avazu and the
+AliExpress samples are the real files in ../shared/data; Amazon Reviews and iPinYou,
+which have no sample there, are written in their raw layouts by ``raw_formats``.
+
+That a config file named by ``RECLAKE_CONFIG`` reaches the run workers Dagster launches,
+through the environment, is tests/test_launched_runs.py's part: its world is such a file.
 """
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -26,12 +23,12 @@ import duckdb
 import pandas as pd
 import pytest
 import requests
-from conftest import PROJECT_ROOT, SHARED_DATA, process_env
+from conftest import PROJECT_ROOT, SHARED_DATA
 from raw_formats import write_amazon_reviews, write_ipinyou_logs
 from serving_support import running_service
 
 from automation.run_summary import run_main_job
-from reclake.settings import Settings, load_settings
+from reclake.settings import load_settings
 
 GENERATED_DAYS = [dt.date(2024, 5, 1) + dt.timedelta(days=i) for i in range(4)]
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
@@ -51,9 +48,6 @@ def _generated_source(source: str, folder: Path) -> dict[str, str]:
     }
 
 
-# The source whose run is launched by `make run`'s entry point in a process of its own.
-LAUNCHED = "movielens"
-
 # Source -> settings beyond its config file (besides the state folders).
 CASES = {
     # The real MovieLens-100K, its last ten days (the whole history is `make run`'s job).
@@ -68,8 +62,8 @@ CASES = {
 
 
 def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) -> None:
-    """Run ``make run``'s entry point for ``source`` in a process of its own and check
-    what it produced (see the module docstring)."""
+    """Run the main job for ``source`` with its config file and check what it produced
+    (see the module docstring)."""
     if CASES[source] is not None and not SHARED_DATA.is_dir():
         pytest.skip(f"real data samples not found at {SHARED_DATA} (../shared/data from the repo root)")
     environ = {
@@ -83,11 +77,8 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
     }
     settings = load_settings(environ)
     spec = settings.load_feature_spec()
-    if source == LAUNCHED:
-        summary, instance = _launch_main_run(environ, settings, tmp_path / "dagster_home")
-    else:
-        instance = dg.DagsterInstance.ephemeral()
-        summary, _ = run_main_job(settings, instance)
+    instance = dg.DagsterInstance.ephemeral()
+    summary, _ = run_main_job(settings, instance)
 
     days = settings.run_days()
     assert summary["partitions"] == [d.isoformat() for d in days]
@@ -143,20 +134,6 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
     if source == "ipinyou":  # its logs carry paying prices: the held-out day's auctions are replayed
         simulated = instance.get_latest_materialization_event(dg.AssetKey("bidding_simulation")).asset_materialization
         assert simulated.partition == last and simulated.metadata["status"].value == "simulated", simulated.metadata
-
-
-def _launch_main_run(environ: dict[str, str], settings: Settings, home: Path) -> tuple[dict, dg.DagsterInstance]:
-    """``python -m automation.main_run`` with ``environ`` and a Dagster home of its own:
-    the summary it wrote and the instance that holds its run."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "automation.main_run"],
-        cwd=PROJECT_ROOT, env=process_env({**environ, "DAGSTER_HOME": str(home)}),
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
-    summary_path = completed.stdout.strip().splitlines()[-1]
-    assert summary_path == str(Path(settings.lake_root) / "run_summary.json")
-    return json.loads(Path(summary_path).read_text()), dg.DagsterInstance.from_config(str(home))
 
 
 def _check_multitask_served(summary: dict, settings, rows: pd.DataFrame) -> None:

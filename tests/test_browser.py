@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PROJECT_ROOT, free_port, process_env
+from conftest import PROJECT_ROOT, free_port, launch_main_run, process_env
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -86,14 +86,11 @@ def ui(tmp_path_factory):
     )
     env.pop("RECLAKE_SYNTHETIC_START_DATE")  # the user's calendar, not the tests' pinned one
     env.pop("BENTOML_HOME", None)
-    run = subprocess.run(
-        [sys.executable, "-m", "automation.main_run"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-        timeout=900,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary, _ = launch_main_run(env)
     from reclake.settings import load_settings
 
     days = load_settings(env).run_days()
+    assert summary["partitions"] == [d.isoformat() for d in days]
     ui_port = free_port()
     logs = (root / "webserver.log").open("w")
     servers = [

@@ -5,10 +5,13 @@ main job through a real Dagster instance on disk and its run launcher (a code se
 ``workspace.yaml`` and a run worker process it starts). Then a real ``dagster-daemon``
 evaluates the landing sensor on a newly landed day and its queued-run coordinator
 launches ``ingest_to_serve_job``; the test only watches the instance and the files.
+
+The world's settings are a config file named by ``RECLAKE_CONFIG``, as a user's
+``RECLAKE_CONFIG=configs/<source>.yaml make run``: the file reaches the code server and
+every run worker through the environment.
 """
 
 import datetime as dt
-import json
 import signal
 import subprocess
 import sys
@@ -18,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
-from conftest import PROJECT_ROOT, free_port, process_env
+from conftest import PROJECT_ROOT, free_port, launch_main_run, process_env
 from serving_support import running_server, stop_process_group
 
 pytestmark = pytest.mark.integration
@@ -32,19 +35,23 @@ SENSOR_INTERVAL_S = 5  # the landing sensor's interval here (30 s by default)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A small synthetic world's settings as the environment of every process started here."""
+    """A small synthetic world: its config file, named by the environment of every process
+    started here. Returns its settings, that environment and the Dagster home."""
+    import yaml
+
     from reclake.settings import load_settings
 
     root = tmp_path_factory.mktemp("launched")
+    config = {
+        "synthetic": {"days": len(DAYS), "events_per_day": 4000, "n_users": 300, "n_items": 100},
+        "ranker_config": TINY_RANKER,
+        "drift_days_per_run": 1,
+        "landing_sensor_interval_s": SENSOR_INTERVAL_S,
+    }
+    (root / "reclake.yaml").write_text(yaml.safe_dump(config))
     environ = {
+        "RECLAKE_CONFIG": str(root / "reclake.yaml"),
         "RECLAKE_STATE_DIR": str(root / "state"),
-        "RECLAKE_SYNTHETIC_DAYS": str(len(DAYS)),
-        "RECLAKE_SYNTHETIC_EVENTS_PER_DAY": "4000",
-        "RECLAKE_SYNTHETIC_USERS": "300",
-        "RECLAKE_SYNTHETIC_ITEMS": "100",
-        "RECLAKE_RANKER_CONFIG": TINY_RANKER,
-        "RECLAKE_DRIFT_DAYS_PER_RUN": "1",
-        "RECLAKE_LANDING_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
         "DAGSTER_HOME": str(root / "dagster_home"),
     }
     env = process_env(environ)
@@ -55,14 +62,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def main_run(world):
     """``python -m automation.main_run`` (what ``make run`` runs), in a process of its own."""
-    settings, env, home = world
-    completed = subprocess.run(
-        [sys.executable, "-m", "automation.main_run"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
-    summary = json.loads(Path(completed.stdout.strip().splitlines()[-1]).read_text())
-    return summary, completed.stdout
+    return launch_main_run(world[1])
 
 
 def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
@@ -90,6 +90,7 @@ def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
     assert "  check fct_events:fct_events_expectations done in " in stdout
     assert "      ranker epoch 1/" in stdout and "Running dbt command" not in stdout
     assert "parsed the project in full: " in stdout  # the first build of this deployment
+    # Counted by the run worker: the config file reached it through the environment.
     assert summary["events_per_day"] == {day: 4000 for day in DAYS}
     assert isinstance(summary["metrics"]["ranking_examples"], int)
 
