@@ -8,7 +8,7 @@ For the synthetic source, prints one JSON line with:
   history, for each history length given (incremental models should keep it flat): the
   median of ``--history-repeats`` added days, added to each history in turn so that a
   slow minute of a shared machine hits every history alike (``add_one_day_trials_s``
-  holds each), and ``add_one_day_ratio``, each history's median over the first's (the
+  holds each, ``add_one_day_step_seconds`` their steps), and ``add_one_day_ratio``, each history's median over the first's (the
   scale issue's target: at most 1.15 for 90 days over 30);
 - ``duckdb_floor``: plain DuckDB doing the same shape of work on the same landing files
   in the same run (each JSON line parsed with typed, rule-checked extraction, bad lines
@@ -245,7 +245,7 @@ def main() -> None:
         "--history", type=int, nargs="*", default=[30, 90], help="history lengths for add-one-day (none: skip)"
     )
     parser.add_argument("--history-events-per-day", type=int, default=10_000)
-    parser.add_argument("--history-repeats", type=int, default=3, help="days added to each history (the median counts)")
+    parser.add_argument("--history-repeats", type=int, default=5, help="days added to each history (the median counts)")
     args = parser.parse_args()
     # dbt and Dagster print to stdout: send it to stderr so stdout is the JSON line only.
     stdout = os.dup(1)
@@ -309,8 +309,9 @@ def _add_one_day(root: Path, histories: list[int], repeats: int, events_per_day:
     Every history is built first (one run each); then one new day is added to each in
     turn, ``repeats`` rounds, so the added days of all histories share the machine's
     slow and fast minutes. Returns ``add_one_day_s`` (each history's median seconds),
-    ``add_one_day_trials_s`` (every added day's seconds, in order) and
-    ``add_one_day_ratio`` (each later history's median over the first history's).
+    ``add_one_day_trials_s`` (every added day's seconds, in order), ``add_one_day_step_seconds``
+    (each added day's seconds per step) and ``add_one_day_ratio`` (each later history's
+    median over the first history's).
     """
     import dagster as dg
 
@@ -322,15 +323,18 @@ def _add_one_day(root: Path, histories: list[int], repeats: int, events_per_day:
         _materialize(defs, instance, start, start + dt.timedelta(days=history - 1))
         worlds.append((str(history), defs, instance, start + dt.timedelta(days=history)))
     trials: dict[str, list[float]] = {name: [] for name, *_ in worlds}
+    steps: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in worlds}
     for repeat in range(repeats):
         for name, defs, instance, first_new in worlds:
             day = first_new + dt.timedelta(days=repeat)
-            trials[name].append(round(_materialize(defs, instance, day, day), 1))
+            steps[name].append({})
+            trials[name].append(round(_materialize(defs, instance, day, day, steps[name][-1]), 1))
     medians = {name: statistics.median(seconds) for name, seconds in trials.items()}
     base = str(histories[0])
     return {
         "add_one_day_s": medians,
         "add_one_day_trials_s": trials,
+        "add_one_day_step_seconds": steps,
         "add_one_day_ratio": {name: round(m / medians[base], 2) for name, m in medians.items() if name != base},
     }
 
