@@ -34,7 +34,7 @@ of the pipeline's ranker (``dcn_v2_stacked``) trains streamed from them
 JSON line has per-stage seconds and peak RSS (``getrusage`` max RSS of the process and
 of its largest child) after each stage; dbt's output goes to stderr.
 
-Usage: ``python bench/pipeline.py [--events-per-day 50000] [--days 20] [--history 30 90] [--history-repeats 3]``
+Usage: ``python bench/pipeline.py [--events-per-day 50000] [--days 20] [--history 30 90] [--history-repeats 5]``
 or ``python bench/pipeline.py --events 10000000 [--window-days 7]``
 """
 
