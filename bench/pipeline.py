@@ -8,8 +8,9 @@ For the synthetic source, prints one JSON line with:
   history, for each history length given (incremental models should keep it flat): the
   median of ``--history-repeats`` added days, added to each history in turn so that a
   slow minute of a shared machine hits every history alike (``add_one_day_trials_s``
-  holds each, ``add_one_day_step_seconds`` their steps), and ``add_one_day_ratio``, each history's median over the first's (the
-  scale issue's target: at most 1.15 for 90 days over 30);
+  holds each, ``add_one_day_step_seconds`` their steps), and ``add_one_day_ratio``, each
+  history's median over the first's (the scale issue's target: at most 1.15 for 90 days
+  over 30);
 - ``duckdb_floor``: plain DuckDB doing the same shape of work on the same landing files
   in the same run (each JSON line parsed with typed, rule-checked extraction, bad lines
   to a quarantine file with a reason, bronze Parquet per day, then each event's user and
@@ -309,9 +310,9 @@ def _add_one_day(root: Path, histories: list[int], repeats: int, events_per_day:
     Every history is built first (one run each); then one new day is added to each in
     turn, ``repeats`` rounds, so the added days of all histories share the machine's
     slow and fast minutes. Returns ``add_one_day_s`` (each history's median seconds),
-    ``add_one_day_trials_s`` (every added day's seconds, in order), ``add_one_day_step_seconds``
-    (each added day's seconds per step) and ``add_one_day_ratio`` (each later history's
-    median over the first history's).
+    ``add_one_day_trials_s`` (every added day's seconds, in order),
+    ``add_one_day_step_seconds`` (each added day's seconds per step) and
+    ``add_one_day_ratio`` (each later history's median over the first history's).
     """
     import dagster as dg
 
@@ -327,10 +328,11 @@ def _add_one_day(root: Path, histories: list[int], repeats: int, events_per_day:
     for repeat in range(repeats):
         for name, defs, instance, first_new in worlds:
             day = first_new + dt.timedelta(days=repeat)
-            steps[name].append({})
-            trials[name].append(round(_materialize(defs, instance, day, day, steps[name][-1]), 1))
-    medians = {name: statistics.median(seconds) for name, seconds in trials.items()}
-    base = str(histories[0])
+            day_steps: dict[str, float] = {}
+            trials[name].append(round(_materialize(defs, instance, day, day, day_steps), 1))
+            steps[name].append(day_steps)
+    medians = {name: round(statistics.median(seconds), 1) for name, seconds in trials.items()}
+    base = worlds[0][0]
     return {
         "add_one_day_s": medians,
         "add_one_day_trials_s": trials,

@@ -78,7 +78,8 @@ def run_source_end_to_end(source: str, tmp_path: Path, session_state_dir: Path) 
     settings = load_settings(environ)
     spec = settings.load_feature_spec()
     instance = dg.DagsterInstance.ephemeral()
-    summary, _ = run_main_job(settings, instance)
+    summary, summary_url = run_main_job(settings, instance)
+    assert summary_url == str(Path(settings.lake_root) / "run_summary.json")
 
     days = settings.run_days()
     assert summary["partitions"] == [d.isoformat() for d in days]
