@@ -104,7 +104,6 @@ LONGEST_MODULES = (
     "test_spark_job.py",  # 142 s
     "test_drift_loop.py",  # 97 s
     "test_real_sources_with_ids.py",  # 97 s
-    "test_browser.py",  # 87 s
     "test_real_sources_without_ids.py",  # 76 s
     "test_pipeline.py",  # 61 s
     "test_dbt_spark.py",  # 61 s

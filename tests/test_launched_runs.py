@@ -1,14 +1,20 @@
-"""Runs launched the way `dagster dev` launches them, and the loop a new day closes.
+"""Runs launched the way `dagster dev` launches them, the loop a new day closes, and
+what a user then sees in the Dagster UI.
 
 Nothing here executes a job in the test's process. ``make run``'s entry point submits the
 main job through a real Dagster instance on disk and its run launcher (a code server from
 ``workspace.yaml`` and a run worker process it starts). Then a real ``dagster-daemon``
 evaluates the landing sensor on a newly landed day and its queued-run coordinator
 launches ``ingest_to_serve_job``; the test only watches the instance and the files.
+Last, the Dagster webserver, the report server and Evidently's UI start as ``make ui``
+starts them, and headless Chromium checks the asset graph, every partition materialized,
+and the new day's drift report opened from its partition page (``browser_support``).
 
 The world's settings are a config file named by ``RECLAKE_CONFIG``, as a user's
 ``RECLAKE_CONFIG=configs/<source>.yaml make run``: the file reaches the code server and
-every run worker through the environment.
+every run worker through the environment. Its calendar is a user's, not the tests'
+pinned one: ``make run`` builds the three days before yesterday (UTC) and the daemon's
+new day is yesterday, so the UI shows no missing partition once the loop has run.
 """
 
 import datetime as dt
@@ -21,13 +27,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
+from browser_support import chromium, links_to, needs_chromium, open_page, screenshot, ui_servers
 from conftest import PROJECT_ROOT, free_port, launch_main_run, process_env
 from serving_support import running_server, stop_process_group
 
 pytestmark = pytest.mark.integration
 
-DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
-NEW_DAY = dt.date(2024, 3, 4)
+TODAY = dt.datetime.now(dt.UTC).date()
+DAYS = [(TODAY - dt.timedelta(days=n)).isoformat() for n in (4, 3, 2)]  # make run's days
+NEW_DAY = TODAY - dt.timedelta(days=1)  # the day the daemon's sensor sees landed
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
 LOOP_TIMEOUT_S = 480
 SENSOR_INTERVAL_S = 5  # the landing sensor's interval here (30 s by default)
@@ -43,11 +51,16 @@ def world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("launched")
     config = {
-        "synthetic": {"days": len(DAYS), "events_per_day": 4000, "n_users": 300, "n_items": 100},
+        "synthetic": {
+            "start_date": DAYS[0], "days": len(DAYS), "events_per_day": 4000, "n_users": 300, "n_items": 100,
+        },
         "ranker_config": TINY_RANKER,
         "drift_days_per_run": 1,
         "landing_sensor_interval_s": SENSOR_INTERVAL_S,
-    }
+        # Where the UI's links to the reports point (the servers start for the browser).
+        "reports_url": f"http://127.0.0.1:{free_port()}",
+        "evidently_ui_url": f"http://127.0.0.1:{free_port()}",
+    }  # fmt: skip
     (root / "reclake.yaml").write_text(yaml.safe_dump(config))
     environ = {
         "RECLAKE_CONFIG": str(root / "reclake.yaml"),
@@ -55,6 +68,7 @@ def world(tmp_path_factory):
         "DAGSTER_HOME": str(root / "dagster_home"),
     }
     env = process_env(environ)
+    env.pop("RECLAKE_SYNTHETIC_START_DATE")  # the config file's calendar, not the tests' pinned one
     env.pop("BENTOML_HOME", None)  # the settings' store, as for a user
     return load_settings(env), env, Path(environ["DAGSTER_HOME"])
 
@@ -147,14 +161,21 @@ def _land(settings, day: dt.date, events_per_day: int | None = None) -> None:
     land_synthetic_day(Lake(settings.lake_root), generate_day(synthetic, day, world))
 
 
-def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_run, daemon):
-    """The sensor sees the day, the queue launches exactly one run, the run retrains,
-    registers (and pins, when promoted) a model and reports the day's drift."""
+@pytest.fixture(scope="module")
+def new_day_run(world, main_run, daemon):
+    """``NEW_DAY`` landed after ``make run``: the sensor run it starts, once finished, and
+    the model tag pinned before it."""
     settings, _, home = world
     pinned_before = settings.current_model_tag_file.read_text().strip()
     _land(settings, NEW_DAY)
-    run = _wait_for_sensor_runs(home, daemon, count=1)
+    return _wait_for_sensor_runs(home, daemon, count=1), pinned_before
 
+
+def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, new_day_run):
+    """The sensor sees the day, the queue launches exactly one run, the run retrains,
+    registers (and pins, when promoted) a model and reports the day's drift."""
+    settings, _, home = world
+    run, pinned_before = new_day_run
     assert run.status == dg.DagsterRunStatus.SUCCESS, (home / "daemon.log").read_text()[-4000:]
     assert run.job_name == "ingest_to_serve_job" and run.tags["dagster/partition"] == NEW_DAY.isoformat()
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -179,7 +200,7 @@ def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, main_r
     _serve_and_call(command, home / "pasted-serve.log")
 
 
-def test_a_redelivered_day_reruns_it_and_the_ingested_days_after_it(world, main_run, daemon):
+def test_a_redelivered_day_reruns_it_and_the_ingested_days_after_it(world, new_day_run, daemon):
     """Day 3 delivered again with other content: one run over days 3 and 4, whose trailing
     features read day 3, and bronze holds the new delivery."""
     import pandas as pd
@@ -195,6 +216,59 @@ def test_a_redelivered_day_reruns_it_and_the_ingested_days_after_it(world, main_
     )
     bronze = pd.read_parquet(Path(settings.lake_root) / "bronze" / "synthetic" / f"dt={DAYS[-1]}")
     assert len(bronze) == 3000
+
+
+@pytest.fixture(scope="module")
+def ui(world, new_day_run, tmp_path_factory):
+    """The UI and the report servers on the world's instance once the loop has run (as a
+    user's ``make ui`` after ``make run`` and a day), and a browser: (UI URL, browser)."""
+    settings, env, _ = world
+    with ui_servers(env, settings, tmp_path_factory.mktemp("ui")) as base, chromium() as browser:
+        yield base, browser
+
+
+@needs_chromium
+def test_the_asset_graph_renders_every_group(ui):
+    base, browser = ui
+    groups = ("landing", "bronze", "staging", "intermediate", "marts", "quality", "datasets", "models", "serving",
+              "monitoring")  # fmt: skip
+    open_page(browser, f"{base}/asset-groups", "Global asset lineage", *groups)
+    screenshot(browser, "asset_graph")
+
+
+@needs_chromium
+def test_every_partition_is_materialized(ui):
+    if dt.datetime.now(dt.UTC).date() != TODAY:
+        pytest.skip("the UTC day changed during the module: the calendar's newest day is missing by design")
+    base, browser = ui
+    days = [*DAYS, NEW_DAY.isoformat()]
+    text = open_page(browser, f"{base}/assets/raw_events?view=partitions", f"Materialized ({len(days)})")
+    assert "Missing (0)" in text and "Failed (0)" in text
+    assert all(day in text for day in days)
+    screenshot(browser, "raw_events_partitions")
+
+
+@needs_chromium
+def test_the_new_days_drift_report_opens_from_its_partition(world, ui):
+    settings, _, _ = world
+    base, browser = ui
+    open_page(browser, f"{base}/assets/drift_report?view=partitions&partition={NEW_DAY}", "report_url")
+    links = links_to(browser, settings.reports_url)
+    assert links and links[0].endswith(f"dt={NEW_DAY}/drift_report.html"), links
+    screenshot(browser, "drift_report_partition")
+    open_page(browser, links[0], "Dataset Drift")  # Evidently's report, rendered by its own scripts
+
+
+@needs_chromium
+def test_the_evidently_dashboard_opens_from_the_drift_reports_partition(world, ui):
+    settings, _, _ = world
+    base, browser = ui
+    open_page(browser, f"{base}/assets/drift_report?view=partitions&partition={NEW_DAY}", "evidently_url")
+    links = links_to(browser, settings.evidently_ui_url)
+    assert links and "/projects/" in links[0], links
+    # Evidently's UI renders the project's dashboard by its own scripts: the drift tab's panels.
+    open_page(browser, links[0], "Share of drifted columns", seconds=90)
+    screenshot(browser, "evidently_dashboard")
 
 
 def _wait_for_sensor_runs(home: Path, daemon: subprocess.Popen, count: int) -> dg.DagsterRun:
