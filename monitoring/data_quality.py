@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
 import logging
 import math
 import os
@@ -72,6 +73,13 @@ _DATASOURCE = "reclake"
 _BATCH_DEFINITION = "whole_frame"
 _ROW_COUNTS = ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal")
 _SITE_NAME = "local_site"
+_SUMMARIES = "validation_summaries.jsonl"
+"""Under a site's root: a line per validation result ever stored (its store key, outcome
+and counts), so that ``DataDocsSite.histories`` never reads every result of a long history."""
+RESULTS_PER_SUITE = 90
+"""Results of each suite a ``DataDocsSite`` keeps in GX's store, and shows, by default:
+about three months of a daily pipeline (the four marts' suites, 360 results, add about
+0.1 s to each page GX builds; 1,500 added 0.5 s)."""
 
 
 @dataclass(frozen=True)
@@ -616,12 +624,35 @@ class DataDocsSite:
     with ``index.html``. Writers from several processes are serialized by a lock file
     (``root/.lock``), so parallel asset checks can record into one site.
 
+    Histories of any length cost the same per validation. GX lists and parses every
+    stored result's key several times whenever it builds a page, and lists every result
+    in the index; reading every result to count them took 7 s at 1,500 results of one
+    suite (a year of daily runs stores about 1,500 over the four marts). So GX's store
+    keeps the newest ``results_per_suite`` results of each suite, and a new result moves
+    the suite's older ones to ``archive_dir`` (same relative paths, the files as GX wrote
+    them: nothing is deleted). The site then shows the newest ones: GX removes the page
+    of a result that left its store when it next builds the index, so a Dagster check's
+    link to a page older than that leads nowhere (its metadata still names the failed
+    expectations). ``validation_summaries.jsonl`` keeps a line per result ever recorded
+    (its store key, outcome and counts), archived or not, from which ``histories``
+    counts without reading results (a result of the training mart's suite is about 75 KB).
+
     Args:
         root: the local folder (created when missing).
+        results_per_suite: results of each suite kept in GX's store and listed in the
+            index (``RESULTS_PER_SUITE``: about three months of daily runs).
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], results_per_suite: int = RESULTS_PER_SUITE) -> None:
+        if results_per_suite < 1:
+            raise ValueError(f"results_per_suite must be at least 1, got {results_per_suite}")
         self.root = Path(root).expanduser().resolve()
+        self.results_per_suite = results_per_suite
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where results beyond the newest ``results_per_suite`` of their suite are moved."""
+        return self.root / "archive" / "validations"
 
     @property
     def site_dir(self) -> Path:
@@ -649,6 +680,8 @@ class DataDocsSite:
         with self._context() as context:
             outcome = _run_suite(context, batch, suite, parameters, run_name)
             identifier = _result_identifier(context, outcome)
+            self._append_summaries([_summarise(identifier, outcome)])
+            self._archive_older(context, identifier.expectation_suite_identifier.name)
             try:
                 context.build_data_docs(
                     site_names=[_SITE_NAME],
@@ -691,7 +724,9 @@ class DataDocsSite:
         return self.index_path
 
     def histories(self, source: str | None = None) -> list[SuiteHistory]:
-        """What the site holds per suite, newest validation first within each suite.
+        """What the site recorded per suite, archived results included, from the summary
+        lines alone (a result in GX's store without one, from an older site, is read once
+        and summarised); neither GX's store nor the archive is read in full.
 
         Args:
             source: only suites of this source (``<source>.<mart>``); None: all.
@@ -699,32 +734,88 @@ class DataDocsSite:
         Returns:
             One ``SuiteHistory`` per suite with stored validations, sorted by suite name.
         """
+        from great_expectations.data_context.types.resource_identifiers import ValidationResultIdentifier
+
         with self._context() as context:
-            store = context.validation_results_store
-            by_suite: dict[str, list[Any]] = {}
-            for key in store.list_keys():
-                name = key.expectation_suite_identifier.name
-                if source is None or name.startswith(f"{source}."):
-                    by_suite.setdefault(name, []).append(key)
+            summaries = self._summaries(context, context.validation_results_store.list_keys())
+            by_suite: dict[str, list[dict[str, Any]]] = {}
+            for key, summary in summaries.items():
+                by_suite.setdefault(_suite_of(key), []).append(summary)
             histories = []
-            for name, keys in sorted(by_suite.items()):
-                results = [(key, store.get(key)) for key in keys]
-                passed = sum(bool(result.success) for _, result in results)
-                key, latest = max(results, key=lambda pair: pair[0].run_id.run_time)
+            for name, lines in sorted(by_suite.items()):
+                if source is not None and not name.startswith(f"{source}."):
+                    continue
+                latest = max(lines, key=lambda line: line["key"][-2])  # the run time, as GX writes it
+                key = ValidationResultIdentifier.from_tuple(tuple(latest["key"]))
                 histories.append(
                     SuiteHistory(
                         suite=name,
-                        runs=len(results),
-                        passed_runs=passed,
+                        runs=len(lines),
+                        passed_runs=sum(line["success"] for line in lines),
                         latest_run=str(key.run_id.run_name),
                         latest_time=key.run_id.run_time.isoformat(),
-                        latest_success=bool(latest.success),
-                        latest_successful=int(latest.statistics["successful_expectations"]),
-                        latest_evaluated=int(latest.statistics["evaluated_expectations"]),
+                        latest_success=latest["success"],
+                        latest_successful=latest["successful"],
+                        latest_evaluated=latest["evaluated"],
                         latest_page=self._page(context, key),
                     )
                 )
             return histories
+
+    def _summaries(self, context: AbstractDataContext, stored: list[Any]) -> dict[tuple[str, ...], dict[str, Any]]:
+        """Every summary line by store key, after summarising the results of ``stored``
+        (keys in GX's store) that have none: a site from before the lines (callers hold
+        the site's lock)."""
+        summaries = self._read_summaries()
+        store = context.validation_results_store
+        added = [_summarise(key, store.get(key)) for key in stored if _key_id(key) not in summaries]
+        self._append_summaries(added)
+        summaries.update((tuple(line["key"]), line) for line in added)
+        return summaries
+
+    def _archive_older(self, context: AbstractDataContext, suite: str) -> None:
+        """Move the results of ``suite`` beyond its newest ``results_per_suite`` from GX's
+        store to ``archive_dir``, each summarised first (callers hold the site's lock)."""
+        store = context.validation_results_store
+        keys = [key for key in store.list_keys() if key.expectation_suite_identifier.name == suite]
+        if len(keys) <= self.results_per_suite:
+            return
+        keys.sort(key=lambda key: key.run_id.run_time, reverse=True)
+        older = keys[self.results_per_suite :]
+        self._summaries(context, older)  # each result's line is written as it is stored, but older sites'
+        for key in older:
+            url = store.store_backend.get_url_for_key(key.to_tuple())
+            stored = Path(urllib.parse.unquote(url.removeprefix("file://")))
+            *folders, batch = _key_id(key)
+            archived = self.archive_dir.joinpath(*folders, f"{batch}.json")
+            archived.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stored, archived)  # the file as GX wrote it: it leaves GX's store
+            for folder in (stored.parent, stored.parent.parent):  # its run time's, then run name's
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
+
+    def _read_summaries(self) -> dict[tuple[str, ...], dict[str, Any]]:
+        """The summary lines by store key (a torn last line, from a writer killed
+        mid-write, is skipped: its result is summarised again)."""
+        path = self.root / _SUMMARIES
+        if not path.is_file():
+            return {}
+        summaries = {}
+        for line in path.read_text().splitlines():
+            try:
+                summary = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            summaries[tuple(summary["key"])] = summary
+        return summaries
+
+    def _append_summaries(self, summaries: list[dict[str, Any]]) -> None:
+        """Append summary lines (callers hold the site's lock)."""
+        if not summaries:
+            return
+        with open(self.root / _SUMMARIES, "a") as file:
+            file.writelines(json.dumps(summary) + "\n" for summary in summaries)
 
     @contextmanager
     def _context(self) -> Iterator[AbstractDataContext]:
@@ -778,8 +869,36 @@ def _quiet(context: AbstractDataContext) -> AbstractDataContext:
     return context
 
 
+def _key_id(key: Any) -> tuple[str, ...]:
+    """A validation result's store key as a tuple of strings (as its summary line keeps it)."""
+    return tuple(str(part) for part in key.to_tuple())
+
+
+def _suite_of(key: tuple[str, ...]) -> str:
+    """The suite name of a result's store key (the parts before run name, run time and batch)."""
+    return ".".join(key[:-3])
+
+
+def _summarise(key: Any, result: Any) -> dict[str, Any]:
+    """The summary line of the stored validation ``result`` under ``key``."""
+    return _summary_line(_key_id(key), result.success, result.statistics)
+
+
+def _summary_line(key: tuple[str, ...], success: Any, statistics: dict[str, Any]) -> dict[str, Any]:
+    """A result's summary line: its store key, outcome and expectation counts."""
+    return {
+        "key": list(key),
+        "success": bool(success),
+        "successful": int(statistics["successful_expectations"]),
+        "evaluated": int(statistics["evaluated_expectations"]),
+    }
+
+
 def _result_identifier(context: AbstractDataContext, outcome: Any) -> Any:
-    """The store key of a validation result that ``ValidationDefinition.run`` just stored."""
+    """The store key of a validation result that ``ValidationDefinition.run`` just stored:
+    built from the result (its suite, run and batch), as GX keyed it; looked up among the
+    stored keys only if GX stored it under another (listing every key reads the whole
+    history's folder names)."""
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
@@ -787,9 +906,15 @@ def _result_identifier(context: AbstractDataContext, outcome: Any) -> Any:
 
     run_id = outcome.meta["run_id"]
     suite = ExpectationSuiteIdentifier(name=outcome.suite_name)
+    store = context.validation_results_store
+    built = ValidationResultIdentifier(
+        expectation_suite_identifier=suite, run_id=run_id, batch_identifier=outcome.batch_id
+    )
+    if store.has_key(built):
+        return built
     matches = [
         key
-        for key in context.validation_results_store.list_keys()
+        for key in store.list_keys()
         if isinstance(key, ValidationResultIdentifier)
         and key.expectation_suite_identifier == suite
         and key.run_id == run_id

@@ -9,6 +9,7 @@ expectation that guards it.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -353,6 +354,36 @@ def test_data_docs_site_records_validations_and_builds_html(tmp_path):
     assert events_history.latest_evaluated - events_history.latest_successful == 1
     assert events_history.latest_page == failed.docs_page
     assert site.histories(source="criteo") == []
+
+
+def test_a_long_history_keeps_the_newest_results_in_gx_and_counts_every_one(tmp_path):
+    """Beyond ``results_per_suite`` a suite's older results move to the archive: GX's
+    store, its pages and its index hold the newest, and the history counts them all;
+    without the summary lines (a site from before them) it counts GX's store."""
+    spec = spec_of("synthetic")
+    site = DataDocsSite(tmp_path / "data_docs", results_per_suite=2)
+    events = mart_frame("fct_events", spec)
+    broken = events.copy()
+    broken.loc[0, "device"] = "smartwatch"
+    results = [validate(frame, "fct_events", spec, site=site) for frame in (events, broken, events, events)]
+
+    def run_times(folder):
+        return sorted(path.parent.name for path in folder.rglob("*.json"))
+
+    page_run_times = [Path(result.docs_page).parent.name for result in results]
+    assert run_times(site.root / "gx" / "uncommitted" / "validations") == page_run_times[2:]
+    assert run_times(site.archive_dir) == page_run_times[:2]
+    assert [Path(result.docs_page).is_file() for result in results] == [False, False, True, True]
+    index = site.refresh().read_text()
+    assert all(run_time in index for run_time in page_run_times[2:])
+    assert not any(run_time in index for run_time in page_run_times[:2])
+
+    (history,) = site.histories(source="synthetic")
+    assert (history.runs, history.passed_runs, history.latest_success) == (4, 3, True)
+    assert history.latest_page == results[-1].docs_page
+    (site.root / "validation_summaries.jsonl").unlink()
+    (history,) = site.histories(source="synthetic")
+    assert (history.runs, history.passed_runs) == (2, 2)  # the archive is kept, but not read
 
 
 def test_a_multi_day_window_gets_its_page_too(tmp_path):
