@@ -628,8 +628,8 @@ class DataDocsSite:
     stored result's key several times whenever it builds a page, and lists every result
     in the index; reading every result to count them took 7 s at 1,500 results of one
     suite (a year of daily runs stores about 1,500 over the four marts). So GX's store
-    keeps the newest ``results_per_suite`` results of each suite, and a new result moves
-    the suite's older ones to ``archive_dir`` (same relative paths, the files as GX wrote
+    keeps the newest ``results_per_suite`` results of each suite, and each new result
+    moves the older ones to ``archive_dir`` (same relative paths, the files as GX wrote
     them: nothing is deleted). The site then shows the newest ones: GX removes the page
     of a result that left its store when it next builds the index, so a Dagster check's
     link to a page older than that leads nowhere (its metadata still names the failed
@@ -681,7 +681,7 @@ class DataDocsSite:
             outcome = _run_suite(context, batch, suite, parameters, run_name)
             identifier = _result_identifier(context, outcome)
             self._append_summaries([_summarise(identifier, outcome)])
-            self._archive_older(context, identifier.expectation_suite_identifier.name)
+            self._archive_older(context)
             try:
                 context.build_data_docs(
                     site_names=[_SITE_NAME],
@@ -773,15 +773,20 @@ class DataDocsSite:
         summaries.update((tuple(line["key"]), line) for line in added)
         return summaries
 
-    def _archive_older(self, context: AbstractDataContext, suite: str) -> None:
-        """Move the results of ``suite`` beyond its newest ``results_per_suite`` from GX's
+    def _archive_older(self, context: AbstractDataContext) -> None:
+        """Move each suite's results beyond its newest ``results_per_suite`` from GX's
         store to ``archive_dir``, each summarised first (callers hold the site's lock)."""
         store = context.validation_results_store
-        keys = [key for key in store.list_keys() if key.expectation_suite_identifier.name == suite]
-        if len(keys) <= self.results_per_suite:
+        by_suite: dict[str, list[Any]] = {}
+        for key in store.list_keys():
+            by_suite.setdefault(key.expectation_suite_identifier.name, []).append(key)
+        older = [
+            key
+            for keys in by_suite.values()
+            for key in sorted(keys, key=lambda key: key.run_id.run_time, reverse=True)[self.results_per_suite :]
+        ]
+        if not older:
             return
-        keys.sort(key=lambda key: key.run_id.run_time, reverse=True)
-        older = keys[self.results_per_suite :]
         self._summaries(context, older)  # each result's line is written as it is stored, but older sites'
         for key in older:
             url = store.store_backend.get_url_for_key(key.to_tuple())
