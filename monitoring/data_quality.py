@@ -801,8 +801,8 @@ class DataDocsSite:
                 folder.rmdir()
 
     def _read_summaries(self) -> dict[tuple[str, ...], dict[str, Any]]:
-        """The summary lines by store key (a torn last line, from a writer killed
-        mid-write, is skipped: its result is summarised again)."""
+        """The summary lines by store key (a torn line, from a writer killed mid-write,
+        is skipped: its result is summarised again while GX's store holds it)."""
         path = self.root / _SUMMARIES
         if not path.is_file():
             return {}
@@ -885,17 +885,13 @@ def _suite_of(key: tuple[str, ...]) -> str:
 
 
 def _summarise(key: Any, result: Any) -> dict[str, Any]:
-    """The summary line of the stored validation ``result`` under ``key``."""
-    return _summary_line(_key_id(key), result.success, result.statistics)
-
-
-def _summary_line(key: tuple[str, ...], success: Any, statistics: dict[str, Any]) -> dict[str, Any]:
-    """A result's summary line: its store key, outcome and expectation counts."""
+    """The summary line of the stored validation ``result`` under ``key``: the key, the
+    outcome and the expectation counts."""
     return {
-        "key": list(key),
-        "success": bool(success),
-        "successful": int(statistics["successful_expectations"]),
-        "evaluated": int(statistics["evaluated_expectations"]),
+        "key": list(_key_id(key)),
+        "success": bool(result.success),
+        "successful": int(result.statistics["successful_expectations"]),
+        "evaluated": int(result.statistics["evaluated_expectations"]),
     }
 
 

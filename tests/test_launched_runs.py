@@ -252,8 +252,7 @@ def test_every_partition_is_materialized(ui):
 def test_the_new_days_drift_report_opens_from_its_partition(world, ui):
     settings, _, _ = world
     base, browser = ui
-    open_page(browser, f"{base}/assets/drift_report?view=partitions&partition={NEW_DAY}", "report_url")
-    links = links_to(browser, settings.reports_url)
+    links = _drift_report_links(browser, base, "report_url", settings.reports_url)
     assert links and links[0].endswith(f"dt={NEW_DAY}/drift_report.html"), links
     screenshot(browser, "drift_report_partition")
     open_page(browser, links[0], "Dataset Drift")  # Evidently's report, rendered by its own scripts
@@ -263,12 +262,18 @@ def test_the_new_days_drift_report_opens_from_its_partition(world, ui):
 def test_the_evidently_dashboard_opens_from_the_drift_reports_partition(world, ui):
     settings, _, _ = world
     base, browser = ui
-    open_page(browser, f"{base}/assets/drift_report?view=partitions&partition={NEW_DAY}", "evidently_url")
-    links = links_to(browser, settings.evidently_ui_url)
+    links = _drift_report_links(browser, base, "evidently_url", settings.evidently_ui_url)
     assert links and "/projects/" in links[0], links
     # Evidently's UI renders the project's dashboard by its own scripts: the drift tab's panels.
     open_page(browser, links[0], "Share of drifted columns", seconds=90)
     screenshot(browser, "evidently_dashboard")
+
+
+def _drift_report_links(browser, base: str, field: str, prefix: str) -> list[str]:
+    """Open ``drift_report``'s ``NEW_DAY`` partition in the UI at ``base``, wait for its
+    ``field`` metadata, and return the page's links that start with ``prefix``."""
+    open_page(browser, f"{base}/assets/drift_report?view=partitions&partition={NEW_DAY}", field)
+    return links_to(browser, prefix)
 
 
 def _wait_for_sensor_runs(home: Path, daemon: subprocess.Popen, count: int) -> dg.DagsterRun:
