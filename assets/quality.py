@@ -67,7 +67,7 @@ def _event_mart_check(mart: str, description: str, partitions: dg.PartitionsDefi
         lake: LakeResource,
     ):
         spec = pipeline.feature_spec()
-        site = DataDocsSite(pipeline.data_docs_dir)
+        site = pipeline.data_docs_site()
         metadata_of = functools.partial(_check_metadata, site=site, lake=lake)
         days = partition_days(context)
         rows_of = _rows_per_day(warehouse, mart, days)
@@ -109,7 +109,7 @@ def _entity_mart_check(mart: str, description: str) -> dg.AssetChecksDefinition:
         pipeline: PipelineResource,
         lake: LakeResource,
     ) -> dg.AssetCheckResult:
-        site = DataDocsSite(pipeline.data_docs_dir)
+        site = pipeline.data_docs_site()
         result = validate_table(warehouse.path, mart, pipeline.feature_spec(), site=site)
         context.log.info(f"{mart}: validated the whole table ({result.rows} rows) in DuckDB")
         return dg.AssetCheckResult(
@@ -172,7 +172,7 @@ def data_docs(
     a copy of the HTML goes to ``Lake.data_docs_dir()`` too. Metadata: the index page,
     and per mart the newest validation's outcome and how many stored validations passed.
     """
-    site = DataDocsSite(pipeline.data_docs_dir)
+    site = pipeline.data_docs_site()
     index = site.refresh()
     spec = pipeline.feature_spec()
     histories = {history.suite: history for history in site.histories(source=spec.source)}

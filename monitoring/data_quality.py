@@ -50,6 +50,7 @@ import pandas as pd
 
 from reclake.contracts import BINARY_LABELS, DERIVED_RANGES, LABELS, PRICES
 from reclake.feature_spec import FeatureColumn, FeatureSpec
+from reclake.settings import Settings
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -76,7 +77,7 @@ _SITE_NAME = "local_site"
 _SUMMARIES = "validation_summaries.jsonl"
 """Under a site's root: a line per validation result ever stored (its store key, outcome
 and counts), so that ``DataDocsSite.histories`` never reads every result of a long history."""
-RESULTS_PER_SUITE = 90
+RESULTS_PER_SUITE = Settings.data_docs_results_per_suite
 """Results of each suite a ``DataDocsSite`` keeps in GX's store, and shows, by default:
 about three months of a daily pipeline (the four marts' suites, 360 results, add about
 0.1 s to each page GX builds; 1,500 added 0.5 s)."""

@@ -102,6 +102,10 @@ class Settings:
             backfill over a long history reports its newest days only).
         quarantine_max_share: largest share of quarantined rows a day may have before the
             blocking check on ``raw_events`` fails.
+        data_docs_results_per_suite: validation results of each Great Expectations suite
+            the Data Docs site keeps in GX's store and shows; older ones are archived
+            (``monitoring.data_quality.DataDocsSite``), so a check costs the same after
+            years of daily runs.
         reports_url: where ``make ui`` serves the lake's reports over HTTP
             (``monitoring.report_server``); the assets link their reports there.
         evidently_ui_url: where ``make reports`` serves Evidently's UI over the lake's
@@ -162,6 +166,7 @@ class Settings:
     drift_reference_days: int = 7
     drift_days_per_run: int = 14
     quarantine_max_share: float = 0.01
+    data_docs_results_per_suite: int = 90
     reports_url: str = "http://127.0.0.1:3002"
     evidently_ui_url: str = "http://127.0.0.1:8002"
     online_store_url: str | None = None
@@ -189,6 +194,8 @@ class Settings:
             raise ValueError(
                 f"auto_budget_s and auto_sweep_trials must be >= 0, got {self.auto_budget_s}, {self.auto_sweep_trials}"
             )
+        if self.data_docs_results_per_suite < 1:
+            raise ValueError(f"data_docs_results_per_suite must be at least 1, got {self.data_docs_results_per_suite}")
         if self.stream_training_rows < 0:
             raise ValueError(f"stream_training_rows must be >= 0, got {self.stream_training_rows}")
         if self.training_mixed_precision not in ("auto", "on", "off"):
@@ -319,6 +326,7 @@ _ENV_FIELDS: dict[str, tuple[str | None, str]] = {
     "RECLAKE_TRAINING_MIXED_PRECISION": (None, "training_mixed_precision"),
     "RECLAKE_DRIFT_REFERENCE_DAYS": (None, "drift_reference_days"),
     "RECLAKE_DRIFT_DAYS_PER_RUN": (None, "drift_days_per_run"),
+    "RECLAKE_DATA_DOCS_RESULTS_PER_SUITE": (None, "data_docs_results_per_suite"),
     "RECLAKE_QUARANTINE_MAX_SHARE": (None, "quarantine_max_share"),
     "RECLAKE_REPORTS_URL": (None, "reports_url"),
     "RECLAKE_EVIDENTLY_UI_URL": (None, "evidently_ui_url"),

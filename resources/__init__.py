@@ -56,6 +56,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             state_dir=str(settings.source_state_dir),
             downloads_dir=str(settings.source_state_dir / "downloads"),
             data_docs_dir=str(settings.data_docs_dir),
+            data_docs_results_per_suite=settings.data_docs_results_per_suite,
             ranker_config=settings.ranker_config,
             auto_candidates=list(settings.auto_candidates),
             auto_budget_s=settings.auto_budget_s,

@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from monitoring.data_quality import DataDocsSite
 from reclake.feature_spec import FeatureSpec, load_feature_spec
 from reclake.settings import Settings, SyntheticSettings
 from sources.synthetic import SOURCE_NAME as SYNTHETIC_SOURCE
@@ -23,6 +24,8 @@ class PipelineResource(dg.ConfigurableResource):
             lake's Evidently workspace.
         downloads_dir: where downloads of real sources are cached.
         data_docs_dir: local folder of the Great Expectations Data Docs site.
+        data_docs_results_per_suite: results of each suite the site keeps in GX's store
+            (``Settings.data_docs_results_per_suite``).
         ranker_config: the zoo model config of the ranker (a name in ``models/configs``
             or a YAML path), or ``auto``: the best of ``auto_candidates`` (``models.selection``).
         auto_candidates: the ranker configs ``auto`` tries, simplest first.
@@ -47,6 +50,7 @@ class PipelineResource(dg.ConfigurableResource):
     state_dir: str
     downloads_dir: str
     data_docs_dir: str
+    data_docs_results_per_suite: int = Settings.data_docs_results_per_suite
     ranker_config: str
     auto_candidates: list[str] = list(Settings.auto_candidates)
     auto_budget_s: float = Settings.auto_budget_s
@@ -67,6 +71,10 @@ class PipelineResource(dg.ConfigurableResource):
         from models.training.distribution import gpus_visible
 
         return gpus_visible()
+
+    def data_docs_site(self) -> DataDocsSite:
+        """The Great Expectations Data Docs site the marts' checks record into."""
+        return DataDocsSite(self.data_docs_dir, results_per_suite=self.data_docs_results_per_suite)
 
     def feature_spec(self) -> FeatureSpec:
         """The source's feature spec (what bronze keeps, what dbt computes, what models use)."""

@@ -120,6 +120,17 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path):
         load_settings({"RECLAKE_CONFIG": str(tmp_path / "missing.yaml")})
 
 
+def test_the_data_docs_retention_reaches_the_site_the_checks_record_into(tmp_path):
+    from resources import build_resources
+
+    settings = load_settings({"RECLAKE_STATE_DIR": str(tmp_path), "RECLAKE_DATA_DOCS_RESULTS_PER_SUITE": "365"})
+    site = build_resources(settings)["pipeline"].data_docs_site()
+    assert (site.root, site.results_per_suite) == (settings.data_docs_dir, 365)
+    assert load_settings({}).data_docs_results_per_suite == 90
+    with pytest.raises(ValueError, match="data_docs_results_per_suite"):
+        load_settings({"RECLAKE_DATA_DOCS_RESULTS_PER_SUITE": "0"})
+
+
 def test_the_automatic_ranker_choice_is_configured_by_file_or_environment(tmp_path):
     defaults = load_settings({})
     assert defaults.auto_candidates[:4] == ("hashed_lr", "fm", "deepfm", "dcn_v2_stacked")
