@@ -5,12 +5,15 @@ running the retrain it asks for. Drift is planted on the synthetic source's day 
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
 from conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
+
+DATA_DOCS_RESULTS_PER_SUITE = 2  # below the loop's four validations of each event mart
 
 
 def load_bench():
@@ -28,7 +31,9 @@ def loop(tmp_path_factory):
     line = load_bench().run_loop(
         tmp_path_factory.mktemp("drift_loop"), kind="user_mix", seed=7, events_per_day=4000, bootstrap_days=4,
         monitored_days=3, drift_from_day=5, training_window_days=4, reference_days=3,
-        extra={"RECLAKE_SYNTHETIC_USERS": "400", "RECLAKE_SYNTHETIC_ITEMS": "150"}, instance=instance,
+        extra={"RECLAKE_SYNTHETIC_USERS": "400", "RECLAKE_SYNTHETIC_ITEMS": "150",
+               "RECLAKE_DATA_DOCS_RESULTS_PER_SUITE": str(DATA_DOCS_RESULTS_PER_SUITE)},
+        instance=instance,
     )  # fmt: skip
     return line, instance
 
@@ -62,3 +67,15 @@ def test_monitoring_checks_warn_and_do_not_block(loop):
     assert drift["2024-03-06"].severity == dg.AssetCheckSeverity.WARN and not drift["2024-03-06"].blocking
     judged = {p: e for (name, p), e in evaluations.items() if name == "served_model_calibrated"}
     assert judged["2024-03-05"].metadata["ece"].value > 0  # the bootstrapped model, judged after its window
+
+
+def test_the_data_docs_keep_the_newest_results_and_count_every_run(loop):
+    """Four runs validate each event mart (the main job, then three landed days); the
+    site keeps the newest two of each suite in GX's store and counts all four."""
+    _, instance = loop
+    docs = instance.get_latest_materialization_event(dg.AssetKey("data_docs")).asset_materialization.metadata
+    assert (docs["fct_events_runs"].value, docs["fct_events_runs_passed"].value) == (4, 4)
+    site = Path(docs["index"].value).parents[4]  # <site root>/gx/uncommitted/data_docs/local_site/index.html
+    stored = list((site / "gx" / "uncommitted" / "validations" / "synthetic" / "fct_events").rglob("*.json"))
+    archived = list((site / "archive" / "validations" / "synthetic" / "fct_events").rglob("*.json"))
+    assert (len(stored), len(archived)) == (DATA_DOCS_RESULTS_PER_SUITE, 4 - DATA_DOCS_RESULTS_PER_SUITE)
