@@ -897,33 +897,22 @@ def _summarise(key: Any, result: Any) -> dict[str, Any]:
 
 
 def _result_identifier(context: AbstractDataContext, outcome: Any) -> Any:
-    """The store key of a validation result that ``ValidationDefinition.run`` just stored:
-    built from the result (its suite, run and batch), as GX keyed it; looked up among the
-    stored keys only if GX stored it under another (listing every key reads the whole
-    history's folder names)."""
+    """The store key of a validation result that ``ValidationDefinition.run`` just stored,
+    built from the result as GX keys it (its suite, run and batch): no listing of every
+    stored key, which would read the whole history's folder names."""
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
 
-    run_id = outcome.meta["run_id"]
-    suite = ExpectationSuiteIdentifier(name=outcome.suite_name)
-    store = context.validation_results_store
-    built = ValidationResultIdentifier(
-        expectation_suite_identifier=suite, run_id=run_id, batch_identifier=outcome.batch_id
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=outcome.suite_name),
+        run_id=outcome.meta["run_id"],
+        batch_identifier=outcome.batch_id,
     )
-    if store.has_key(built):
-        return built
-    matches = [
-        key
-        for key in store.list_keys()
-        if isinstance(key, ValidationResultIdentifier)
-        and key.expectation_suite_identifier == suite
-        and key.run_id == run_id
-    ]
-    if len(matches) != 1:
-        raise RuntimeError(f"expected one stored result of {suite.name} run {run_id}, found {len(matches)}")
-    return matches[0]
+    if not context.validation_results_store.has_key(key):
+        raise RuntimeError(f"the result of {outcome.suite_name} run {key.run_id} is not stored under {key.to_tuple()}")
+    return key
 
 
 def _describe_failure(result: Any) -> dict[str, Any]:

@@ -94,22 +94,22 @@ def make_settings(tmp_path: Path, state_dir: Path, **overrides: str):
 
 
 # Modules whose tests run whole jobs, servers or Spark, longest first (worker seconds from
-# `make test` on 2 cores on 2026-12-05 evening at 0a226bd, alone on them: their order
-# matters, not their values). The suite runs on TEST_WORKERS workers a module at a time
-# (``--dist loadfile --no-loadscope-reorder``): starting the long modules first lets the
-# short ones fill in behind them, so the workers finish together instead of one waiting
-# out the last long module alone.
+# `bash .ci/run` on a fresh clone of 221e2e6, 2 cores, 2026-12-05 night, alone on them:
+# their order matters, not their values). The suite runs on TEST_WORKERS workers a module
+# at a time (``--dist loadfile --no-loadscope-reorder``): starting the long modules first
+# lets the short ones fill in behind them, so the workers finish together instead of one
+# waiting out the last long module alone.
 LONGEST_MODULES = (
-    "test_launched_runs.py",  # 214 s
-    "test_spark_job.py",  # 142 s
-    "test_drift_loop.py",  # 97 s
-    "test_real_sources_with_ids.py",  # 97 s
-    "test_real_sources_without_ids.py",  # 76 s
-    "test_pipeline.py",  # 61 s
-    "test_dbt_spark.py",  # 61 s
-    "test_dbt_project.py",  # 47 s
-    "test_tracking.py",  # 35 s
-    "test_service.py",  # 32 s
+    "test_launched_runs.py",  # 273 s, the browser's checks included
+    "test_spark_job.py",  # 158 s
+    "test_drift_loop.py",  # 131 s
+    "test_real_sources_without_ids.py",  # 115 s
+    "test_real_sources_with_ids.py",  # 113 s
+    "test_pipeline.py",  # 83 s
+    "test_dbt_spark.py",  # 78 s
+    "test_dbt_project.py",  # 40 s
+    "test_tracking.py",  # 38 s
+    "test_service.py",  # 34 s
 )
 
 
