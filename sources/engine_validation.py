@@ -200,7 +200,8 @@ def finish_checked_lines(
         connection.execute(_KEYS_SQL)
         columns = ", ".join(_ident(name) for name in bronze_arrow_schema(spec).names)
         bronze = connection.sql(
-            f"select {columns} from keyed where nth = 1 and other_day is null order by file_index, line_number"
+            f"select {columns} from checked anti join keyed using (file_index, line_number) "
+            "where problems is null order by file_index, line_number"
         ).to_arrow_table()
         quarantined = connection.sql(_QUARANTINE_SQL).to_arrow_table()
         (input_rows,) = connection.execute("select count(*) from decoded").fetchone()
@@ -368,13 +369,19 @@ def _rule_sql(rule: ValueRule, x: str, kind: str) -> tuple[str, str]:
 
 
 # 4. Keys: the first of each event id among passing rows; ids bronze holds on nearby days.
+# `keyed` holds only the passing rows that are duplicates (a later line of an id, or an id
+# bronze holds on a nearby day), with their check columns: bronze is the passing rows
+# without them. Only narrow rows (file, line, id) are grouped and joined, and the wide
+# rows of the few duplicates joined back: no join, window or table copies the day's wide
+# rows, so a day of any size runs under the memory limit.
 _KEYS_SQL = """
 create or replace temp table keyed as
-with passing as (select *, (file_index::bigint << 40) + line_number as order_key from checked where problems is null),
+with passing as (
+    select file_index, source_file, line_number, event_id, (file_index::bigint << 40) + line_number as order_key
+    from checked where problems is null
+),
 repeated as (
-    -- Ids on more than one line, with their first line. Only these (few) rows and the
-    -- matches among nearby days' ids are joined back: no join or window holds the day's
-    -- wide rows, so a day of any size runs under the memory limit.
+    -- ids on more than one line, with their first line
     select event_id, min(order_key) as first_key,
            arg_min(source_file, order_key) as first_file, arg_min(line_number, order_key) as first_line
     from passing group by event_id having count(*) > 1
@@ -382,13 +389,18 @@ repeated as (
 seen as (
     select id_hash, arg_min(other_day, distance) as other_day from nearby_ids
     where id_hash in (select hash(event_id) from passing) group by id_hash
+),
+duplicates as (
+    select passing.file_index, passing.line_number,
+           case when repeated.first_key is null or passing.order_key = repeated.first_key then 1 else 2 end as nth,
+           repeated.first_file, repeated.first_line, seen.other_day
+    from passing
+    left join repeated on repeated.event_id = passing.event_id
+    left join seen on seen.id_hash = hash(passing.event_id)
+    where passing.order_key <> repeated.first_key or seen.other_day is not null
 )
-select passing.* exclude (order_key),
-       case when repeated.first_key is null or passing.order_key = repeated.first_key then 1 else 2 end as nth,
-       repeated.first_file, repeated.first_line, seen.other_day
-from passing
-left join repeated on repeated.event_id = passing.event_id
-left join seen on seen.id_hash = hash(passing.event_id)
+select checked.*, duplicates.nth, duplicates.first_file, duplicates.first_line, duplicates.other_day
+from duplicates join checked using (file_index, line_number)
 """
 _QUARANTINE_SQL = f"""
 select source_file, line_number, field, reason, raw, bad_bytes from (
