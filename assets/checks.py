@@ -29,8 +29,8 @@ class DayOutcome:
     description: str | None = None
 
 
-# Storage ids per query when fetching the newest materializations of many days.
-_RECORDS_PER_QUERY = 500
+# Partitions per pair of queries when fetching the newest materializations of many days.
+_DAYS_PER_QUERY = 500
 
 
 def _target_materializations(
@@ -39,19 +39,20 @@ def _target_materializations(
     """The newest materialization of each of ``asset_key``'s ``partitions``: what each
     day's evaluation judged (a partition never materialized is absent).
 
-    Two kinds of query whatever the number of days, so a check over years of daily
-    partitions does not ask the event log once per day (4 ms each on SQLite): the newest
-    storage id per partition, then those records, ``_RECORDS_PER_QUERY`` at a time.
+    Two queries per ``_DAYS_PER_QUERY`` days (the newest storage id of each partition,
+    then those records), so a check over years of daily partitions does not ask the event
+    log once per day (4 ms each on SQLite: 10 s over 2,400 days).
     """
-    newest = instance.event_log_storage.get_latest_storage_id_by_partition(
-        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
-    )
-    storage_ids = sorted(newest.values())
+    days = sorted(partitions)
     targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
-    for start in range(0, len(storage_ids), _RECORDS_PER_QUERY):
-        chunk = storage_ids[start : start + _RECORDS_PER_QUERY]
+    for start in range(0, len(days), _DAYS_PER_QUERY):
+        newest = instance.event_log_storage.get_latest_storage_id_by_partition(
+            asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(days[start : start + _DAYS_PER_QUERY])
+        )
+        if not newest:
+            continue
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=chunk), limit=len(chunk)
+            dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=sorted(newest.values())), limit=len(newest)
         ).records
         for record in records:
             targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(

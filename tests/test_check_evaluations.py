@@ -46,8 +46,8 @@ def _newest_materializations(instance: dg.DagsterInstance) -> dict[str, tuple[st
 
 
 def test_each_day_is_linked_to_its_newest_materialization(monkeypatch):
-    # Two records per query: the days' records come back over several queries.
-    monkeypatch.setattr(checks, "_RECORDS_PER_QUERY", 2)
+    # Two days per query: the days' records come back over several queries.
+    monkeypatch.setattr(checks, "_DAYS_PER_QUERY", 2)
     instance = dg.DagsterInstance.ephemeral()
     _run(instance, [daily_table], FIRST, LAST)
     _run(instance, [daily_table], "2024-01-03", "2024-01-03")
