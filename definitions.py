@@ -31,6 +31,7 @@ from automation.drift_retrain import drift_retrain_sensor  # noqa: E402
 from automation.freshness import FRESHNESS_CHECKS, build_freshness_sensor  # noqa: E402
 from automation.jobs import (  # noqa: E402
     batch_predictions_job,
+    history_job,
     ingest_to_monitor_job,
     ingest_to_serve_job,
     landing_job,
@@ -74,7 +75,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *FRESHNESS_CHECKS,
             *dg.load_asset_checks_from_modules([quality, splits]),
         ],
-        jobs=[main_job, ingest_to_serve_job, ingest_to_monitor_job, retrain_job, zoo_job, landing_job]
+        jobs=[main_job, history_job, ingest_to_serve_job, ingest_to_monitor_job, retrain_job, zoo_job, landing_job]
         + [batch_predictions_job, stored_model_evaluation_job],
         schedules=[daily_ingest_schedule] + ([synthetic_feed_schedule] if settings.source == "synthetic" else []),
         sensors=[

@@ -7,7 +7,7 @@ import math
 import dagster as dg
 import pandas as pd
 
-from assets.partitions import partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, partition_days
 from monitoring.ab_test import (
     ATTRIBUTION_WINDOW,
     DEFAULT_ALPHA,
@@ -187,7 +187,7 @@ def build_ab_test_report_asset(partitions: dg.PartitionsDefinition) -> dg.Assets
     """``ab_test_report`` on the source's daily ``partitions``."""
     return dg.asset(
         partitions_def=partitions,
-        backfill_policy=single_run_backfill,
+        backfill_policy=day_range_backfill,
         group_name="monitoring",
         deps=[dg.AssetKey("prediction_logs"), dg.AssetKey("fct_events")],
         kinds={"python", "duckdb"},

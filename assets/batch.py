@@ -5,7 +5,7 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from assets.partitions import partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, partition_days
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
@@ -210,7 +210,7 @@ def build_batch_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
     deps = [dg.AssetKey("training_examples"), dg.AssetKey("bento_model")]
     common = {
         "partitions_def": partitions,
-        "backfill_policy": single_run_backfill,
+        "backfill_policy": day_range_backfill,
         "group_name": "batch",
         "deps": deps,
         "pool": "duckdb_warehouse",

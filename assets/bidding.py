@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.partitions import partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, partition_days
 from resources.lake import LakeResource
 from resources.model_store import ModelStoreResource
 from resources.pipeline import PipelineResource
@@ -246,7 +246,7 @@ def build_bidding_simulation_asset(partitions: dg.PartitionsDefinition) -> dg.As
     """
     return dg.asset(
         partitions_def=partitions,
-        backfill_policy=single_run_backfill,
+        backfill_policy=day_range_backfill,
         group_name="monitoring",
         deps=[dg.AssetKey("bento_model"), dg.AssetKey("training_examples"), dg.AssetKey("fct_events")],
         kinds={"python", "html"},

@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
 
-from assets.partitions import describe_days, partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, describe_days, partition_days
 from reclake.settings import PROJECT_ROOT
 from resources.dbt import DBT_EXECUTABLE, DbtCliResource
 from resources.lake import LakeResource
@@ -237,7 +237,7 @@ def build_feature_tables_asset(partitions: dg.PartitionsDefinition) -> dg.Assets
         project=dbt_project,
         dagster_dbt_translator=ReclakeDbtTranslator(),
         partitions_def=partitions,
-        backfill_policy=single_run_backfill,
+        backfill_policy=day_range_backfill,
         # DuckDB allows a single writer: every run that writes the warehouse shares this pool.
         pool="duckdb_warehouse",
     )(feature_tables)

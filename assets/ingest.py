@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import DayOutcome, evaluations_per_day
-from assets.partitions import partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, partition_days
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource, SyntheticSourceResource
 from sources.event_ids import EventIdIndex
@@ -199,7 +199,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     return [
         dg.asset(
             partitions_def=partitions,
-            backfill_policy=single_run_backfill,
+            backfill_policy=day_range_backfill,
             group_name="landing",
             kinds={"python", "parquet"},
             check_specs=[
@@ -217,7 +217,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         )(landing_logs),
         dg.asset(
             partitions_def=partitions,
-            backfill_policy=single_run_backfill,
+            backfill_policy=day_range_backfill,
             group_name="bronze",
             deps=[dg.AssetKey("landing_logs")],
             kinds={"pandas", "parquet"},

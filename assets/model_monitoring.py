@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.checks import DayOutcome, evaluations_per_day, newest_metadata
-from assets.partitions import partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, partition_days
 from monitoring.drift import monitored_columns
 from monitoring.served_model_report import served_model_snapshot
 from monitoring.workspace import SERVED_MODEL_TAG, DriftProject, project_url, workspace_location
@@ -69,7 +69,7 @@ def build_served_model_quality_asset(partitions: dg.PartitionsDefinition) -> dg.
         group_name="monitoring",
         deps=[dg.AssetKey("training_examples")],
         partitions_def=partitions,
-        backfill_policy=single_run_backfill,
+        backfill_policy=day_range_backfill,
         kinds={"tensorflow", "json"},
         pool="duckdb_warehouse",
     )

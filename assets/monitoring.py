@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.model_monitoring import evidently_project
-from assets.partitions import partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, partition_days
 from monitoring.drift import build_drift_report, monitored_columns
 from monitoring.workspace import project_url
 from resources.lake import LakeResource
@@ -115,7 +115,7 @@ def build_drift_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDe
     """``drift_report`` on the source's daily ``partitions``."""
     return dg.asset(
         partitions_def=partitions,
-        backfill_policy=single_run_backfill,
+        backfill_policy=day_range_backfill,
         group_name="monitoring",
         deps=[dg.AssetKey("training_examples")],
         kinds={"evidently", "html"},

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.partitions import describe_days, partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, describe_days, partition_days
 from resources.online_store import OnlineStoreResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
@@ -83,7 +83,7 @@ def build_online_features_asset(partitions: dg.PartitionsDefinition) -> dg.Asset
     """``online_features`` on the source's daily ``partitions``."""
     return dg.asset(
         partitions_def=partitions,
-        backfill_policy=single_run_backfill,
+        backfill_policy=day_range_backfill,
         group_name="serving",
         deps=[dg.AssetKey("user_features"), dg.AssetKey("item_features"), dg.AssetKey("fct_events")],
         kinds={"duckdb", "redis", "sqlite"},

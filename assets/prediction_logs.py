@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from assets.partitions import partition_days, single_run_backfill
+from assets.partitions import day_range_backfill, partition_days
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from serving.prediction_log_reader import compact_prediction_logs
@@ -64,7 +64,7 @@ def build_prediction_logs_asset(partitions: dg.PartitionsDefinition) -> dg.Asset
     service writes its landing files)."""
     return dg.asset(
         partitions_def=partitions,
-        backfill_policy=single_run_backfill,
+        backfill_policy=day_range_backfill,
         group_name="monitoring",
         kinds={"python", "parquet"},
     )(prediction_logs)

@@ -23,6 +23,15 @@ _BATCH = dg.AssetSelection.groups("batch")
 # Freshness is judged by its own sensor, never inside a run (a backfill of old days is not late).
 _FRESHNESS = dg.AssetSelection.checks(*FRESHNESS_CHECKS)
 
+# The feature path (landing -> bronze -> dbt marts) with its checks: the older years of a
+# long history, which `make run` imports a year per run before the main job's last year.
+history_job = dg.define_asset_job(
+    name="history_job",
+    selection=dg.AssetSelection.groups("landing", "bronze", "staging", "intermediate", "marts") - _FRESHNESS,
+    executor_def=dg.in_process_executor,
+    description="Past days of a long history -> bronze -> dbt features, with their checks (no model, no reports).",
+)
+
 # Everything else, landing included: what `make run` materializes for the source's days.
 main_job = dg.define_asset_job(
     name="reclake_main_job",

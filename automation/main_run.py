@@ -4,12 +4,15 @@ Launches ``reclake_main_job`` over the source's days (``Settings.run_days``: the
 generator's days, or ``partitions_start .. partitions_end`` of a real source) as one run
 (a single-run backfill) of the ``workspace.yaml`` code location, through the Dagster
 instance in the state folder and its run launcher (``automation.launch``), exactly as a
-run started from the UI is executed; ``make ui`` then shows it under its job. Prints a
-line per step while it runs, then the summary; writes ``run_summary.json`` to the lake
-root and prints its path as the last line. The run worker's own log goes to
-``<dagster_home>/logs/``.
+run started from the UI is executed; ``make ui`` then shows it under its job. A history
+longer than ``--days-per-run`` days (``assets.partitions.MAX_DAYS_PER_RUN``, a year) runs
+as several runs, one after another: its older days through ``history_job`` (landing to
+the feature marts, with their checks), at most that many days per run, then the newest
+``--days-per-run`` days through the main job. Prints a line per step while they run, then
+the summary of the main job's run; writes ``run_summary.json`` to the lake root and prints
+its path as the last line. The run worker's own log goes to ``<dagster_home>/logs/``.
 
-Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--prepare-only] [--served-tag]``
+Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--days-per-run N] [--prepare-only] [--served-tag]``
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--days", type=int, help="synthetic days (default from settings)")
     parser.add_argument("--events-per-day", type=int, help="impressions per day (default from settings)")
     parser.add_argument(
+        "--days-per-run", type=int, default=None, help="the most days one run covers (default: MAX_DAYS_PER_RUN)"
+    )
+    parser.add_argument(
         "--prepare-only",
         action="store_true",
         help="only create the Dagster home and the dbt manifest (for `make ui`) and exit",
@@ -55,6 +61,22 @@ def _describe(settings: Settings) -> str:
     if settings.source == "synthetic":
         what += f", {settings.synthetic.events_per_day:,} impressions a day"
     return f"{what}, ranker {settings.ranker_config}"
+
+
+def planned_runs(days: list[dt.date], days_per_run: int) -> list[tuple[str, list[dt.date]]]:
+    """The runs ``make run`` launches for ``days`` (oldest first), in order, as (job, days).
+
+    The newest ``days_per_run`` days go to the main job; the older ones, if any, to the
+    history job, ``days_per_run`` at a time, oldest first, so that each run's incremental
+    models find the days before it already built.
+    """
+    from automation.run_summary import HISTORY_JOB, MAIN_JOB
+
+    if days_per_run < 1:
+        raise ValueError(f"days per run must be at least 1, got {days_per_run}")
+    older, newest = days[:-days_per_run], days[-days_per_run:]
+    runs = [(HISTORY_JOB, older[start : start + days_per_run]) for start in range(0, len(older), days_per_run)]
+    return [*runs, (MAIN_JOB, newest)]
 
 
 def _days_not_yet_ended(settings: Settings) -> list:
@@ -100,24 +122,30 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from automation.run_summary import MAIN_JOB, failed_steps, main_job_tags, summarise_run
+    from assets.partitions import MAX_DAYS_PER_RUN
+    from automation.run_summary import failed_steps, main_job_tags, summarise_run
 
     started = time.perf_counter()
     print(f"reclake: {_describe(settings)}", flush=True)
     log_file = home / "logs" / "main_run.log"
-    run_id, launcher = launch_job(MAIN_JOB, main_job_tags(settings.run_days()), home, log_file)
-    print(f"run {run_id} of {MAIN_JOB} launched (run worker log: {log_file})", flush=True)
+    runs = planned_runs(settings.run_days(), args.days_per_run or MAX_DAYS_PER_RUN)
     with dg.DagsterInstance.get() as instance:
-        run = follow_run(instance, run_id, launcher, echo=lambda line: print(line, flush=True), log_file=log_file)
-        launcher.wait(timeout=300)
-        if run.status != dg.DagsterRunStatus.SUCCESS:
-            print(
-                f"run {run_id} {run.status.value.lower()}; failed steps: {failed_steps(instance, run_id)}; "
-                f"`make ui` shows its logs (and {log_file})",
-                file=sys.stderr,
-            )
-            return 1
-        summary, summary_url = summarise_run(settings, instance, run_id)
+        run_ids: list[str] = []
+        for number, (job, days) in enumerate(runs, start=1):
+            run_id, launcher = launch_job(job, main_job_tags(days), home, log_file)
+            run_ids.append(run_id)
+            which = f" ({number} of {len(runs)}: {days[0]} .. {days[-1]})" if len(runs) > 1 else ""
+            print(f"run {run_id} of {job}{which} launched (run worker log: {log_file})", flush=True)
+            run = follow_run(instance, run_id, launcher, echo=lambda line: print(line, flush=True), log_file=log_file)
+            launcher.wait(timeout=300)
+            if run.status != dg.DagsterRunStatus.SUCCESS:
+                print(
+                    f"run {run_id} {run.status.value.lower()}; failed steps: {failed_steps(instance, run_id)}; "
+                    f"`make ui` shows its logs (and {log_file})",
+                    file=sys.stderr,
+                )
+                return 1
+        summary, summary_url = summarise_run(settings, instance, run_id, history_run_ids=run_ids[:-1])
     elapsed = time.perf_counter() - started
     print(json.dumps(summary, indent=2))
     print(f"finished in {elapsed:.1f} s; model {summary['model_version']} served as {summary['bento_model_tag']}")

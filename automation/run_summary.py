@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,8 @@ from reclake.lake import Lake
 from reclake.settings import Settings
 
 MAIN_JOB = "reclake_main_job"
+# The feature path alone: the older years of a long history (automation.main_run).
+HISTORY_JOB = "history_job"
 
 
 def _metadata_value(value: Any) -> Any:
@@ -61,7 +64,7 @@ def warning_checks(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 
 
 def main_job_tags(days: list) -> dict[str, str]:
-    """The run tags that make one run of the main job cover ``days`` (a single-run backfill)."""
+    """The run tags that make one run of a daily job cover ``days`` (a single-run backfill)."""
     return partition_range_tags(days[0], days[-1])
 
 
@@ -101,9 +104,12 @@ def failed_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     ]
 
 
-def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str) -> tuple[dict[str, Any], str]:
+def summarise_run(
+    settings: Settings, instance: dg.DagsterInstance, run_id: str, history_run_ids: Sequence[str] = ()
+) -> tuple[dict[str, Any], str]:
     """What a finished main-job run produced, from the instance's event log; written to
-    ``run_summary.json`` in the lake root.
+    ``run_summary.json`` in the lake root. ``history_run_ids``: the history-job runs that
+    built the older days before it (a long history); their days count in ``events_per_day``.
 
     Returns:
         The summary (the run's configuration: ``source``, ``ranker_config`` (and with
@@ -111,20 +117,22 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
         ids the ``retriever_choice``), ``events_per_day``; ``model_version``, ``metrics``, ``savedmodel_path``,
         ``bento_model_tag``, ``drift_report_path`` and ``drift_report_url`` (on the report
         server of ``make ui``), ``partitions``, plus
-        ``stage_seconds``, ``checks`` and ``run_id``) and the URL of ``run_summary.json``.
+        ``stage_seconds``, ``checks``, ``run_id`` and ``history_run_ids``) and the URL of
+        ``run_summary.json``.
     """
     run = instance.get_run_by_id(run_id)
     days = settings.run_days()
     latest: dict[str, dict[str, Any]] = {}
     by_partition: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     rows_per_day: dict[str, int] = {}
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-        materialization = entry.dagster_event.event_specific_data.materialization
-        name = materialization.asset_key.to_user_string()
-        metadata = {k: _metadata_value(v) for k, v in materialization.metadata.items()}
-        latest[name] = metadata
-        if materialization.partition:
-            by_partition[name][materialization.partition] = metadata
+    for each_run in [*history_run_ids, run_id]:  # oldest first: the main run's values are the latest
+        for entry in instance.all_logs(each_run, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            materialization = entry.dagster_event.event_specific_data.materialization
+            name = materialization.asset_key.to_user_string()
+            metadata = {k: _metadata_value(v) for k, v in materialization.metadata.items()}
+            latest[name] = metadata
+            if materialization.partition:
+                by_partition[name][materialization.partition] = metadata
     for day, metadata in by_partition.get("raw_events", {}).items():
         if "dagster/row_count" in metadata:
             rows_per_day[day] = int(metadata["dagster/row_count"])
@@ -155,6 +163,7 @@ def summarise_run(settings: Settings, instance: dg.DagsterInstance, run_id: str)
             "warned": sorted(k for k, ok in checks.items() if not ok and k in warned),
         },
         "run_id": run_id,
+        "history_run_ids": list(history_run_ids),
         "job": run.job_name if run else MAIN_JOB,
     }
     lake = Lake.open(settings.lake_root, settings.s3_endpoint_url)

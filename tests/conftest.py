@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from reclake.runtime import configure_process
@@ -47,16 +48,16 @@ def process_env(environ: dict[str, str]) -> dict[str, str]:
     return {**inherited, **PINNED_CALENDAR, **environ}
 
 
-def launch_main_run(env: dict[str, str], timeout: float = 900) -> tuple[dict, str]:
-    """Run ``python -m automation.main_run`` (what ``make run`` runs) in a process of its
-    own, with exactly the environment ``env`` (see ``process_env``).
+def launch_main_run(env: dict[str, str], timeout: float = 900, args: Sequence[str] = ()) -> tuple[dict, str]:
+    """Run ``python -m automation.main_run`` (what ``make run`` runs, with ``args``) in a
+    process of its own, with exactly the environment ``env`` (see ``process_env``).
 
     Returns:
         The run summary it wrote (read from the path on its last line of output) and its
         standard output. A failed run fails the test with the end of both outputs.
     """
     completed = subprocess.run(
-        [sys.executable, "-m", "automation.main_run"],
+        [sys.executable, "-m", "automation.main_run", *args],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-5000:]

@@ -1,9 +1,11 @@
 """Runs launched the way `dagster dev` launches them, the loop a new day closes, and
 what a user then sees in the Dagster UI.
 
-Nothing here executes a job in the test's process. ``make run``'s entry point submits the
-main job through a real Dagster instance on disk and its run launcher (a code server from
-``workspace.yaml`` and a run worker process it starts). Then a real ``dagster-daemon``
+Nothing here executes a job in the test's process. ``make run``'s entry point submits its
+runs through a real Dagster instance on disk and its run launcher (a code server from
+``workspace.yaml`` and a run worker process it starts per run). It runs with two days per
+run, as a long history runs with a year per run: the oldest day through ``history_job``,
+then the two newest through the main job. Then a real ``dagster-daemon``
 evaluates the landing sensor on a newly landed day and its queued-run coordinator
 launches ``ingest_to_serve_job``; the test only watches the instance and the files.
 Last, the Dagster webserver, the report server and Evidently's UI start as ``make ui``
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.integration
 
 TODAY = dt.datetime.now(dt.UTC).date()
 DAYS = [(TODAY - dt.timedelta(days=n)).isoformat() for n in (4, 3, 2)]  # make run's days
+DAYS_PER_RUN = 2  # make run's plan: DAYS[:1] through history_job, DAYS[1:] through the main job
 NEW_DAY = TODAY - dt.timedelta(days=1)  # the day the daemon's sensor sees landed
 TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
 LOOP_TIMEOUT_S = 480
@@ -75,8 +78,9 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def main_run(world):
-    """``python -m automation.main_run`` (what ``make run`` runs), in a process of its own."""
-    return launch_main_run(world[1])
+    """``python -m automation.main_run`` (what ``make run`` runs), in a process of its own,
+    with ``DAYS_PER_RUN`` days per run."""
+    return launch_main_run(world[1], args=["--days-per-run", str(DAYS_PER_RUN)])
 
 
 def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
@@ -97,8 +101,24 @@ def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
             for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
         ]
         raw = [data for data in planned if data.asset_key == dg.AssetKey("raw_events")]
-        assert len(raw) == 1 and sorted(raw[0].partitions_subset.get_partition_keys()) == DAYS
+        assert len(raw) == 1 and sorted(raw[0].partitions_subset.get_partition_keys()) == DAYS[1:]
         assert len(planned) == len({data.asset_key for data in planned})
+        # Before it, the older day through the history job: landing to marts, no model.
+        (history_id,) = summary["history_run_ids"]
+        history = instance.get_run_by_id(history_id)
+        assert history.status == dg.DagsterRunStatus.SUCCESS and history.job_name == "history_job"
+        assert (
+            history.tags["dagster/asset_partition_range_start"],
+            history.tags["dagster/asset_partition_range_end"],
+        ) == (DAYS[0], DAYS[0])
+        built = {
+            e.dagster_event.event_specific_data.materialization.asset_key.to_user_string()
+            for e in instance.all_logs(history_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        }
+        assert {"landing_logs", "raw_events", "fct_events", "training_examples"} <= built
+        assert {"recommender_model", "drift_report"}.isdisjoint(built)
+    assert f"of history_job (1 of 2: {DAYS[0]} .. {DAYS[0]}) launched" in stdout
+    assert f"of reclake_main_job (2 of 2: {DAYS[1]} .. {DAYS[2]}) launched" in stdout
     for step in ("raw_events", "feature_tables", "recommender_model", "bento_model"):
         assert f"  {step} done in " in stdout, step
     assert "  check fct_events:fct_events_expectations done in " in stdout
@@ -112,9 +132,10 @@ def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
 def test_every_day_of_a_multi_day_run_has_its_own_checks_and_counts(world, main_run):
     _, _, home = world
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        run_id = main_run[0]["run_id"]
+        summary = main_run[0]
         evaluations = [
             e.dagster_event.event_specific_data
+            for run_id in [*summary["history_run_ids"], summary["run_id"]]
             for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         ]
         by_check: dict[str, dict] = {}
