@@ -13,6 +13,7 @@ partitions, built with the definitions), so the same jobs serve any source.
 
 import dagster as dg
 
+from assets.features import DBT_LAYERS
 from assets.zoo import zoo_configs
 from automation.freshness import FRESHNESS_CHECKS
 
@@ -27,7 +28,7 @@ _FRESHNESS = dg.AssetSelection.checks(*FRESHNESS_CHECKS)
 # long history, which `make run` imports a year per run before the main job's last year.
 history_job = dg.define_asset_job(
     name="history_job",
-    selection=dg.AssetSelection.groups("landing", "bronze", "staging", "intermediate", "marts") - _FRESHNESS,
+    selection=dg.AssetSelection.groups("landing", "bronze", *DBT_LAYERS) - _FRESHNESS,
     executor_def=dg.in_process_executor,
     description="Past days of a long history -> bronze -> dbt features, with their checks (no model, no reports).",
 )
