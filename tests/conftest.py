@@ -106,7 +106,6 @@ LONGEST_MODULES = (
     "test_drift_loop.py",  # 131 s
     "test_real_sources_without_ids.py",  # 115 s
     "test_real_sources_with_ids.py",  # 113 s
-    "test_pipeline.py",  # 83 s
     "test_dbt_spark.py",  # 78 s
     "test_dbt_project.py",  # 40 s
     "test_tracking.py",  # 38 s

@@ -14,6 +14,7 @@ from conftest import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 DATA_DOCS_RESULTS_PER_SUITE = 2  # below the loop's four validations of each event mart
+TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")  # seconds per training
 
 
 def load_bench():
@@ -32,7 +33,8 @@ def loop(tmp_path_factory):
         tmp_path_factory.mktemp("drift_loop"), kind="user_mix", seed=7, events_per_day=4000, bootstrap_days=4,
         monitored_days=3, drift_from_day=5, training_window_days=4, reference_days=3,
         extra={"RECLAKE_SYNTHETIC_USERS": "400", "RECLAKE_SYNTHETIC_ITEMS": "150",
-               "RECLAKE_DATA_DOCS_RESULTS_PER_SUITE": str(DATA_DOCS_RESULTS_PER_SUITE)},
+               "RECLAKE_DATA_DOCS_RESULTS_PER_SUITE": str(DATA_DOCS_RESULTS_PER_SUITE),
+               "RECLAKE_RANKER_CONFIG": TINY_RANKER},
         instance=instance,
     )  # fmt: skip
     return line, instance

@@ -20,6 +20,7 @@ new day is yesterday, so the UI shows no missing partition once the loop has run
 """
 
 import datetime as dt
+import re
 import signal
 import subprocess
 import sys
@@ -126,7 +127,13 @@ def test_make_run_belongs_to_its_job_and_code_location(world, main_run):
     assert "parsed the project in full: " in stdout  # the first build of this deployment
     # Counted by the run worker: the config file reached it through the environment.
     assert summary["events_per_day"] == {day: 4000 for day in DAYS}
-    assert isinstance(summary["metrics"]["ranking_examples"], int)
+    # The summary names every output, and the pinned tag is the registered model's.
+    settings = world[0]
+    assert summary["partitions"] == DAYS  # every day of make run, the history run's too
+    assert Path(summary["savedmodel_path"], "saved_model.pb").is_file()
+    assert Path(summary["drift_report_path"]).read_text().lstrip().lower().startswith("<!doctype html")
+    assert summary["bento_model_tag"].startswith("reclake_synthetic:")
+    assert settings.current_model_tag_file.read_text().strip() == summary["bento_model_tag"]
 
 
 def test_every_day_of_a_multi_day_run_has_its_own_checks_and_counts(world, main_run):
@@ -151,6 +158,46 @@ def test_every_day_of_a_multi_day_run_has_its_own_checks_and_counts(world, main_
                 r.partition_key: r.asset_materialization.metadata["dagster/row_count"].value for r in records.records
             }
             assert counts == {day: 4000 for day in DAYS}, asset
+
+
+def test_make_run_built_every_asset_once_and_its_metrics_are_honest(world, main_run):
+    """Before the daemon: every asset and day built, each impression once in the
+    warehouse, every check passed (dbt's tests among them), and the ranker evaluated on
+    the held-out newest day against the generator's truth."""
+    import duckdb
+
+    from automation.run_summary import check_outcomes
+
+    settings, _, home = world
+    summary = main_run[0]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for key in ("landing_logs", "raw_events", "fct_events", "training_examples"):
+            assert instance.get_materialized_partitions(dg.AssetKey(key)) == set(DAYS), key
+        assert DAYS[-1] in instance.get_materialized_partitions(dg.AssetKey("drift_report"))
+        for key in (
+            "recommender_model", "bento_model", "dim_users", "dim_items", "user_features", "item_features",
+            "dataset_splits", "data_docs", "online_features",
+        ):  # fmt: skip
+            assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
+        outcomes = check_outcomes(instance, summary["run_id"])
+    assert summary["checks"]["failed"] == [] and all(outcomes.values()), outcomes
+    for mart in ("fct_events", "training_examples", "user_features", "item_features"):
+        assert outcomes[f"{mart}/{mart}_expectations"] is True, mart
+    assert len([name for name in outcomes if name.startswith(("fct_events/", "training_examples/unique"))]) >= 3
+
+    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
+        rows, distinct = con.execute("select count(*), count(distinct event_id) from fct_events").fetchone()
+        per_day = dict(
+            con.execute("select cast(event_date as varchar), count(*) from training_examples group by 1").fetchall()
+        )
+    assert rows == distinct == 4000 * len(DAYS)
+    assert per_day == {day: 4000 for day in DAYS}
+
+    metrics = summary["metrics"]
+    assert metrics["ranking_examples"] == 4000  # the newest day, held out
+    assert 0.5 < metrics["ranking_auc"] <= 1.0
+    assert metrics["ranking_bayes_logloss"] < metrics["ranking_logloss"]
+    assert 0.0 <= metrics["retrieval_recall_at_k"] <= 1.0
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +254,8 @@ def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, new_da
     assert dbt_lines and dbt_lines[0].startswith(f"dbt build of {NEW_DAY.isoformat()}:"), dbt_lines
     assert dbt_lines[0].endswith("; parsed only the files that changed"), dbt_lines
     assert served["registered_tag"] != pinned_before
+    assert re.search(r"champion \d\.\d{4}", served["promotion_reason"])  # the served model was scored
+    assert pinned_before in served["versions"]  # both stay in the store
     pinned_now = settings.current_model_tag_file.read_text().strip()
     expected = served["registered_tag"] if served["stage"] == "champion" else pinned_before
     assert pinned_now == expected == served["bento_model_tag"]
@@ -218,7 +267,7 @@ def test_a_new_landed_day_ends_in_a_new_model_and_its_drift_report(world, new_da
     command = served["serve_command"].replace("--port 3001", f"--port {free_port()}")
     assert "BENTOML_HOME=" in command and "--port 3000" not in served["serve_command"]
     assert "RECLAKE_ONLINE_STORE_URL=" in command and "RECLAKE_PINNED_TAG_FILE=" in command
-    _serve_and_call(command, home / "pasted-serve.log")
+    _serve_and_call(command, home / "pasted-serve.log", settings)
 
 
 def test_a_redelivered_day_reruns_it_and_the_ingested_days_after_it(world, new_day_run, daemon):
@@ -246,6 +295,28 @@ def ui(world, new_day_run, tmp_path_factory):
     settings, env, _ = world
     with ui_servers(env, settings, tmp_path_factory.mktemp("ui")) as base, chromium() as browser:
         yield base, browser
+
+
+def test_every_report_opens_from_its_asset_over_http(world, new_day_run, ui):
+    """The new day's drift report, the Data Docs and each of its checks' validation pages
+    answer from the report server ``make ui`` starts, at the URLs in their metadata."""
+    settings, _, home = world
+    run, _ = new_day_run
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        urls = [
+            _materialization(instance, run.run_id, "drift_report")["report_url"],
+            _materialization(instance, run.run_id, "data_docs")["index_url"],
+        ]
+        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            page = entry.dagster_event.event_specific_data.metadata.get("data_docs_url")
+            urls += [page.value] if page is not None else []
+    assert len(urls) >= 2 + 2, urls  # a page per event mart of the day, at least
+    for url in urls:
+        assert url.startswith(settings.reports_url + "/"), url
+        page = requests.get(url, timeout=30)
+        assert page.status_code == 200 and page.text.lstrip().lower().startswith("<!doctype html"), url
+    index = requests.get(settings.reports_url + "/", timeout=30).text
+    assert f"dt%3D{NEW_DAY.isoformat()}/drift_report.html" in index and "data_docs/index.html" in index
 
 
 @needs_chromium
@@ -327,9 +398,31 @@ def _materialization(instance: dg.DagsterInstance, run_id: str, asset: str) -> d
     return {key: value.value for key, value in metadata.items()}
 
 
-def _serve_and_call(command: str, log_path: Path) -> None:
-    """Run the pasted shell ``command`` and ask the server it starts for its model."""
+def _serve_and_call(command: str, log_path: Path, settings) -> None:
+    """Run the pasted shell ``command`` and ask the server it starts for its model, and
+    for recommendations: a known user's from the model, an unknown user's from popularity,
+    and a malformed request's 4xx."""
+    import duckdb
+
+    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
+        known_user = con.execute("select user_id from user_features order by user_events_7d desc limit 1").fetchone()[0]
+    context = {"device": "mobile", "slot_position": 1}
     port = int(command.rsplit("--port ", 1)[1].split()[0])
     with running_server(["bash", "-c", command], port, process_env({}), log_path) as base_url:
         info = requests.post(f"{base_url}/model_info", json={}, timeout=30)
         assert info.status_code == 200 and info.json()["model_version"]
+        assert info.json()["online_store"].startswith("embedded")
+        known = requests.post(
+            f"{base_url}/recommend", json={"user_id": known_user, "k": 5, "context": context}, timeout=30
+        )
+        assert known.status_code == 200, known.text
+        body = known.json()
+        assert body["fallback"] is None and body["model_version"] == info.json()["model_version"]
+        scores = [item["score"] for item in body["items"]]
+        assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+        unknown = requests.post(
+            f"{base_url}/recommend", json={"user_id": "nobody", "k": 3, "context": context}, timeout=30
+        )
+        assert unknown.status_code == 200 and unknown.json()["fallback"] == "popularity"
+        bad = requests.post(f"{base_url}/recommend", json={"user_id": known_user, "k": 0}, timeout=30)
+        assert 400 <= bad.status_code < 500, bad.text

@@ -333,6 +333,15 @@ def test_the_training_assets_link_their_mlflow_runs(tmp_path):
     assert nested[f"ranker:{paths[0]}"].data.metrics["validation_auc"] == pytest.approx(
         ranker_choice["candidates"][paths[0]]["validation_auc"], abs=1e-5
     )
+    # The ranker is chosen on the validation day by its AUC there, and the choice reported.
+    assert set(ranker_choice["candidates"]) == set(paths)
+    assert ranker_choice["selected_on"] == "the validation day (2024-03-02)"
+    chosen = ranker_choice["candidates"][ranker_choice["chosen"]]
+    assert chosen["validation_auc"] == max(c["validation_auc"] for c in ranker_choice["candidates"].values())
+    assert chosen["test_auc"] == pytest.approx(metadata["ranking_auc"].value, abs=1e-4)
+    assert ranker_choice["margin"] >= 0 and ranker_choice["runner_up"] in ranker_choice["candidates"]
+    assert f"**{ranker_choice['chosen']}** (chosen)" in metadata["ranker_selection"].value
+    assert metadata["ranker_chosen"].value == ranker_choice["chosen"]
     trials = _children(uri, nested[f"ranker:{paths[1]}"].info.run_id)
     assert len(trials) == 2
     for run in trials.values():
