@@ -35,6 +35,9 @@ import pytest  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# Model configs small enough for the end-to-end tests (seconds per model).
+TEST_CONFIGS = PROJECT_ROOT / "tests" / "fixtures" / "configs"
+TINY_RANKER = str(TEST_CONFIGS / "tiny_deepfm.yaml")
 needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"real data samples not found at {SHARED_DATA} (../shared/data from the repo root)"
 )

@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 import pytest
 import requests
-from conftest import PROJECT_ROOT, SHARED_DATA
+from conftest import PROJECT_ROOT, SHARED_DATA, TEST_CONFIGS, TINY_RANKER
 from raw_formats import write_amazon_reviews, write_ipinyou_logs
 from serving_support import running_service
 
@@ -31,7 +31,6 @@ from automation.run_summary import run_main_job
 from reclake.settings import load_settings
 
 GENERATED_DAYS = [dt.date(2024, 5, 1) + dt.timedelta(days=i) for i in range(4)]
-TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
 
 
 def _generated_source(source: str, folder: Path) -> dict[str, str]:
@@ -55,7 +54,7 @@ CASES = {
     "criteo": {},
     "avazu": {},
     # The multi-task source trains, promotes and serves a multi-task ranker (ESMM).
-    "multitask": {"RECLAKE_RANKER_CONFIG": str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_esmm.yaml")},
+    "multitask": {"RECLAKE_RANKER_CONFIG": str(TEST_CONFIGS / "tiny_esmm.yaml")},
     "amazon_reviews": None,  # generated files
     "ipinyou": None,
 }

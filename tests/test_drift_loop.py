@@ -9,12 +9,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, TINY_RANKER
 
 pytestmark = pytest.mark.integration
 
 DATA_DOCS_RESULTS_PER_SUITE = 2  # below the loop's four validations of each event mart
-TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")  # seconds per training
 
 
 def load_bench():

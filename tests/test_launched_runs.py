@@ -31,7 +31,7 @@ import dagster as dg
 import pytest
 import requests
 from browser_support import chromium, links_to, needs_chromium, open_page, screenshot, ui_servers
-from conftest import PROJECT_ROOT, free_port, launch_main_run, process_env
+from conftest import PROJECT_ROOT, TINY_RANKER, free_port, launch_main_run, process_env
 from serving_support import running_server, stop_process_group
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,6 @@ TODAY = dt.datetime.now(dt.UTC).date()
 DAYS = [(TODAY - dt.timedelta(days=n)).isoformat() for n in (4, 3, 2)]  # make run's days
 DAYS_PER_RUN = 2  # make run's plan: DAYS[:1] through history_job, DAYS[1:] through the main job
 NEW_DAY = TODAY - dt.timedelta(days=1)  # the day the daemon's sensor sees landed
-TINY_RANKER = str(PROJECT_ROOT / "tests" / "fixtures" / "configs" / "tiny_deepfm.yaml")
 LOOP_TIMEOUT_S = 480
 SENSOR_INTERVAL_S = 5  # the landing sensor's interval here (30 s by default)
 

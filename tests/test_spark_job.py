@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_settings
+from conftest import TINY_RANKER, make_settings
 
 from reclake.lake import Lake
 from sources.bronze_schema import bronze_arrow_schema
@@ -31,7 +31,6 @@ pytestmark = [
 ]
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
-TINY_DEEPFM = str(Path(__file__).parent / "fixtures" / "configs" / "tiny_deepfm.yaml")
 
 
 def _bad_lines(good: dict) -> list[bytes]:
@@ -74,7 +73,7 @@ def spark_run(tmp_path_factory, session_state_dir):
         ENGINE="spark",
         SPARK_WAREHOUSE_DIR=str(work / "spark-warehouse"),
         SYNTHETIC_EVENTS_PER_DAY="2000",
-        RANKER_CONFIG=TINY_DEEPFM,
+        RANKER_CONFIG=TINY_RANKER,
     )
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.ephemeral()
