@@ -74,6 +74,20 @@ def launch_main_run(env: dict[str, str], timeout: float = 900, args: Sequence[st
     return json.loads(summary_path.read_text()), completed.stdout
 
 
+def run_failures(result) -> list[str]:
+    """What went wrong in an ``execute_in_process`` result: each failed step's error with
+    its causes (the end of each, where the cause of a dbt or Spark failure is), and the
+    checks that did not pass with their metadata. Empty for a successful run."""
+    failures = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            failures.append(f"{event.step_key}: {event.step_failure_data.error.to_string()[-6000:]}")
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed:
+            check = event.asset_check_evaluation_data
+            failures.append(f"check {check.check_name} failed: {check.metadata}")
+    return failures
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

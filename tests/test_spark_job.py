@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from conftest import TINY_RANKER, make_settings
+from conftest import TINY_RANKER, make_settings, run_failures
 
 from reclake.lake import Lake
 from sources.bronze_schema import bronze_arrow_schema
@@ -93,12 +93,7 @@ def spark_run(tmp_path_factory, session_state_dir):
     result = defs.resolve_job_def("ingest_to_serve_job").execute_in_process(
         instance=instance, tags=tags, raise_on_error=False
     )
-    failed_checks = [
-        (e.asset_check_evaluation_data.check_name, e.asset_check_evaluation_data.metadata)
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-    ]
-    assert result.success, ([e.message for e in result.all_events if e.is_failure], failed_checks)
+    assert result.success, "\n".join(run_failures(result))
     summary, _ = summarise_run(settings, instance, result.run_id)
 
     spec = settings.load_feature_spec()
