@@ -22,6 +22,7 @@ from resources.dbt import DBT_EXECUTABLE, DbtCliResource
 from resources.lake import LakeResource
 from resources.pipeline import PipelineResource
 from resources.warehouse import WarehouseResource
+from sources.spark_validation import LOCAL_MASTER, local_spark_environment
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT / "dbt_project")
 
@@ -153,11 +154,13 @@ def feature_tables(
     if parsed.exists():
         target.mkdir(parents=True)
         shutil.copy(parsed, target / PARTIAL_PARSE_FILE)
-    window_dates = {
+    dbt_environment = {
         "RECLAKE_DBT_MIN_DATE": window.start.date().isoformat(),
         "RECLAKE_DBT_MAX_DATE": window.end.date().isoformat(),
     }
-    with _environment(window_dates):  # dagster-dbt copies this process's environment when it starts dbt
+    if pipeline.engine == "spark":  # dbt-spark's session starts its JVM in the dbt process
+        dbt_environment.update(local_spark_environment(LOCAL_MASTER))
+    with _environment(dbt_environment):  # dagster-dbt copies this process's environment when it starts dbt
         invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=target)
     for event in invocation.stream():
         if isinstance(event, dg.Output | dg.AssetMaterialization):

@@ -133,6 +133,7 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: 
             pipeline.feature_spec_path or pipeline.source,
             partition_days(context),
             allow_empty=not pipeline.is_synthetic,
+            log=context.log.info,
         )
     else:
         # Each bronze day's ids are read once per run; the next days' lines are checked in

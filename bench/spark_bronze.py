@@ -60,7 +60,10 @@ def main() -> None:
         shutil.copytree(root / "spark" / "landing", root / "duckdb" / "landing")
 
         started = time.perf_counter()
-        on_spark = ingest_days_in_child(spark_lake.root, None, settings.feature_spec or settings.source, days, False)
+        on_spark = ingest_days_in_child(
+            spark_lake.root, None, settings.feature_spec or settings.source, days, False,
+            log=lambda line: print(line, file=sys.stderr),  # stdout holds the JSON line only
+        )  # fmt: skip
         spark_seconds = time.perf_counter() - started
 
         spec = settings.load_feature_spec()

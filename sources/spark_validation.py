@@ -42,7 +42,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,44 @@ _SPARK_TYPES = {"string": "string", "timestamp": "timestamp_ntz", "int": "bigint
 DRIVER_MEMORY = "4g"
 
 
+# The master of the bronze child and of dbt's ``spark`` target (dbt_project/profiles.yml):
+# Spark in the process, on two task threads.
+LOCAL_MASTER = "local[2]"
+
+# A local master needs no network: its driver and its tasks share one JVM. Without these,
+# Spark resolves the machine's hostname and binds to the address it finds: an offline
+# laptop whose name does not resolve fails before the session starts
+# (``UnknownHostException`` in spark-submit), and a name resolving to an unreachable
+# address leaves the driver listening there.
+LOOPBACK_ENVIRONMENT = {"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_HOSTNAME": "localhost"}
+
+
+def local_spark_environment(master: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables a Spark JVM of ``master`` should start with so that a local master
+    stays on the loopback interface: ``LOOPBACK_ENVIRONMENT`` less any the user set in
+    ``environ``; nothing for a cluster master."""
+    if not master.startswith("local"):
+        return {}
+    return {name: value for name, value in LOOPBACK_ENVIRONMENT.items() if name not in environ}
+
+
+def spark_master() -> str:
+    """The bronze child's master: ``RECLAKE_SPARK_MASTER``, else ``LOCAL_MASTER``."""
+    return os.environ.get("RECLAKE_SPARK_MASTER", LOCAL_MASTER)
+
+
 def spark_session(app_name: str = "reclake-bronze"):  # pragma: no cover - imported lazily by the child
     """A local Spark session configured like the dbt ``spark`` target: UTC wall-clock
     times, microsecond Parquet timestamps, few shuffle partitions; ``RECLAKE_SPARK_MASTER``
-    and ``RECLAKE_SPARK_DRIVER_MEMORY`` override the master (``local[2]``) and the
-    driver's heap (``DRIVER_MEMORY``)."""
+    and ``RECLAKE_SPARK_DRIVER_MEMORY`` override the master (``LOCAL_MASTER``) and the
+    driver's heap (``DRIVER_MEMORY``). A local master runs on loopback only
+    (``local_spark_environment``)."""
     from pyspark.sql import SparkSession
 
+    os.environ.update(local_spark_environment(spark_master()))  # read when the JVM starts
     return (
         SparkSession.builder.appName(app_name)
-        .master(os.environ.get("RECLAKE_SPARK_MASTER", "local[2]"))
+        .master(spark_master())
         .config("spark.driver.memory", os.environ.get("RECLAKE_SPARK_DRIVER_MEMORY", DRIVER_MEMORY))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
@@ -456,6 +485,7 @@ def ingest_days_in_child(
     feature_spec: str,
     days: Sequence[dt.date],
     allow_empty: bool,
+    log: Callable[[str], None] = print,
 ) -> list[IngestedDay]:
     """Ingest ``days`` (in order) on Spark in a fresh Python process, so the JVM and its
     memory end with it.
@@ -466,6 +496,9 @@ def ingest_days_in_child(
         feature_spec: a feature spec YAML path or a packaged spec's name.
         days: the partition days.
         allow_empty: a day without landing files is empty instead of an error.
+        log: called, while the child runs, with each line of its progress (the session's
+            start, then each day's rows and seconds); Spark's own output is kept for
+            the error.
 
     Raises:
         RuntimeError: the child failed; carries the end of its output.
@@ -485,19 +518,29 @@ def ingest_days_in_child(
                 }
             )
         )
-        completed = subprocess.run(
-            [sys.executable, "-m", "sources.spark_validation", str(request)],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode != 0 or not result.is_file():
-            raise RuntimeError(
-                f"bronze on Spark failed (exit {completed.returncode}):\n{completed.stdout[-4000:]}\n"
-                f"{completed.stderr[-8000:]}"
+        spark_output = Path(folder) / "spark.log"
+        with spark_output.open("w") as errors:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "sources.spark_validation", str(request)],
+                cwd=PROJECT_ROOT,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
+                },
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
             )
+            try:
+                for line in child.stdout:
+                    log(line.rstrip())
+                returncode = child.wait()
+            finally:
+                if child.poll() is None:  # interrupted: the JVM must not outlive the step
+                    child.kill()
+                    child.wait()
+        if returncode != 0 or not result.is_file():
+            raise RuntimeError(f"bronze on Spark failed (exit {returncode}):\n{spark_output.read_text()[-8000:]}")
         return [
             IngestedDay(**{**row, "day": dt.date.fromisoformat(row["day"])}) for row in json.loads(result.read_text())
         ]
@@ -507,12 +550,21 @@ def _main(request_file: str) -> None:  # pragma: no cover - runs in the child
     request = json.loads(Path(request_file).read_text())
     lake = Lake.open(request["lake_root"], request["s3_endpoint_url"])
     spec = load_feature_spec(request["feature_spec"])
+    started = time.perf_counter()
     spark = spark_session()
     spark.sparkContext.setLogLevel("ERROR")
+    print(f"Spark session ({spark_master()}) started in {time.perf_counter() - started:.1f} s", flush=True)
+    results = []
     try:
-        results = [
-            ingest_day(spark, lake, spec, dt.date.fromisoformat(day), request["allow_empty"]) for day in request["days"]
-        ]
+        for day in request["days"]:
+            started = time.perf_counter()
+            results.append(ingest_day(spark, lake, spec, dt.date.fromisoformat(day), request["allow_empty"]))
+            done = results[-1]
+            print(
+                f"{day} on Spark: {done.input_rows} lines, {done.bronze_rows} to bronze, "
+                f"{done.quarantined_rows} quarantined in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
     finally:
         spark.stop()
     rows = [{**dataclasses.asdict(r), "day": r.day.isoformat()} for r in results]

@@ -24,12 +24,6 @@ configure_process()
 # in the settings this process builds (make_settings) and in every child process.
 PINNED_CALENDAR = {"RECLAKE_SYNTHETIC_START_DATE": "2024-03-01"}
 os.environ.update(PINNED_CALENDAR)
-# The suite's JVMs (Spark's bronze child, dbt-spark's session) live a minute or two on a
-# few thousand rows: with the C1 compiler alone and the serial collector, Spark's bronze
-# of 3 x 2,000 events took 60 CPU seconds instead of 100, and the dbt-spark module 80
-# instead of 101, in no more time; CPU the other test worker needs. Users' JVMs keep the
-# defaults: at 150,000 events a day, C1-only code took twice as long.
-os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 import pytest  # noqa: E402
 

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from conftest import TINY_RANKER, make_settings, run_failures
+from conftest import PROJECT_ROOT, TINY_RANKER, make_settings, run_failures
 
 from reclake.lake import Lake
 from sources.bronze_schema import bronze_arrow_schema
 from sources.event_ids import EventIdIndex
 from sources.ingest import ingest_landing_day
+from sources.spark_validation import LOOPBACK_ENVIRONMENT
 
 pytestmark = [
     pytest.mark.integration,
@@ -99,11 +104,12 @@ def spark_run(tmp_path_factory, session_state_dir):
     spec = settings.load_feature_spec()
     ids = EventIdIndex(reference, "synthetic")
     duckdb_days = [ingest_landing_day(reference, spec, dt.date.fromisoformat(d), event_ids=ids) for d in DAYS]
-    return settings, lake, reference, summary, duckdb_days
+    progress = [e.message for e in instance.all_logs(result.run_id) if " on Spark: " in e.message]
+    return settings, lake, reference, summary, duckdb_days, progress
 
 
 def test_spark_bronze_and_quarantine_equal_duckdbs(spark_run):
-    settings, lake, reference, _, duckdb_days = spark_run
+    settings, lake, reference, _, duckdb_days, progress = spark_run
     schema = bronze_arrow_schema(settings.load_feature_spec())
     for day in duckdb_days:
         spark_bronze = pq.read_table(lake.bronze_file("synthetic", day.day)).cast(schema)
@@ -113,10 +119,14 @@ def test_spark_bronze_and_quarantine_equal_duckdbs(spark_run):
         assert Path(spark_q).exists() == Path(duckdb_q).exists(), day.day
         if Path(duckdb_q).exists():
             assert pq.read_table(spark_q).to_pylist() == pq.read_table(duckdb_q).to_pylist()
+    # The child's progress reached the step's log while it ran: a line per day.
+    assert [line.split(" on Spark: ")[0] for line in progress] == DAYS, progress
+    day2 = duckdb_days[1]
+    assert f"{day2.bronze_rows} to bronze, {day2.quarantined_rows} quarantined" in progress[1]
 
 
 def test_bad_lines_are_quarantined_with_their_reasons(spark_run):
-    _, lake, _, _, _ = spark_run
+    _, lake, *_ = spark_run
     quarantined = pq.read_table(lake.quarantine_file("synthetic", dt.date.fromisoformat(DAYS[1]))).to_pylist()
     assert {row["source_file"] for row in quarantined} == {"late-bad.jsonl"}
     counts: dict[str, int] = {}
@@ -143,7 +153,40 @@ def test_marts_are_built_by_dbt_spark_and_read_through_duckdb_views(spark_run):
 
 
 def test_a_model_is_trained_on_the_spark_marts(spark_run):
-    _, _, _, summary, _ = spark_run
+    _, _, _, summary, *_ = spark_run
     assert Path(summary["savedmodel_path"], "saved_model.pb").is_file()
     assert 0.5 < summary["metrics"]["ranking_auc"] <= 1.0
     assert summary["checks"]["failed"] == []
+
+
+UNRESOLVABLE_HOST = "reclake-test-host.invalid"  # .invalid never resolves (RFC 6761)
+
+
+def _in_unresolvable_host(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run Python ``code`` in a UTS namespace of its own whose hostname does not resolve,
+    as on an offline laptop with a name no resolver knows."""
+    script = f"hostname {UNRESOLVABLE_HOST} && exec {shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+    return subprocess.run(
+        ["unshare", "--uts", "sh", "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _can_rename_the_host() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--uts", "hostname", UNRESOLVABLE_HOST], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_rename_the_host(), reason="needs `unshare --uts` (root or CAP_SYS_ADMIN)")
+def test_local_spark_starts_on_a_machine_whose_name_does_not_resolve():
+    """Spark alone fails on such a machine before its session starts; the bronze child's
+    session (``spark_session``: a local master on loopback) starts and runs a query."""
+    env = {k: v for k, v in os.environ.items() if k not in LOOPBACK_ENVIRONMENT}
+    plain = _in_unresolvable_host(
+        "from pyspark.sql import SparkSession; SparkSession.builder.master('local[1]').getOrCreate()", env
+    )
+    assert plain.returncode != 0 and "UnknownHostException" in plain.stderr, plain.stderr[-2000:]
+    ours = _in_unresolvable_host(
+        "from sources.spark_validation import spark_session; print(spark_session().range(5).count())", env
+    )
+    assert ours.returncode == 0 and ours.stdout.split() == ["5"], ours.stderr[-4000:]
