@@ -202,7 +202,7 @@ def test_service_refuses_an_unpinned_model_tag(bento_home, model_tag):
 
 def test_a_built_bento_holds_every_project_module_the_service_imports(model_tag, bento_home):
     """``bentoml build`` of serving/bentofile.yaml packs the code and the packages the service needs."""
-    env = {**_base_env(bento_home), "RECLAKE_BENTO_MODEL_TAG": model_tag}
+    env = {**_base_env(bento_home), "RECLAKE_BENTO_MODEL_TAG": model_tag, "RECLAKE_SERVE_WORKERS": "1"}
     bentoml = Path(sys.executable).parent / "bentoml"
     built = subprocess.run(
         [str(bentoml), "build", "-f", "serving/bentofile.yaml", "--output", "tag", "."],
