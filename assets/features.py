@@ -122,7 +122,8 @@ def feature_tables(
     warehouse: WarehouseResource,
     pipeline: PipelineResource,
 ):
-    """``dbt build`` over the run's partition window (tests run as asset checks).
+    """``dbt build`` over the run's partition window (data tests run as asset checks; the
+    unit tests are CI's, see ``PRODUCTION_BUILD_FLAGS``).
 
     The source's feature spec goes to dbt as vars (its columns, ids, label and
     aggregate windows), so the same models serve every source. The run's partition
@@ -150,7 +151,7 @@ def feature_tables(
         Path(dbt_vars["spark_warehouse_dir"]).mkdir(parents=True, exist_ok=True)
     started, built, tests, failed = time.perf_counter(), 0, 0, 0
     parsed = _partial_parse_file(warehouse, dbt, dbt_vars)
-    target = Path(dbt_project.project_dir, "target", f"{context.run_id[:8]}-{uuid.uuid4().hex[:8]}")
+    target = Path(dbt_project.project_dir, "target", f"{context.run_id[:8]}-{uuid.uuid4().hex[:8]}")  # BUILD_FOLDER
     if parsed.exists():
         target.mkdir(parents=True)
         shutil.copy(parsed, target / PARTIAL_PARSE_FILE)
@@ -161,7 +162,9 @@ def feature_tables(
     if pipeline.engine == "spark":  # dbt-spark's session starts its JVM in the dbt process
         dbt_environment.update(local_spark_environment(LOCAL_MASTER))
     with _environment(dbt_environment):  # dagster-dbt copies this process's environment when it starts dbt
-        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=target)
+        invocation = dbt.cli(
+            ["build", *PRODUCTION_BUILD_FLAGS, "--vars", json.dumps(dbt_vars)], context=context, target_path=target
+        )
     for event in invocation.stream():
         if isinstance(event, dg.Output | dg.AssetMaterialization):
             built += 1
@@ -170,6 +173,7 @@ def feature_tables(
         yield event
     parse = _describe_parse(target, seeded=parsed.exists())
     _keep_partial_parse(target / PARTIAL_PARSE_FILE, parsed)
+    prune_build_folders(target.parent)
     if pipeline.engine == "spark":
         # The later assets read the DuckDB file: its views read the Parquet Spark wrote.
         published = warehouse.publish_spark_tables()
@@ -180,6 +184,19 @@ def feature_tables(
         f"{tests} tests ({failed} failed) in {time.perf_counter() - started:.1f} s; {parse}"
     )
 
+
+KEPT_BUILD_FOLDERS = 30
+"""Each build writes its artifacts (manifest, run results, ``dbt.log``: about 4 MB) to a
+folder of its own under ``dbt_project/target``; the newest this many are kept."""
+
+BUILD_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{8}")
+"""A build folder's name: the run id's first 8 hex digits, then 8 random ones."""
+
+PRODUCTION_BUILD_FLAGS = ("--exclude-resource-type", "unit_test")
+"""The pipeline's builds leave out dbt's unit tests: their inputs are static fixtures, so
+they test the SQL, which no run changes, and dbt advises running them in development and
+CI only. ``make test`` runs them on DuckDB and on Spark (``tests/test_dbt_project.py``,
+``tests/test_dbt_spark.py``); the data tests run on every build, as asset checks."""
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 """What dbt writes after parsing, and reads to parse again only the files that changed."""
@@ -204,6 +221,35 @@ def _keep_partial_parse(written: Path, kept: Path) -> None:
     private = kept.with_name(f".{kept.name}.{uuid.uuid4().hex[:8]}")
     shutil.copy(written, private)
     os.replace(private, kept)
+
+
+def prune_build_folders(targets: Path, keep: int = KEPT_BUILD_FOLDERS, min_age_s: float = 86_400) -> list[Path]:
+    """Delete the build folders (``BUILD_FOLDER``: nothing a manual ``dbt build`` writes)
+    in ``targets`` beyond the newest ``keep`` (by their
+    ``dbt.log``'s time, else the folder's), sparing any younger than ``min_age_s``: a
+    build of another run may still be writing there. Returns the deleted folders.
+
+    Without this, a daily deployment piles up a folder per run, over a gigabyte a year."""
+
+    def written(folder: Path) -> float:
+        log = folder / "dbt.log"
+        return (log if log.exists() else folder).stat().st_mtime
+
+    try:
+        folders = [f for f in targets.iterdir() if f.is_dir() and BUILD_FOLDER.fullmatch(f.name)]
+        folders.sort(key=written, reverse=True)
+    except FileNotFoundError:
+        return []
+    cutoff = time.time() - min_age_s
+    deleted = []
+    for folder in folders[keep:]:
+        try:
+            if written(folder) < cutoff:
+                shutil.rmtree(folder)
+                deleted.append(folder)
+        except FileNotFoundError:
+            continue  # pruned by a run of another process meanwhile
+    return deleted
 
 
 def _describe_parse(target: Path, *, seeded: bool) -> str:

@@ -20,6 +20,7 @@ new day is yesterday, so the UI shows no missing partition once the loop has run
 """
 
 import datetime as dt
+import json
 import re
 import signal
 import subprocess
@@ -183,6 +184,10 @@ def test_make_run_built_every_asset_once_and_its_metrics_are_honest(world, main_
     for mart in ("fct_events", "training_examples", "user_features", "item_features"):
         assert outcomes[f"{mart}/{mart}_expectations"] is True, mart
     assert len([name for name in outcomes if name.startswith(("fct_events/", "training_examples/unique"))]) >= 3
+    # dbt built the models and ran the data tests; the unit tests are CI's (test_dbt_project.py).
+    (target,) = (PROJECT_ROOT / "dbt_project" / "target").glob(f"{summary['run_id'][:8]}-*")
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    assert {result["unique_id"].split(".")[0] for result in results} == {"model", "test"}
 
     with duckdb.connect(settings.warehouse_path, read_only=True) as con:
         rows, distinct = con.execute("select count(*), count(distinct event_id) from fct_events").fetchone()

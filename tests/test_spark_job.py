@@ -28,7 +28,7 @@ from reclake.lake import Lake
 from sources.bronze_schema import bronze_arrow_schema
 from sources.event_ids import EventIdIndex
 from sources.ingest import ingest_landing_day
-from sources.spark_validation import LOOPBACK_ENVIRONMENT
+from sources.spark_validation import LOOPBACK_ENVIRONMENT, local_spark_environment
 
 pytestmark = [
     pytest.mark.integration,
@@ -190,3 +190,9 @@ def test_local_spark_starts_on_a_machine_whose_name_does_not_resolve():
         "from sources.spark_validation import spark_session; print(spark_session().range(5).count())", env
     )
     assert ours.returncode == 0 and ours.stdout.split() == ["5"], ours.stderr[-4000:]
+
+
+def test_only_a_local_master_is_kept_on_loopback_and_the_users_settings_win():
+    assert local_spark_environment("local[2]", {}) == LOOPBACK_ENVIRONMENT
+    assert local_spark_environment("local[*]", {"SPARK_LOCAL_IP": "10.0.0.5"}) == {"SPARK_LOCAL_HOSTNAME": "localhost"}
+    assert local_spark_environment("spark://spark-master:7077", {}) == {}
