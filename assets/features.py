@@ -151,7 +151,7 @@ def feature_tables(
         Path(dbt_vars["spark_warehouse_dir"]).mkdir(parents=True, exist_ok=True)
     started, built, tests, failed = time.perf_counter(), 0, 0, 0
     parsed = _partial_parse_file(warehouse, dbt, dbt_vars)
-    target = Path(dbt_project.project_dir, "target", f"{context.run_id[:8]}-{uuid.uuid4().hex[:8]}")  # BUILD_FOLDER
+    target = Path(dbt_project.project_dir, "target", f"{context.run_id[:8]}-{uuid.uuid4().hex[:8]}")  # a BUILD_FOLDER
     if parsed.exists():
         target.mkdir(parents=True)
         shutil.copy(parsed, target / PARTIAL_PARSE_FILE)
@@ -224,12 +224,16 @@ def _keep_partial_parse(written: Path, kept: Path) -> None:
 
 
 def prune_build_folders(targets: Path, keep: int = KEPT_BUILD_FOLDERS, min_age_s: float = 86_400) -> list[Path]:
-    """Delete the build folders (``BUILD_FOLDER``: nothing a manual ``dbt build`` writes)
-    in ``targets`` beyond the newest ``keep`` (by their
-    ``dbt.log``'s time, else the folder's), sparing any younger than ``min_age_s``: a
-    build of another run may still be writing there. Returns the deleted folders.
+    """Delete the build folders in ``targets`` beyond the newest ``keep``, sparing any
+    younger than ``min_age_s`` (a build of another run may still be writing there).
 
-    Without this, a daily deployment piles up a folder per run, over a gigabyte a year."""
+    Only folders named like ``BUILD_FOLDER`` are considered, never what a manual ``dbt
+    build`` writes; a folder's time is its ``dbt.log``'s, else its own. Without this, a
+    daily deployment piles up a folder per run, over a gigabyte a year.
+
+    Returns:
+        The deleted folders.
+    """
 
     def written(folder: Path) -> float:
         log = folder / "dbt.log"
