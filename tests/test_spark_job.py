@@ -185,7 +185,9 @@ def test_local_spark_starts_on_a_machine_whose_name_does_not_resolve():
     plain = _in_unresolvable_host(
         "from pyspark.sql import SparkSession; SparkSession.builder.master('local[1]').getOrCreate()", env
     )
-    assert plain.returncode != 0 and "UnknownHostException" in plain.stderr, plain.stderr[-2000:]
+    if plain.returncode == 0:  # a resolver that answers every name: nothing to guard against here
+        pytest.skip(f"{UNRESOLVABLE_HOST} resolves on this machine")
+    assert "UnknownHostException" in plain.stderr, plain.stderr[-2000:]
     ours = _in_unresolvable_host(
         "from sources.spark_validation import spark_session; print(spark_session().range(5).count())", env
     )
