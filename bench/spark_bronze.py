@@ -37,7 +37,7 @@ def main() -> None:
     from sources.event_ids import EventIdIndex
     from sources.ingest import ingest_landing_day
     from sources.landing_writer import land_synthetic_day
-    from sources.spark_validation import DRIVER_MEMORY, ingest_days_in_child
+    from sources.spark_validation import ingest_days_in_child, spark_driver_memory, spark_master
     from sources.synthetic import SyntheticWorld, generate_day
 
     root = Path(tempfile.mkdtemp(prefix="reclake-bench-spark-"))
@@ -86,8 +86,8 @@ def main() -> None:
                 "spark": sum(d.bronze_rows for d in on_spark),
                 "duckdb": sum(d.bronze_rows for d in on_duckdb),
             },
-            "spark_master": os.environ.get("RECLAKE_SPARK_MASTER", "local[2]"),
-            "spark_driver_memory": os.environ.get("RECLAKE_SPARK_DRIVER_MEMORY", DRIVER_MEMORY),
+            "spark_master": spark_master(),
+            "spark_driver_memory": spark_driver_memory(),
             "cores": os.cpu_count(),
         }
     finally:

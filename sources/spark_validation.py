@@ -110,6 +110,11 @@ def spark_master() -> str:
     return os.environ.get("RECLAKE_SPARK_MASTER", LOCAL_MASTER)
 
 
+def spark_driver_memory() -> str:
+    """The bronze child's driver heap: ``RECLAKE_SPARK_DRIVER_MEMORY``, else ``DRIVER_MEMORY``."""
+    return os.environ.get("RECLAKE_SPARK_DRIVER_MEMORY", DRIVER_MEMORY)
+
+
 def spark_session(app_name: str = "reclake-bronze"):  # pragma: no cover - imported lazily by the child
     """A local Spark session configured like the dbt ``spark`` target: UTC wall-clock
     times, microsecond Parquet timestamps, few shuffle partitions; ``RECLAKE_SPARK_MASTER``
@@ -122,7 +127,7 @@ def spark_session(app_name: str = "reclake-bronze"):  # pragma: no cover - impor
     return (
         SparkSession.builder.appName(app_name)
         .master(spark_master())
-        .config("spark.driver.memory", os.environ.get("RECLAKE_SPARK_DRIVER_MEMORY", DRIVER_MEMORY))
+        .config("spark.driver.memory", spark_driver_memory())
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")

@@ -37,6 +37,9 @@ def store_entities(users: pd.DataFrame, items: pd.DataFrame, history: dict[str, 
 
 
 STARTUP_TIMEOUT_S = 180
+# A test's server runs one worker unless the test is about concurrency: each worker
+# imports TensorFlow and loads the model, seconds of a core the other test worker needs.
+ONE_WORKER = {"RECLAKE_SERVE_WORKERS": "1"}
 
 
 @contextmanager
@@ -44,9 +47,7 @@ def running_service(tag: str, bentoml_home: Path, extra_env: dict[str, str] | No
     """Serve ``tag`` from the store at ``bentoml_home`` on a free loopback port.
 
     ``extra_env``: more ``RECLAKE_*`` serving settings (``serving.config.ServingConfig``).
-    One worker unless ``extra_env`` asks for more (``RECLAKE_SERVE_WORKERS``): each
-    worker imports TensorFlow and loads the model, seconds of a core the other test
-    worker needs, and only the tests of concurrency need a second.
+    One worker (``ONE_WORKER``) unless ``extra_env`` asks for more.
 
     Yields:
         The base URL, once ``/readyz`` answers 200.
@@ -57,7 +58,7 @@ def running_service(tag: str, bentoml_home: Path, extra_env: dict[str, str] | No
         "BENTOML_HOME": str(bentoml_home),
         "RECLAKE_BENTO_MODEL_TAG": tag,
         "TF_USE_LEGACY_KERAS": "1",
-        "RECLAKE_SERVE_WORKERS": "1",
+        **ONE_WORKER,
         **(extra_env or {}),
     }
     argv = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:RecommenderService",

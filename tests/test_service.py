@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import requests
 from conftest import free_port
-from serving_support import TOY_METADATA, export_toy_recommender, running_server, running_service
+from serving_support import ONE_WORKER, TOY_METADATA, export_toy_recommender, running_server, running_service
 
 from models.export.savedmodel import load_recommender
 
@@ -202,7 +202,7 @@ def test_service_refuses_an_unpinned_model_tag(bento_home, model_tag):
 
 def test_a_built_bento_holds_every_project_module_the_service_imports(model_tag, bento_home):
     """``bentoml build`` of serving/bentofile.yaml packs the code and the packages the service needs."""
-    env = {**_base_env(bento_home), "RECLAKE_BENTO_MODEL_TAG": model_tag, "RECLAKE_SERVE_WORKERS": "1"}
+    env = {**_base_env(bento_home), "RECLAKE_BENTO_MODEL_TAG": model_tag, **ONE_WORKER}
     bentoml = Path(sys.executable).parent / "bentoml"
     built = subprocess.run(
         [str(bentoml), "build", "-f", "serving/bentofile.yaml", "--output", "tag", "."],
