@@ -7,10 +7,10 @@ instance in the state folder and its run launcher (``automation.launch``), exact
 run started from the UI is executed; ``make ui`` then shows it under its job. A history
 longer than ``--days-per-run`` days (``assets.partitions.MAX_DAYS_PER_RUN``, a year) runs
 as several runs, one after another: its older days through ``history_job`` (landing to
-the feature marts, with their checks), at most that many days per run, then the newest
-``--days-per-run`` days through the main job. Prints a line per step while they run, then
-the summary of the main job's run; writes ``run_summary.json`` to the lake root and prints
-its path as the last line. The run worker's own log goes to ``<dagster_home>/logs/``.
+the feature marts, with their checks), at most that many days per run (the leftover
+days first), then the newest ``--days-per-run`` days through the main job. Prints a line
+per step while they run, then the summary of the main job's run; writes
+``run_summary.json`` to the lake root and prints its path as the last line. The run worker's own log goes to ``<dagster_home>/logs/``.
 
 Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--days-per-run N] [--prepare-only] [--served-tag]``
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import sys
@@ -67,16 +68,19 @@ def planned_runs(days: list[dt.date], days_per_run: int) -> list[tuple[str, list
     """The runs ``make run`` launches for ``days`` (oldest first), in order, as (job, days).
 
     The newest ``days_per_run`` days go to the main job; the older ones, if any, to the
-    history job, ``days_per_run`` at a time, oldest first, so that each run's incremental
-    models find the days before it already built.
+    history job, oldest first, so that each run's incremental models find the days before
+    it already built: first what is left over after whole runs of ``days_per_run`` days
+    (the shorter run, which Dagster creates sooner, so the first step starts soonest),
+    then ``days_per_run`` days at a time.
     """
     from automation.run_summary import HISTORY_JOB, MAIN_JOB
 
     if days_per_run < 1:
         raise ValueError(f"days per run must be at least 1, got {days_per_run}")
     older, newest = days[:-days_per_run], days[-days_per_run:]
-    runs = [(HISTORY_JOB, older[start : start + days_per_run]) for start in range(0, len(older), days_per_run)]
-    return [*runs, (MAIN_JOB, newest)]
+    first_cut = len(older) % days_per_run or days_per_run  # where the leftover days end
+    cuts = [0, *range(first_cut, len(older), days_per_run), len(older)] if older else []
+    return [*((HISTORY_JOB, older[start:end]) for start, end in itertools.pairwise(cuts)), (MAIN_JOB, newest)]
 
 
 def _days_not_yet_ended(settings: Settings) -> list:

@@ -32,18 +32,22 @@ def test_a_short_history_is_one_run_of_the_main_job():
 
 def test_older_days_go_through_the_history_job_oldest_first_then_the_newest_through_the_main_job():
     days = _days(5)
+    # The day left over after whole runs goes first: the shortest run starts soonest.
     assert planned_runs(days, 2) == [
-        (HISTORY_JOB, days[0:2]),
-        (HISTORY_JOB, days[2:3]),
+        (HISTORY_JOB, days[0:1]),
+        (HISTORY_JOB, days[1:3]),
         (MAIN_JOB, days[3:5]),
     ]
+    days = _days(6)
+    assert planned_runs(days, 2) == [(HISTORY_JOB, days[0:2]), (HISTORY_JOB, days[2:4]), (MAIN_JOB, days[4:6])]
 
 
 def test_six_years_of_days_run_as_a_year_per_run():
     days = _days(2400)
     runs = planned_runs(days, MAX_DAYS_PER_RUN)
     assert [job for job, _ in runs] == [HISTORY_JOB] * 6 + [MAIN_JOB]
-    assert max(len(chunk) for _, chunk in runs) == MAX_DAYS_PER_RUN
+    # 2,035 older days: the 210 left over after five whole years first, then the years.
+    assert [len(chunk) for _, chunk in runs] == [210] + [MAX_DAYS_PER_RUN] * 6
     assert [day for _, chunk in runs for day in chunk] == days  # every day once, in order
     assert runs[-1][1] == days[-MAX_DAYS_PER_RUN:]
 
