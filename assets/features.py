@@ -151,7 +151,7 @@ def feature_tables(
         Path(dbt_vars["spark_warehouse_dir"]).mkdir(parents=True, exist_ok=True)
     started, built, tests, failed = time.perf_counter(), 0, 0, 0
     parsed = _partial_parse_file(warehouse, dbt, dbt_vars)
-    target = Path(dbt_project.project_dir, "target", f"{context.run_id[:8]}-{uuid.uuid4().hex[:8]}")  # a BUILD_FOLDER
+    target = build_folder(Path(dbt_project.project_dir, "target"), context.run_id)
     if parsed.exists():
         target.mkdir(parents=True)
         shutil.copy(parsed, target / PARTIAL_PARSE_FILE)
@@ -190,7 +190,14 @@ KEPT_BUILD_FOLDERS = 30
 folder of its own under ``dbt_project/target``; the newest this many are kept."""
 
 BUILD_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{8}")
-"""A build folder's name: the run id's first 8 hex digits, then 8 random ones."""
+"""A build folder's name (``build_folder``): the run id's first 8 hex digits, then 8 random ones."""
+
+
+def build_folder(targets: Path, run_id: str) -> Path:
+    """A new folder under ``targets`` for one build's artifacts, named like ``BUILD_FOLDER``
+    (random, so two builds of one run never share it); not created."""
+    return targets / f"{run_id[:8]}-{uuid.uuid4().hex[:8]}"
+
 
 PRODUCTION_BUILD_FLAGS = ("--exclude-resource-type", "unit_test")
 """The pipeline's builds leave out dbt's unit tests: their inputs are static fixtures, so

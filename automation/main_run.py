@@ -10,7 +10,8 @@ as several runs, one after another: its older days through ``history_job`` (land
 the feature marts, with their checks), at most that many days per run (the leftover
 days first), then the newest ``--days-per-run`` days through the main job. Prints a line
 per step while they run, then the summary of the main job's run; writes
-``run_summary.json`` to the lake root and prints its path as the last line. The run worker's own log goes to ``<dagster_home>/logs/``.
+``run_summary.json`` to the lake root and prints its path as the last line. The run
+worker's own log goes to ``<dagster_home>/logs/``.
 
 Usage: ``python -m automation.main_run [--days N] [--events-per-day N] [--days-per-run N] [--prepare-only] [--served-tag]``
 """

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from assets.features import prune_build_folders
+from assets.features import BUILD_FOLDER, build_folder, prune_build_folders
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +42,9 @@ def test_a_folder_younger_than_a_day_is_spared_even_beyond_the_newest(tmp_path):
     assert prune_build_folders(tmp_path, keep=1) == []
     assert all(folder.is_dir() for folder in builds)
     assert prune_build_folders(tmp_path / "missing") == []
+
+
+def test_a_new_build_folder_is_one_that_pruning_recognises(tmp_path):
+    first, second = (build_folder(tmp_path, "0123abcd-5678-90ef") for _ in range(2))
+    assert BUILD_FOLDER.fullmatch(first.name) and first.name.startswith("0123abcd-")
+    assert first != second and not first.exists()
